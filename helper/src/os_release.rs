@@ -1,0 +1,1 @@
+//! Family detection (placeholder, being written).

@@ -1,0 +1,1 @@
+//! Pure parsers of the package tools' output (placeholder, being written).

@@ -1,0 +1,475 @@
+//! Requests and replies. The agent's requests carry no free-form data: no
+//! string it sends can reach an argv or a path in the helper. Package names
+//! exist only in the helper, mapped from [`Package`].
+//!
+//! Compatibility: `Request::Hello` and `Reply::Welcome` / `Reply::Unsupported`
+//! keep their variant numbers (0) and shapes forever, so an old agent and a
+//! new helper (or the reverse), as they meet during every self-update, always
+//! get a typed answer to the first exchange. Add variants at the end only.
+
+use std::fmt;
+
+use bincode::{Decode, Encode};
+
+/// The protocol spoken by this build. Bump on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What the agent may ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum Request {
+    /// First message on every connection.
+    Hello { protocol: u32 },
+    /// Installed versions, family, lock state.
+    Status,
+    /// Refresh only the patchman repository and report candidates.
+    Check,
+    /// The whole update procedure, for the client and, if installed, the
+    /// realtime package. Answered by `Progress` frames, then one final reply.
+    Update,
+}
+
+impl Request {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::Status => "status",
+            Request::Check => "check",
+            Request::Update => "update",
+        }
+    }
+}
+
+/// Everything the helper may answer.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Reply {
+    /// Answer to a compatible `Hello`.
+    Welcome {
+        protocol: u32,
+        helper_version: String,
+        family: Family,
+    },
+    /// Answer to a `Hello` whose protocol this helper does not speak.
+    Unsupported { helper_protocol: u32 },
+    /// The peer is not the configured agent user. Nothing else is said.
+    Denied,
+    /// Another `Update` is running; try again later.
+    Busy,
+    /// Answer to `Status`.
+    Status(StatusReport),
+    /// Answer to `Check`.
+    Check(CheckReport),
+    /// A step of `Update` (or `Check`) is starting. Zero or more precede the
+    /// final reply.
+    Progress(Step),
+    /// Final answer to a successful `Update`.
+    Updated(UpdateReport),
+    /// Final answer to any request that failed.
+    Failed(Failure),
+}
+
+/// The package-manager family of the host, as the helper detected it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum Family {
+    /// Debian, Ubuntu and derivatives: apt-get, apt-cache, dpkg.
+    Apt,
+    /// Enterprise Linux 8 and later: dnf, rpm.
+    Dnf,
+    /// Enterprise Linux 6 and 7: yum, rpm.
+    Yum,
+}
+
+impl Family {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Family::Apt => "apt",
+            Family::Dnf => "dnf",
+            Family::Yum => "yum",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The only two packages the helper ever touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub enum Package {
+    /// `patchman-client`
+    Client,
+    /// `patchman-client-realtime`, updated only where already installed.
+    Realtime,
+}
+
+impl Package {
+    pub const ALL: [Package; 2] = [Package::Client, Package::Realtime];
+
+    /// The package name. Used by the helper to build argv; never received
+    /// from the agent.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Package::Client => "patchman-client",
+            Package::Realtime => "patchman-client-realtime",
+        }
+    }
+
+    /// The reverse of [`Package::name`], for parsers of tool output.
+    pub fn from_name(name: &str) -> Option<Package> {
+        Package::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl fmt::Display for Package {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A parsed package version: `[epoch:]version[-release]`. For Debian,
+/// `release` is the Debian revision (empty for native packages).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct Evr {
+    pub epoch: u32,
+    pub version: String,
+    pub release: String,
+}
+
+/// Why a version string is not a valid `[epoch:]version[-release]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvrError {
+    Empty,
+    BadEpoch(String),
+    EmptyVersion,
+    BadCharacter(char),
+    TooLong(usize),
+}
+
+impl fmt::Display for EvrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EvrError::Empty => write!(f, "empty version"),
+            EvrError::BadEpoch(e) => write!(f, "epoch {e:?} is not a number"),
+            EvrError::EmptyVersion => write!(f, "no upstream version"),
+            EvrError::BadCharacter(c) => write!(f, "character {c:?} is not allowed in a version"),
+            EvrError::TooLong(n) => write!(f, "version of {n} bytes is too long"),
+        }
+    }
+}
+
+impl std::error::Error for EvrError {}
+
+/// Longest version string accepted from any tool's output.
+pub const MAX_VERSION_LEN: usize = 256;
+
+impl Evr {
+    /// Parses `[epoch:]version[-release]`, splitting at the first `:` and
+    /// the last `-`, as dpkg and rpm both do. Accepts only the characters
+    /// either tool allows in a version (`[A-Za-z0-9.+~^_-]`, `:` for the
+    /// epoch), so a parsed version is always safe to print and to compare.
+    pub fn parse(s: &str) -> Result<Evr, EvrError> {
+        if s.is_empty() {
+            return Err(EvrError::Empty);
+        }
+        if s.len() > MAX_VERSION_LEN {
+            return Err(EvrError::TooLong(s.len()));
+        }
+        let (epoch, rest) = match s.split_once(':') {
+            Some((e, rest)) => {
+                let epoch = if e.is_empty() || !e.bytes().all(|b| b.is_ascii_digit()) {
+                    None
+                } else {
+                    e.parse::<u32>().ok()
+                };
+                (epoch.ok_or_else(|| EvrError::BadEpoch(e.to_string()))?, rest)
+            }
+            None => (0, s),
+        };
+        if let Some(c) = rest
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '~' | '^' | '_' | '-')))
+        {
+            return Err(EvrError::BadCharacter(c));
+        }
+        let (version, release) = match rest.rsplit_once('-') {
+            Some((v, r)) => (v, r),
+            None => (rest, ""),
+        };
+        if version.is_empty() {
+            return Err(EvrError::EmptyVersion);
+        }
+        Ok(Evr {
+            epoch,
+            version: version.to_string(),
+            release: release.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Evr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.epoch != 0 {
+            write!(f, "{}:", self.epoch)?;
+        }
+        f.write_str(&self.version)?;
+        if !self.release.is_empty() {
+            write!(f, "-{}", self.release)?;
+        }
+        Ok(())
+    }
+}
+
+/// An installed package as the package database records it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Installed {
+    pub evr: Evr,
+    /// False when the database shows an interrupted install (dpkg
+    /// `half-configured`, `unpacked`, …): the helper finishes it first.
+    pub complete: bool,
+}
+
+/// Whether another program holds the package manager's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum LockState {
+    Free,
+    /// Held by another process, with its pid where the lock says.
+    Held { pid: Option<u32> },
+}
+
+/// Answer to `Status`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct StatusReport {
+    pub family: Family,
+    pub client: Option<Installed>,
+    pub realtime: Option<Installed>,
+    pub lock: LockState,
+    pub helper_version: String,
+}
+
+/// What the repository offers for one installed package.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Candidate {
+    pub package: Package,
+    pub installed: Evr,
+    /// `None` when nothing newer than `installed` is offered.
+    pub candidate: Option<Evr>,
+}
+
+/// Answer to `Check`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct CheckReport {
+    /// One entry per installed package of ours.
+    pub packages: Vec<Candidate>,
+}
+
+impl CheckReport {
+    pub fn update_available(&self) -> bool {
+        self.packages.iter().any(|c| c.candidate.is_some())
+    }
+}
+
+/// One package moved from one version to another.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Change {
+    pub package: Package,
+    pub from: Evr,
+    pub to: Evr,
+}
+
+/// Answer to a successful `Update`. Empty `changes`: already up to date.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct UpdateReport {
+    pub changes: Vec<Change>,
+    /// The helper exits after this reply when `changes` is not empty, so
+    /// the next connection runs the newly installed helper.
+    pub helper_restarting: bool,
+}
+
+/// The steps of the procedure, reported as `Progress` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum Step {
+    /// Finish an install an earlier run left interrupted.
+    FinishInterrupted,
+    /// apt: `apt-config dump`.
+    ReadAptConfig,
+    /// apt: `apt-get update` of the patchman source; dnf/yum: `clean all`.
+    RefreshMetadata,
+    /// apt: `apt-cache policy`.
+    QueryCandidate,
+    /// Decide whether anything but our packages would change.
+    CheckDependencies,
+    /// `apt-get -d install` / `dnf install --downloadonly`.
+    Download,
+    /// Find the downloaded file.
+    LocateFile,
+    /// Ownership, mode, embedded metadata, checksum or signature.
+    Verify,
+    /// `dpkg -i` / `rpm -U`.
+    Install,
+    /// `dpkg-query` / `rpm -q` (and `apt-get check`).
+    Confirm,
+    /// Remove what was downloaded and not installed.
+    Cleanup,
+}
+
+impl Step {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Step::FinishInterrupted => "finishing an interrupted install",
+            Step::ReadAptConfig => "reading apt's configuration",
+            Step::RefreshMetadata => "refreshing the patchman repository metadata",
+            Step::QueryCandidate => "looking up the candidate version",
+            Step::CheckDependencies => "checking that nothing else would change",
+            Step::Download => "downloading",
+            Step::LocateFile => "locating the downloaded file",
+            Step::Verify => "verifying the downloaded package",
+            Step::Install => "installing",
+            Step::Confirm => "confirming the installed version",
+            Step::Cleanup => "cleaning up",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// Why a downloaded package file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum VerificationFailure {
+    /// No file of the expected name and shape was found.
+    Missing,
+    /// A symlink, device, directory … where a regular file should be.
+    NotRegularFile,
+    /// Not owned by root, or writable by group or others.
+    UnsafeOwnerOrMode,
+    /// The file's embedded name or version is not the one expected.
+    MetadataMismatch { expected: String, found: String },
+    /// Not newer than what is installed.
+    NotNewer { installed: Evr, offered: Evr },
+    /// SHA-256 differs from the repository index.
+    ChecksumMismatch,
+    /// The signature is missing or not trusted.
+    BadSignature,
+    /// The file changed between verification and install.
+    Changed,
+}
+
+impl fmt::Display for VerificationFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerificationFailure::Missing => write!(f, "the downloaded file was not found"),
+            VerificationFailure::NotRegularFile => write!(f, "the downloaded file is not a regular file"),
+            VerificationFailure::UnsafeOwnerOrMode => {
+                write!(f, "the downloaded file is not root-owned or is group/world-writable")
+            }
+            VerificationFailure::MetadataMismatch { expected, found } => {
+                write!(f, "the file contains {found}, expected {expected}")
+            }
+            VerificationFailure::NotNewer { installed, offered } => {
+                write!(f, "offered version {offered} is not newer than installed {installed}")
+            }
+            VerificationFailure::ChecksumMismatch => {
+                write!(f, "the file's SHA-256 does not match the repository index")
+            }
+            VerificationFailure::BadSignature => write!(f, "the package signature is missing or not trusted"),
+            VerificationFailure::Changed => write!(f, "the file changed after it was verified"),
+        }
+    }
+}
+
+/// Every way a request can fail. This enum is the error vocabulary of the
+/// whole system: the agent prints it, logs it, and schedules retries by it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Failure {
+    /// The helper does not implement this request for this family yet.
+    NotSupported { family: Family, request: String },
+    /// `patchman-client` is not installed: nothing to update.
+    NotInstalled,
+    /// The update needs something other than our packages to change; a
+    /// person must upgrade by hand (`command` says how).
+    DependencyProblem { detail: String, command: String },
+    /// Another program holds the package manager's lock.
+    LockHeld { pid: Option<u32> },
+    /// A step ran past its time limit.
+    Timeout { step: Step },
+    /// The downloaded file was refused.
+    Verification {
+        package: Package,
+        reason: VerificationFailure,
+    },
+    /// A command exited unsuccessfully.
+    CommandFailed {
+        step: Step,
+        exit_code: Option<i32>,
+        excerpt: String,
+    },
+    /// The candidate does not come from the patchman repository.
+    WrongSource { package: Package },
+    /// The repository is not configured on this host.
+    RepositoryMissing { repository: String },
+    /// The helper's configuration or the host is not usable.
+    Config { detail: String },
+    /// The request arrived out of order (anything before `Hello`).
+    Protocol { detail: String },
+    /// A tool's output could not be understood.
+    UnexpectedOutput { step: Step, detail: String },
+    /// Something on the helper's side failed (I/O, spawning).
+    Internal { detail: String },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::NotSupported { family, request } => {
+                write!(f, "{request} is not supported on the {family} family by this helper yet")
+            }
+            Failure::NotInstalled => write!(f, "patchman-client is not installed"),
+            Failure::DependencyProblem { detail, command } => {
+                write!(f, "manual upgrade required: {detail}; run: {command}")
+            }
+            Failure::LockHeld { pid: Some(pid) } => {
+                write!(f, "the package manager's lock is held by process {pid}; will retry later")
+            }
+            Failure::LockHeld { pid: None } => {
+                write!(f, "the package manager's lock is held by another program; will retry later")
+            }
+            Failure::Timeout { step } => write!(f, "timed out while {step}"),
+            Failure::Verification { package, reason } => {
+                write!(f, "refused {package}: {reason}")
+            }
+            Failure::CommandFailed {
+                step,
+                exit_code,
+                excerpt,
+            } => {
+                match exit_code {
+                    Some(c) => write!(f, "{step} failed with exit code {c}")?,
+                    None => write!(f, "{step} failed: killed by a signal")?,
+                }
+                if !excerpt.is_empty() {
+                    write!(f, ": {excerpt}")?;
+                }
+                Ok(())
+            }
+            Failure::WrongSource { package } => {
+                write!(f, "the candidate for {package} does not come from the patchman repository")
+            }
+            Failure::RepositoryMissing { repository } => {
+                write!(f, "repository {repository:?} is not configured on this host")
+            }
+            Failure::Config { detail } => write!(f, "configuration problem: {detail}"),
+            Failure::Protocol { detail } => write!(f, "protocol error: {detail}"),
+            Failure::UnexpectedOutput { step, detail } => {
+                write!(f, "unexpected output while {step}: {detail}")
+            }
+            Failure::Internal { detail } => write!(f, "helper error: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}

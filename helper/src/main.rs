@@ -1,1 +1,177 @@
-fn main(){}
+//! `patchman-helper [--socket PATH] [--config PATH] [--agent-user NAME]`
+//!
+//! Thin: parses arguments, sets up logging and signals, calls the library.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::stat::{umask, Mode};
+use patchman_helper::{config, exec, os_release, server, Helper, Limits, StartError};
+
+const USAGE: &str = "\
+Usage: patchman-helper [--socket PATH] [--config PATH] [--agent-user NAME]
+
+The root helper of the patchman updater. Runs in the foreground and answers
+typed requests from the agent user over a Unix socket. Under systemd socket
+activation it takes the socket from fd 3 and exits when idle.
+
+Options:
+  --socket PATH       socket to create (default /run/patchman/helper.sock)
+  --config PATH       configuration file (default /etc/patchman/patchman.ini)
+  --agent-user NAME   the only user served (default patchman)
+  -h, --help          this text
+  -V, --version       the version
+";
+
+struct Args {
+    socket: PathBuf,
+    config: PathBuf,
+    agent_user: String,
+}
+
+fn parse_args() -> Result<Option<Args>> {
+    let mut args = Args {
+        socket: PathBuf::from(patchman_helper::DEFAULT_SOCKET),
+        config: PathBuf::from(config::DEFAULT_CONFIG),
+        agent_user: patchman_helper::DEFAULT_AGENT_USER.to_string(),
+    };
+    let mut it = std::env::args_os().skip(1);
+    while let Some(arg) = it.next() {
+        let arg = arg.to_string_lossy().into_owned();
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => it
+                    .next()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .with_context(|| format!("{flag} needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "--socket" => args.socket = PathBuf::from(value()?),
+            "--config" => args.config = PathBuf::from(value()?),
+            "--agent-user" => args.agent_user = value()?,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            "-V" | "--version" => {
+                println!("patchman-helper {}", patchman_helper::VERSION);
+                return Ok(None);
+            }
+            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    Ok(Some(args))
+}
+
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let under_systemd =
+        std::env::var_os("JOURNAL_STREAM").is_some() || std::env::var_os("INVOCATION_ID").is_some();
+    if under_systemd {
+        if let Ok(journald) = tracing_journald::layer() {
+            tracing_subscriber::registry()
+                .with(journald.with_syslog_identifier("patchman-helper".into()))
+                .init();
+            return;
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("patchman-helper: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let Some(args) = parse_args()? else {
+        return Ok(());
+    };
+    // Before any thread exists: the socket from systemd, and the signals
+    // we handle synchronously in one thread (children get a clean mask).
+    let activated = server::activated_socket()?;
+    let signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
+    signals.thread_block().context("blocking signals")?;
+    umask(Mode::from_bits_truncate(0o022));
+    init_logging();
+
+    if !nix::unistd::geteuid().is_root() {
+        return Err(StartError::NotRoot.into());
+    }
+    let agent = patchman_helper::agent_user(&args.agent_user)?;
+    let family = os_release::detect(std::path::Path::new("/")).map_err(StartError::Family)?;
+    let programs =
+        exec::Programs::resolve(patchman_helper::tools_for(family)).map_err(StartError::Program)?;
+    let config = config::load(&args.config).map_err(StartError::Config)?;
+
+    let mut limits = Limits::default();
+    let bound = match activated {
+        Some(listener) => {
+            limits.idle_exit = Some(std::time::Duration::from_secs(60));
+            server::Bound::Activated(listener)
+        }
+        None => server::bind(&args.socket, agent.gid).map_err(StartError::Socket)?,
+    };
+    let bound = Arc::new(bound);
+    let on_exit = {
+        let bound = Arc::clone(&bound);
+        Box::new(move || bound.cleanup())
+    };
+    let helper = Arc::new(Helper::new(
+        family,
+        programs,
+        agent.uid.as_raw(),
+        limits,
+        &args.config,
+        config,
+        on_exit,
+    ));
+    tracing::info!(
+        version = patchman_helper::VERSION,
+        family = %family,
+        agent_user = %agent.name,
+        agent_uid = agent.uid.as_raw(),
+        repository = %helper.config().repository,
+        socket = %args.socket.display(),
+        activated = matches!(*bound, server::Bound::Activated(_)),
+        "patchman-helper started"
+    );
+
+    {
+        let helper = Arc::clone(&helper);
+        thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || loop {
+                match signals.wait() {
+                    Ok(Signal::SIGHUP) => helper.reload(),
+                    Ok(sig) => {
+                        tracing::info!(signal = ?sig, "stopping (after any running update)");
+                        let _held = helper.wait_exclusive();
+                        helper.exit(0);
+                    }
+                    Err(e) => tracing::error!(error = %e, "waiting for signals failed"),
+                }
+            })
+            .context("starting the signal thread")?;
+    }
+
+    server::serve(&bound, Arc::clone(&helper)).context("accepting connections")?;
+    helper.exit(0)
+}

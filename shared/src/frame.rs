@@ -131,8 +131,8 @@ pub fn write_frame<T: Encode, W: Write>(w: &mut W, value: &T) -> Result<(), Fram
 
 /// Encodes `value` as a complete frame: length prefix and payload.
 pub fn encode_frame<T: Encode>(value: &T) -> Result<Vec<u8>, FrameError> {
-    let payload =
-        bincode::encode_to_vec(value, config()).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let payload = bincode::encode_to_vec(value, config())
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
     if payload.len() > MAX_FRAME {
         return Err(FrameError::TooLarge(payload.len() as u32));
     }

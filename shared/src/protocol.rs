@@ -183,14 +183,16 @@ impl Evr {
                 } else {
                     e.parse::<u32>().ok()
                 };
-                (epoch.ok_or_else(|| EvrError::BadEpoch(e.to_string()))?, rest)
+                (
+                    epoch.ok_or_else(|| EvrError::BadEpoch(e.to_string()))?,
+                    rest,
+                )
             }
             None => (0, s),
         };
-        if let Some(c) = rest
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '~' | '^' | '_' | '-')))
-        {
+        if let Some(c) = rest.chars().find(|c| {
+            !(c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '~' | '^' | '_' | '-'))
+        }) {
             return Err(EvrError::BadCharacter(c));
         }
         let (version, release) = match rest.rsplit_once('-') {
@@ -235,7 +237,9 @@ pub struct Installed {
 pub enum LockState {
     Free,
     /// Held by another process, with its pid where the lock says.
-    Held { pid: Option<u32> },
+    Held {
+        pid: Option<u32>,
+    },
 }
 
 /// Answer to `Status`.
@@ -363,20 +367,30 @@ impl fmt::Display for VerificationFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VerificationFailure::Missing => write!(f, "the downloaded file was not found"),
-            VerificationFailure::NotRegularFile => write!(f, "the downloaded file is not a regular file"),
+            VerificationFailure::NotRegularFile => {
+                write!(f, "the downloaded file is not a regular file")
+            }
             VerificationFailure::UnsafeOwnerOrMode => {
-                write!(f, "the downloaded file is not root-owned or is group/world-writable")
+                write!(
+                    f,
+                    "the downloaded file is not root-owned or is group/world-writable"
+                )
             }
             VerificationFailure::MetadataMismatch { expected, found } => {
                 write!(f, "the file contains {found}, expected {expected}")
             }
             VerificationFailure::NotNewer { installed, offered } => {
-                write!(f, "offered version {offered} is not newer than installed {installed}")
+                write!(
+                    f,
+                    "offered version {offered} is not newer than installed {installed}"
+                )
             }
             VerificationFailure::ChecksumMismatch => {
                 write!(f, "the file's SHA-256 does not match the repository index")
             }
-            VerificationFailure::BadSignature => write!(f, "the package signature is missing or not trusted"),
+            VerificationFailure::BadSignature => {
+                write!(f, "the package signature is missing or not trusted")
+            }
             VerificationFailure::Changed => write!(f, "the file changed after it was verified"),
         }
     }
@@ -426,17 +440,26 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::NotSupported { family, request } => {
-                write!(f, "{request} is not supported on the {family} family by this helper yet")
+                write!(
+                    f,
+                    "{request} is not supported on the {family} family by this helper yet"
+                )
             }
             Failure::NotInstalled => write!(f, "patchman-client is not installed"),
             Failure::DependencyProblem { detail, command } => {
                 write!(f, "manual upgrade required: {detail}; run: {command}")
             }
             Failure::LockHeld { pid: Some(pid) } => {
-                write!(f, "the package manager's lock is held by process {pid}; will retry later")
+                write!(
+                    f,
+                    "the package manager's lock is held by process {pid}; will retry later"
+                )
             }
             Failure::LockHeld { pid: None } => {
-                write!(f, "the package manager's lock is held by another program; will retry later")
+                write!(
+                    f,
+                    "the package manager's lock is held by another program; will retry later"
+                )
             }
             Failure::Timeout { step } => write!(f, "timed out while {step}"),
             Failure::Verification { package, reason } => {
@@ -457,10 +480,16 @@ impl fmt::Display for Failure {
                 Ok(())
             }
             Failure::WrongSource { package } => {
-                write!(f, "the candidate for {package} does not come from the patchman repository")
+                write!(
+                    f,
+                    "the candidate for {package} does not come from the patchman repository"
+                )
             }
             Failure::RepositoryMissing { repository } => {
-                write!(f, "repository {repository:?} is not configured on this host")
+                write!(
+                    f,
+                    "repository {repository:?} is not configured on this host"
+                )
             }
             Failure::Config { detail } => write!(f, "configuration problem: {detail}"),
             Failure::Protocol { detail } => write!(f, "protocol error: {detail}"),

@@ -7,10 +7,12 @@ use patchman_shared::*;
 use proptest::prelude::*;
 
 fn evr() -> impl Strategy<Value = Evr> {
-    (0u32..5, "[0-9][0-9a-z.+~]{0,12}", "[0-9a-z.+~]{0,8}").prop_map(|(epoch, version, release)| Evr {
-        epoch,
-        version,
-        release,
+    (0u32..5, "[0-9][0-9a-z.+~]{0,12}", "[0-9a-z.+~]{0,8}").prop_map(|(epoch, version, release)| {
+        Evr {
+            epoch,
+            version,
+            release,
+        }
     })
 }
 
@@ -39,7 +41,9 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn installed() -> impl Strategy<Value = Option<Installed>> {
-    proptest::option::of((evr(), any::<bool>()).prop_map(|(evr, complete)| Installed { evr, complete }))
+    proptest::option::of(
+        (evr(), any::<bool>()).prop_map(|(evr, complete)| Installed { evr, complete }),
+    )
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -51,8 +55,12 @@ fn verification() -> impl Strategy<Value = VerificationFailure> {
         Just(VerificationFailure::Missing),
         Just(VerificationFailure::NotRegularFile),
         Just(VerificationFailure::UnsafeOwnerOrMode),
-        (text(), text()).prop_map(|(expected, found)| VerificationFailure::MetadataMismatch { expected, found }),
-        (evr(), evr()).prop_map(|(installed, offered)| VerificationFailure::NotNewer { installed, offered }),
+        (text(), text()).prop_map(|(expected, found)| VerificationFailure::MetadataMismatch {
+            expected,
+            found
+        }),
+        (evr(), evr())
+            .prop_map(|(installed, offered)| VerificationFailure::NotNewer { installed, offered }),
         Just(VerificationFailure::ChecksumMismatch),
         Just(VerificationFailure::BadSignature),
         Just(VerificationFailure::Changed),
@@ -63,12 +71,19 @@ fn failure() -> impl Strategy<Value = Failure> {
     prop_oneof![
         (family(), text()).prop_map(|(family, request)| Failure::NotSupported { family, request }),
         Just(Failure::NotInstalled),
-        (text(), text()).prop_map(|(detail, command)| Failure::DependencyProblem { detail, command }),
+        (text(), text())
+            .prop_map(|(detail, command)| Failure::DependencyProblem { detail, command }),
         proptest::option::of(any::<u32>()).prop_map(|pid| Failure::LockHeld { pid }),
         step().prop_map(|step| Failure::Timeout { step }),
-        (package(), verification()).prop_map(|(package, reason)| Failure::Verification { package, reason }),
-        (step(), proptest::option::of(any::<i32>()), text())
-            .prop_map(|(step, exit_code, excerpt)| Failure::CommandFailed { step, exit_code, excerpt }),
+        (package(), verification())
+            .prop_map(|(package, reason)| Failure::Verification { package, reason }),
+        (step(), proptest::option::of(any::<i32>()), text()).prop_map(
+            |(step, exit_code, excerpt)| Failure::CommandFailed {
+                step,
+                exit_code,
+                excerpt
+            }
+        ),
         package().prop_map(|package| Failure::WrongSource { package }),
         text().prop_map(|repository| Failure::RepositoryMissing { repository }),
         text().prop_map(|detail| Failure::Config { detail }),
@@ -79,31 +94,56 @@ fn failure() -> impl Strategy<Value = Failure> {
 }
 
 fn reply() -> impl Strategy<Value = Reply> {
-    let candidate = (package(), evr(), proptest::option::of(evr()))
-        .prop_map(|(package, installed, candidate)| Candidate { package, installed, candidate });
-    let change = (package(), evr(), evr()).prop_map(|(package, from, to)| Change { package, from, to });
+    let candidate = (package(), evr(), proptest::option::of(evr())).prop_map(
+        |(package, installed, candidate)| Candidate {
+            package,
+            installed,
+            candidate,
+        },
+    );
+    let change =
+        (package(), evr(), evr()).prop_map(|(package, from, to)| Change { package, from, to });
     prop_oneof![
-        (any::<u32>(), text(), family()).prop_map(|(protocol, helper_version, family)| Reply::Welcome {
-            protocol,
-            helper_version,
-            family
+        (any::<u32>(), text(), family()).prop_map(|(protocol, helper_version, family)| {
+            Reply::Welcome {
+                protocol,
+                helper_version,
+                family,
+            }
         }),
         any::<u32>().prop_map(|helper_protocol| Reply::Unsupported { helper_protocol }),
         Just(Reply::Denied),
         Just(Reply::Busy),
-        (family(), installed(), installed(), proptest::option::of(any::<u32>()), any::<bool>(), text()).prop_map(
-            |(family, client, realtime, pid, held, helper_version)| Reply::Status(StatusReport {
-                family,
-                client,
-                realtime,
-                lock: if held { LockState::Held { pid } } else { LockState::Free },
-                helper_version,
+        (
+            family(),
+            installed(),
+            installed(),
+            proptest::option::of(any::<u32>()),
+            any::<bool>(),
+            text()
+        )
+            .prop_map(|(family, client, realtime, pid, held, helper_version)| {
+                Reply::Status(StatusReport {
+                    family,
+                    client,
+                    realtime,
+                    lock: if held {
+                        LockState::Held { pid }
+                    } else {
+                        LockState::Free
+                    },
+                    helper_version,
+                })
+            }),
+        proptest::collection::vec(candidate, 0..3)
+            .prop_map(|packages| Reply::Check(CheckReport { packages })),
+        step().prop_map(Reply::Progress),
+        (proptest::collection::vec(change, 0..3), any::<bool>()).prop_map(
+            |(changes, helper_restarting)| Reply::Updated(UpdateReport {
+                changes,
+                helper_restarting
             })
         ),
-        proptest::collection::vec(candidate, 0..3).prop_map(|packages| Reply::Check(CheckReport { packages })),
-        step().prop_map(Reply::Progress),
-        (proptest::collection::vec(change, 0..3), any::<bool>())
-            .prop_map(|(changes, helper_restarting)| Reply::Updated(UpdateReport { changes, helper_restarting })),
         failure().prop_map(Reply::Failed),
     ]
 }
@@ -169,7 +209,11 @@ impl std::io::Read for Guard<'_> {
 fn length_prefix_of_4_gib_is_refused_before_reading() {
     let mut bytes = vec![0xff, 0xff, 0xff, 0xff];
     bytes.extend_from_slice(&[0u8; 128]);
-    let mut r = Guard { inner: Cursor::new(&bytes), read: 0, limit: 4 };
+    let mut r = Guard {
+        inner: Cursor::new(&bytes),
+        read: 0,
+        limit: 4,
+    };
     match read_frame::<Request, _>(&mut r) {
         Err(FrameError::TooLarge(0xffff_ffff)) => {}
         other => panic!("expected TooLarge, got {other:?}"),
@@ -231,7 +275,10 @@ fn unknown_variant_tag_is_refused() {
     for tag in [4u8, 9, 0xfa, 0xff] {
         let frame = [1, 0, 0, 0, tag];
         let r = read_frame::<Request, _>(&mut Cursor::new(frame));
-        assert!(matches!(r, Err(FrameError::Malformed(_))), "tag {tag}: {r:?}");
+        assert!(
+            matches!(r, Err(FrameError::Malformed(_))),
+            "tag {tag}: {r:?}"
+        );
     }
 }
 
@@ -248,18 +295,29 @@ fn huge_inner_length_is_refused_without_allocating() {
     let mut payload = vec![0u8, 1, 0xfc];
     payload.extend_from_slice(&60_000u32.to_le_bytes());
     payload.extend_from_slice(b"abc");
-    assert!(matches!(decode_payload::<Reply>(&payload), Err(FrameError::Malformed(_))));
+    assert!(matches!(
+        decode_payload::<Reply>(&payload),
+        Err(FrameError::Malformed(_))
+    ));
 }
 
 #[test]
 fn hello_and_welcome_keep_their_wire_shape() {
     // Old and new peers meet during self-updates: these bytes must never change.
-    assert_eq!(encode_frame(&Request::Hello { protocol: 1 }).unwrap(), [2, 0, 0, 0, 0, 1]);
+    assert_eq!(
+        encode_frame(&Request::Hello { protocol: 1 }).unwrap(),
+        [2, 0, 0, 0, 0, 1]
+    );
     assert_eq!(
         encode_frame(&Reply::Unsupported { helper_protocol: 7 }).unwrap(),
         [2, 0, 0, 0, 1, 7]
     );
-    let welcome = encode_frame(&Reply::Welcome { protocol: 1, helper_version: "v".into(), family: Family::Apt }).unwrap();
+    let welcome = encode_frame(&Reply::Welcome {
+        protocol: 1,
+        helper_version: "v".into(),
+        family: Family::Apt,
+    })
+    .unwrap();
     assert_eq!(welcome, [5, 0, 0, 0, 0, 1, 1, b'v', 0]);
 }
 
@@ -267,11 +325,19 @@ fn hello_and_welcome_keep_their_wire_shape() {
 fn evr_parsing() {
     assert_eq!(
         Evr::parse("1:1.2.7-1").unwrap(),
-        Evr { epoch: 1, version: "1.2.7".into(), release: "1".into() }
+        Evr {
+            epoch: 1,
+            version: "1.2.7".into(),
+            release: "1".into()
+        }
     );
     assert_eq!(
         Evr::parse("1.2-3-4").unwrap(),
-        Evr { epoch: 0, version: "1.2-3".into(), release: "4".into() }
+        Evr {
+            epoch: 0,
+            version: "1.2-3".into(),
+            release: "4".into()
+        }
     );
     assert_eq!(Evr::parse("2.0").unwrap().release, "");
     assert_eq!(Evr::parse("1.7.0-1").unwrap().to_string(), "1.7.0-1");
@@ -279,7 +345,16 @@ fn evr_parsing() {
     assert!(matches!(Evr::parse("x:1"), Err(EvrError::BadEpoch(_))));
     assert!(matches!(Evr::parse("1:"), Err(EvrError::EmptyVersion)));
     assert!(matches!(Evr::parse("-1"), Err(EvrError::EmptyVersion)));
-    assert!(matches!(Evr::parse("1.0 -o"), Err(EvrError::BadCharacter(' '))));
-    assert!(matches!(Evr::parse("1.0/../x"), Err(EvrError::BadCharacter('/'))));
-    assert!(matches!(Evr::parse(&"1".repeat(300)), Err(EvrError::TooLong(300))));
+    assert!(matches!(
+        Evr::parse("1.0 -o"),
+        Err(EvrError::BadCharacter(' '))
+    ));
+    assert!(matches!(
+        Evr::parse("1.0/../x"),
+        Err(EvrError::BadCharacter('/'))
+    ));
+    assert!(matches!(
+        Evr::parse(&"1".repeat(300)),
+        Err(EvrError::TooLong(300))
+    ));
 }

@@ -1,1 +1,79 @@
+//! End-to-end test support for the patchman updater: a sandbox that runs the
+//! real package managers (dpkg, apt) in a private mount namespace whose
+//! overlays hide the host's package state, test `.deb` packages and signed
+//! apt repositories built at test time, and a tiny HTTP server to serve them.
+//!
+//! Everything here needs root (mounts) and the tools `dpkg-deb`,
+//! `apt-ftparchive` (apt-utils), `gpg` (gnupg), `nsenter` / `setpriv`
+//! (util-linux). Missing any of them is an error with a clear message, never
+//! a skipped test.
 #![forbid(unsafe_code)]
+
+pub mod cmd;
+pub mod host;
+pub mod sandbox;
+
+use std::path::{Path, PathBuf};
+
+pub use host::host_package_state;
+pub use sandbox::fixture::{apt_fixture, AptFixture};
+pub use sandbox::namespace::Sandbox;
+
+/// The path of a binary built from this workspace (`patchman-helper`,
+/// `patchman-agent`, this crate's `sandbox-init`, …).
+///
+/// Looks next to the running test executable first (`target/<profile>/`, the
+/// parent of its `deps/` directory), then in `$CARGO_TARGET_DIR/<profile>/`.
+///
+/// # Panics
+/// When the binary is not built, with a message saying to run
+/// `cargo build --workspace` first. Use [`try_workspace_bin`] for a `Result`.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    try_workspace_bin(name).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Like [`workspace_bin`], returning an error instead of panicking.
+pub fn try_workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let mut candidates = Vec::new();
+    let profile_dir = profile_dir();
+    if let Some(dir) = &profile_dir {
+        candidates.push(dir.join(name));
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        let profile = profile_dir
+            .as_deref()
+            .and_then(Path::file_name)
+            .map(|p| p.to_os_string())
+            .unwrap_or_else(|| "debug".into());
+        candidates.push(PathBuf::from(&target).join(profile).join(name));
+    }
+    candidates.dedup();
+    for candidate in &candidates {
+        if candidate.is_file() {
+            return Ok(candidate.clone());
+        }
+    }
+    anyhow::bail!(
+        "the workspace binary `{name}` is not built (looked at {}): run \
+         `cargo build --workspace` first, with the same profile and \
+         CARGO_TARGET_DIR as the tests",
+        candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// The `target/<profile>` directory the running executable was built into:
+/// the parent of `deps/` for test executables, else the executable's own
+/// directory. `None` when the executable's path cannot be read.
+pub fn profile_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().map(Path::to_path_buf)
+    } else {
+        Some(dir.to_path_buf())
+    }
+}

@@ -1,0 +1,256 @@
+//! The helper's own configuration: `/etc/patchman/patchman.ini`,
+//! `[updates] repository`. Read at start and on SIGHUP; never taken from the
+//! agent. Other keys of the file belong to the agent and are ignored here.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG: &str = "/etc/patchman/patchman.ini";
+pub const DEFAULT_REPOSITORY: &str = "patchman";
+
+/// Largest configuration file read.
+const MAX_CONFIG: u64 = 64 * 1024;
+const MAX_REPOSITORY_LEN: usize = 100;
+
+/// A validated repository name: `[A-Za-z0-9._-]`, no leading `-`, not
+/// only dots. It becomes part of an argv (`--enablerepo=<name>`) and of a
+/// path (`<sourceparts>/<name>.list`), so nothing else can pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryName(String);
+
+impl RepositoryName {
+    pub fn new(s: &str) -> Result<RepositoryName, ConfigError> {
+        let bad = |why: &str| ConfigError::BadRepository {
+            value: s.chars().take(MAX_REPOSITORY_LEN).collect(),
+            why: why.to_string(),
+        };
+        if s.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if s.len() > MAX_REPOSITORY_LEN {
+            return Err(bad("it is longer than 100 characters"));
+        }
+        if s.starts_with('-') {
+            return Err(bad("it starts with '-'"));
+        }
+        if s.bytes().all(|b| b == b'.') {
+            return Err(bad("it is only dots"));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(bad(&format!(
+                "character {c:?} is not one of [A-Za-z0-9._-]"
+            )));
+        }
+        Ok(RepositoryName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RepositoryName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Default bound on waiting for another program's package-manager lock.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
+const MAX_LOCK_WAIT: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub repository: RepositoryName,
+    /// `[updates] lock_wait`: how long to wait for a lock another program
+    /// (unattended-upgrades, a person's apt) holds before answering
+    /// `LockHeld`. An addition of ours; the vendor's file has no such key.
+    pub lock_wait: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            repository: RepositoryName(DEFAULT_REPOSITORY.to_string()),
+            lock_wait: DEFAULT_LOCK_WAIT,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ConfigError {
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    TooLarge {
+        path: PathBuf,
+    },
+    Syntax(String),
+    BadRepository {
+        value: String,
+        why: String,
+    },
+    BadValue {
+        key: &'static str,
+        why: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, error } => {
+                write!(f, "cannot read {}: {error}", path.display())
+            }
+            ConfigError::TooLarge { path } => {
+                write!(f, "{} is larger than {MAX_CONFIG} bytes", path.display())
+            }
+            ConfigError::Syntax(e) => write!(f, "cannot parse the configuration: {e}"),
+            ConfigError::BadValue { key, why } => write!(f, "[updates] {key}: {why}"),
+            ConfigError::BadRepository { value, why } => {
+                write!(
+                    f,
+                    "[updates] repository = {value:?} is not a valid repository name: {why}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses the text of patchman.ini. Missing section or key: the default.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let mut ini = configparser::ini::Ini::new();
+    ini.read(text.to_string()).map_err(ConfigError::Syntax)?;
+    let repository = match ini.get("updates", "repository") {
+        Some(v) => RepositoryName::new(v.trim())?,
+        None => RepositoryName(DEFAULT_REPOSITORY.to_string()),
+    };
+    let lock_wait = match ini.get("updates", "lock_wait") {
+        Some(v) => {
+            let d = patchman_shared::parse_duration(&v).map_err(|e| ConfigError::BadValue {
+                key: "lock_wait",
+                why: e.to_string(),
+            })?;
+            if d > MAX_LOCK_WAIT {
+                return Err(ConfigError::BadValue {
+                    key: "lock_wait",
+                    why: "at most 1h".into(),
+                });
+            }
+            d
+        }
+        None => DEFAULT_LOCK_WAIT,
+    };
+    Ok(Config {
+        repository,
+        lock_wait,
+    })
+}
+
+/// Reads and parses `path`. A missing file means every default (the vendor
+/// says "create it if it does not yet exist").
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(error) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                error,
+            })
+        }
+    };
+    let mut text = String::new();
+    file.take(MAX_CONFIG + 1)
+        .read_to_string(&mut text)
+        .map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    if text.len() as u64 > MAX_CONFIG {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    parse(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_absent() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(
+            parse("[other]\nx = 1\n").unwrap().repository.as_str(),
+            "patchman"
+        );
+        assert_eq!(
+            load(Path::new("/nonexistent/patchman.ini")).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn reads_the_vendor_example_and_ignores_agent_keys() {
+        let c = parse("[updates]\nrepository = patchman-beta\nautomatic = no\ninterval = 6h\n")
+            .unwrap();
+        assert_eq!(c.repository.as_str(), "patchman-beta");
+        assert_eq!(c.lock_wait, DEFAULT_LOCK_WAIT);
+        let c = parse("[updates]\nlock_wait = 5s\n").unwrap();
+        assert_eq!(c.lock_wait, Duration::from_secs(5));
+        assert!(matches!(
+            parse("[updates]\nlock_wait = 5\n"),
+            Err(ConfigError::BadValue { .. })
+        ));
+        assert!(matches!(
+            parse("[updates]\nlock_wait = 2h\n"),
+            Err(ConfigError::BadValue { .. })
+        ));
+    }
+
+    #[test]
+    fn hostile_repository_names_are_refused() {
+        for bad in [
+            "-o",
+            "--enablerepo=*",
+            "a b",
+            "*",
+            "../../etc/x",
+            "a/b",
+            "..",
+            "",
+            "x|rm",
+            "x$y",
+            "é",
+            "repo\u{0}",
+        ] {
+            let text = format!("[updates]\nrepository = {bad}\n");
+            match parse(&text) {
+                Err(ConfigError::BadRepository { .. }) => {}
+                other => panic!("{bad:?} accepted: {other:?}"),
+            }
+        }
+        assert!(RepositoryName::new(&"a".repeat(101)).is_err());
+        for good in ["patchman", "patchman.repo", "Patch_man-2", "a.b"] {
+            assert!(RepositoryName::new(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn oversized_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("patchman.ini");
+        std::fs::write(&p, format!("[updates]\n#{}\n", "x".repeat(70_000))).unwrap();
+        assert!(matches!(load(&p), Err(ConfigError::TooLarge { .. })));
+    }
+}

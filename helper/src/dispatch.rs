@@ -1,0 +1,238 @@
+//! The audit table: which request is allowed in which state of a
+//! connection, and which handler answers it. A reviewer audits the helper
+//! by reading [`route`] and the handlers it names.
+//!
+//! | state           | request            | answer                                   |
+//! |-----------------|--------------------|------------------------------------------|
+//! | (any, wrong uid)| —                  | `Denied`, close (nothing is read)        |
+//! | AwaitingHello   | `Hello{ours}`      | `Welcome` → Ready                        |
+//! | AwaitingHello   | `Hello{other}`     | `Unsupported`, close                     |
+//! | AwaitingHello   | anything else      | `Failed(Protocol)`, close                |
+//! | Ready           | `Status`           | [`family::status`] (read-only)           |
+//! | Ready           | `Check`            | [`family::check`], exclusive, else `Busy`|
+//! | Ready           | `Update`           | [`family::update`], exclusive, else `Busy`|
+//! | Ready           | `Hello`            | `Failed(Protocol)`, close                |
+//! | any             | bad frame          | `Failed(Protocol)` (best effort), close  |
+
+use std::time::Instant;
+
+use interprocess::os::unix::uds_local_socket::Stream;
+use patchman_shared::{Failure, FrameError, Reply, Request, PROTOCOL_VERSION};
+
+use crate::family;
+use crate::server::{self, Slots};
+use crate::Helper;
+
+/// Where a connection is in its short life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    AwaitingHello,
+    Ready,
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Welcome,
+    Unsupported,
+    Status,
+    Check,
+    Update,
+    OutOfOrder,
+}
+
+/// THE table. Pure, so it is tested exhaustively below.
+pub fn route(state: State, request: &Request) -> Route {
+    match (state, request) {
+        (State::AwaitingHello, Request::Hello { protocol }) if *protocol == PROTOCOL_VERSION => {
+            Route::Welcome
+        }
+        (State::AwaitingHello, Request::Hello { .. }) => Route::Unsupported,
+        (State::AwaitingHello, _) => Route::OutOfOrder,
+        (State::Ready, Request::Status) => Route::Status,
+        (State::Ready, Request::Check) => Route::Check,
+        (State::Ready, Request::Update) => Route::Update,
+        (State::Ready, Request::Hello { .. }) => Route::OutOfOrder,
+    }
+}
+
+/// A connection being served.
+pub(crate) struct Connection<'a> {
+    pub stream: &'a Stream,
+    pub id: u64,
+    pub slots: &'a Slots,
+}
+
+impl Connection<'_> {
+    fn send(&self, reply: &Reply) -> bool {
+        match server::send(self.stream, reply) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!(conn = self.id, error = %e, "cannot answer the peer");
+                false
+            }
+        }
+    }
+}
+
+/// Serves one connection from accept to close.
+pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
+    let (uid, pid) = match server::peer(conn.stream) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(conn = conn.id, error = %e, "cannot read peer credentials; closing");
+            return;
+        }
+    };
+    if uid != helper.agent_uid {
+        tracing::warn!(
+            conn = conn.id,
+            peer_uid = uid,
+            peer_pid = pid,
+            "denied: not the agent user"
+        );
+        conn.send(&Reply::Denied);
+        return;
+    }
+    tracing::debug!(conn = conn.id, peer_uid = uid, peer_pid = pid, "accepted");
+    let mut state = State::AwaitingHello;
+    loop {
+        conn.slots.set_idle(conn.id, true);
+        let request = match server::read_request(conn.stream, &helper.limits) {
+            Ok(r) => r,
+            Err(FrameError::Closed) => return,
+            Err(e) => {
+                tracing::warn!(conn = conn.id, peer_uid = uid, peer_pid = pid, error = %e, "bad or missing frame; closing");
+                if !matches!(e, FrameError::Io(_)) {
+                    conn.send(&Reply::Failed(Failure::Protocol {
+                        detail: e.to_string(),
+                    }));
+                }
+                return;
+            }
+        };
+        conn.slots.set_idle(conn.id, false);
+        let started = Instant::now();
+        let route = route(state, &request);
+        let (outcome, keep_open) = match route {
+            Route::Welcome => {
+                state = State::Ready;
+                let ok = conn.send(&Reply::Welcome {
+                    protocol: PROTOCOL_VERSION,
+                    helper_version: crate::VERSION.to_string(),
+                    family: helper.family,
+                });
+                ("welcome".to_string(), ok)
+            }
+            Route::Unsupported => {
+                conn.send(&Reply::Unsupported {
+                    helper_protocol: PROTOCOL_VERSION,
+                });
+                ("unsupported protocol".to_string(), false)
+            }
+            Route::OutOfOrder => {
+                conn.send(&Reply::Failed(Failure::Protocol {
+                    detail: format!("{} is not allowed here", request.name()),
+                }));
+                ("out of order".to_string(), false)
+            }
+            Route::Status => {
+                let reply = match family::status(helper) {
+                    Ok(s) => Reply::Status(s),
+                    Err(f) => Reply::Failed(f),
+                };
+                let outcome = outcome_of(&reply);
+                (outcome, conn.send(&reply))
+            }
+            Route::Check | Route::Update => {
+                let Some(_exclusive) = helper.try_exclusive() else {
+                    conn.send(&Reply::Busy);
+                    log_request(uid, pid, &request, "busy", started);
+                    continue;
+                };
+                // Progress frames are best effort: a peer that went away
+                // does not stop an update midway (it finishes, or never
+                // starts — never half).
+                let mut progress = |step| {
+                    tracing::info!(conn = conn.id, step = ?step, "step");
+                    let _ = server::send(conn.stream, &Reply::Progress(step));
+                };
+                let reply = if route == Route::Check {
+                    family::check(helper, &mut progress).map(Reply::Check)
+                } else {
+                    family::update(helper, &mut progress).map(Reply::Updated)
+                }
+                .unwrap_or_else(Reply::Failed);
+                let outcome = outcome_of(&reply);
+                let sent = conn.send(&reply);
+                if let Reply::Updated(report) = &reply {
+                    if report.helper_restarting {
+                        log_request(uid, pid, &request, &outcome, started);
+                        tracing::info!(
+                            "a package changed: exiting so the next connection runs the new helper"
+                        );
+                        helper.exit(0);
+                    }
+                }
+                (outcome, sent)
+            }
+        };
+        log_request(uid, pid, &request, &outcome, started);
+        if !keep_open {
+            return;
+        }
+    }
+}
+
+fn outcome_of(reply: &Reply) -> String {
+    match reply {
+        Reply::Failed(f) => format!("failed: {f}"),
+        Reply::Updated(r) if r.changes.is_empty() => "up to date".into(),
+        Reply::Updated(r) => format!("updated {} package(s)", r.changes.len()),
+        Reply::Check(c) if c.update_available() => "update available".into(),
+        Reply::Check(_) => "up to date".into(),
+        _ => "ok".into(),
+    }
+}
+
+fn log_request(uid: u32, pid: Option<i32>, request: &Request, outcome: &str, started: Instant) {
+    tracing::info!(
+        peer_uid = uid,
+        peer_pid = pid,
+        request = request.name(),
+        outcome,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_exactly_as_documented() {
+        use Route::*;
+        let ours = Request::Hello {
+            protocol: PROTOCOL_VERSION,
+        };
+        let other = Request::Hello {
+            protocol: PROTOCOL_VERSION + 1,
+        };
+        let cases = [
+            (State::AwaitingHello, ours, Welcome),
+            (State::AwaitingHello, other, Unsupported),
+            (State::AwaitingHello, Request::Status, OutOfOrder),
+            (State::AwaitingHello, Request::Check, OutOfOrder),
+            (State::AwaitingHello, Request::Update, OutOfOrder),
+            (State::Ready, ours, OutOfOrder),
+            (State::Ready, other, OutOfOrder),
+            (State::Ready, Request::Status, Status),
+            (State::Ready, Request::Check, Check),
+            (State::Ready, Request::Update, Update),
+        ];
+        for (state, req, want) in cases {
+            assert_eq!(route(state, &req), want, "{state:?} {req:?}");
+        }
+    }
+}

@@ -1,0 +1,655 @@
+//! The ONLY place in the helper that starts a process.
+//!
+//! Every child gets: an absolute path resolved once at start from a fixed
+//! list and checked (root-owned, not group/world-writable, all the way up);
+//! a cleared environment; stdin from `/dev/null`; its own process group, so
+//! a timeout kills it and everything it started; captured output with a cap.
+//! Never a shell. Arguments are built by the helper from its own constants
+//! and from values it parsed and validated; nothing the agent sends reaches
+//! an argv.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// The environment every child runs with, and nothing else.
+const BASE_ENV: [(&str, &str); 3] = [
+    ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    ("LC_ALL", "C"),
+    ("DEBIAN_FRONTEND", "noninteractive"),
+];
+
+/// Default cap on each of stdout and stderr, in bytes.
+pub const OUTPUT_CAP: usize = 512 * 1024;
+
+/// How long to wait for a child's output pipes to close after it exited
+/// (a daemon started by a maintainer script may keep them open).
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+/// The programs the helper may run. Nothing else can be spawned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tool {
+    AptConfig,
+    AptGet,
+    AptCache,
+    Dpkg,
+    DpkgQuery,
+    DpkgDeb,
+    Dnf,
+    Yum,
+    Rpm,
+    Rpmkeys,
+}
+
+impl Tool {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Tool::AptConfig => "apt-config",
+            Tool::AptGet => "apt-get",
+            Tool::AptCache => "apt-cache",
+            Tool::Dpkg => "dpkg",
+            Tool::DpkgQuery => "dpkg-query",
+            Tool::DpkgDeb => "dpkg-deb",
+            Tool::Dnf => "dnf",
+            Tool::Yum => "yum",
+            Tool::Rpm => "rpm",
+            Tool::Rpmkeys => "rpmkeys",
+        }
+    }
+
+    /// The fixed directories searched, in order.
+    const DIRS: [&'static str; 4] = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"];
+}
+
+/// An extra environment variable a step may need. A closed set: there is
+/// no way to pass an arbitrary variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraEnv {
+    /// We hold dpkg's `lock-frontend` ourselves, as a frontend does.
+    DpkgFrontendLocked,
+}
+
+impl ExtraEnv {
+    fn pair(&self) -> (&'static str, &'static str) {
+        match self {
+            ExtraEnv::DpkgFrontendLocked => ("DPKG_FRONTEND_LOCKED", "1"),
+        }
+    }
+}
+
+/// What to do when a child runs past its time limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTimeout {
+    /// Kill its whole process group (metadata and download steps).
+    Kill,
+    /// Never kill it: an interrupted `dpkg -i` / `rpm -U` is how
+    /// half-configured systems are made. Log, keep waiting, report it.
+    Wait,
+}
+
+/// Errors of this module.
+#[derive(Debug)]
+pub enum ExecError {
+    /// None of the fixed locations holds the program.
+    NotFound(Tool),
+    /// The program or a directory above it is not safe to run as root.
+    Unsafe { path: PathBuf, reason: String },
+    /// The tool was not resolved at start (not part of this family).
+    NotResolved(Tool),
+    /// `fork`/`exec` failed.
+    Spawn { tool: Tool, error: io::Error },
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecError::NotFound(t) => {
+                write!(f, "{} not found in {}", t.name(), Tool::DIRS.join(", "))
+            }
+            ExecError::Unsafe { path, reason } => {
+                write!(f, "refusing to run {}: {reason}", path.display())
+            }
+            ExecError::NotResolved(t) => write!(f, "{} is not used on this system", t.name()),
+            ExecError::Spawn { tool, error } => write!(f, "cannot start {}: {error}", tool.name()),
+        }
+    }
+}
+
+impl std::error::Error for ExecError {}
+
+/// Checks that `path` is safe to execute as root: a regular file, owned by
+/// root, not group/world-writable, and every directory above it the same.
+/// `path` must be canonical (no symlinks left).
+fn check_trusted(path: &Path) -> Result<(), ExecError> {
+    let unsafe_because = |reason: String| ExecError::Unsafe {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| unsafe_because(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(unsafe_because("not a regular file".into()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(unsafe_because("not executable".into()));
+    }
+    for p in path.ancestors() {
+        let m = std::fs::metadata(p).map_err(|e| unsafe_because(e.to_string()))?;
+        if m.uid() != 0 {
+            return Err(unsafe_because(format!(
+                "{} is not owned by root",
+                p.display()
+            )));
+        }
+        if m.mode() & 0o022 != 0 {
+            return Err(unsafe_because(format!(
+                "{} is group- or world-writable",
+                p.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Finds `tool` in the fixed directories and checks it. Symlinks (merged
+/// /usr, `yum` → `dnf-3`) are resolved once here; the canonical path is
+/// what runs from then on.
+pub fn resolve(tool: Tool) -> Result<PathBuf, ExecError> {
+    for dir in Tool::DIRS {
+        let candidate = Path::new(dir).join(tool.name());
+        if let Ok(canonical) = std::fs::canonicalize(&candidate) {
+            check_trusted(&canonical)?;
+            return Ok(canonical);
+        }
+    }
+    Err(ExecError::NotFound(tool))
+}
+
+/// The programs resolved at start. Only these can run.
+#[derive(Debug, Clone, Default)]
+pub struct Programs {
+    paths: BTreeMap<Tool, PathBuf>,
+}
+
+impl Programs {
+    /// Resolves every tool in `tools`; fails on the first one missing or
+    /// unsafe, so a broken host is reported at start, not mid-update.
+    pub fn resolve(tools: &[Tool]) -> Result<Programs, ExecError> {
+        let mut paths = BTreeMap::new();
+        for &t in tools {
+            paths.insert(t, resolve(t)?);
+        }
+        Ok(Programs { paths })
+    }
+
+    pub fn path(&self, tool: Tool) -> Option<&Path> {
+        self.paths.get(&tool).map(PathBuf::as_path)
+    }
+
+    /// Runs `cmd` to completion (or to its timeout) and returns what it did.
+    pub fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        let path = self
+            .path(cmd.tool)
+            .ok_or(ExecError::NotResolved(cmd.tool))?;
+        run_path(path, cmd)
+    }
+}
+
+/// One command line to run.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    pub tool: Tool,
+    pub args: Vec<OsString>,
+    pub timeout: Duration,
+    pub on_timeout: OnTimeout,
+    pub env: Vec<ExtraEnv>,
+    pub output_cap: usize,
+}
+
+impl Cmd {
+    pub fn new(tool: Tool, timeout: Duration) -> Cmd {
+        Cmd {
+            tool,
+            args: Vec::new(),
+            timeout,
+            on_timeout: OnTimeout::Kill,
+            env: Vec::new(),
+            output_cap: OUTPUT_CAP,
+        }
+    }
+
+    pub fn arg(mut self, a: impl Into<OsString>) -> Cmd {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = A>, A: Into<OsString>>(mut self, args: I) -> Cmd {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, e: ExtraEnv) -> Cmd {
+        self.env.push(e);
+        self
+    }
+
+    /// Never kill this command on timeout (see [`OnTimeout::Wait`]).
+    pub fn never_kill(mut self) -> Cmd {
+        self.on_timeout = OnTimeout::Wait;
+        self
+    }
+
+    pub fn output_cap(mut self, cap: usize) -> Cmd {
+        self.output_cap = cap;
+        self
+    }
+
+    /// The command line for logs.
+    pub fn display(&self) -> String {
+        let mut s = self.tool.name().to_string();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl From<ExitStatus> for Exit {
+    fn from(s: ExitStatus) -> Exit {
+        match (s.code(), s.signal()) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(sig)) => Exit::Signal(sig),
+            (None, None) => Exit::Signal(0),
+        }
+    }
+}
+
+/// What a child did.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub exit: Exit,
+    pub stdout: String,
+    pub stderr: String,
+    /// Either stream was longer than the cap (the rest was read and dropped).
+    pub truncated: bool,
+    /// The child ran past its timeout (killed, or waited for).
+    pub timed_out: bool,
+    pub duration: Duration,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.exit == Exit::Code(0) && !self.timed_out
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        match self.exit {
+            Exit::Code(c) => Some(c),
+            Exit::Signal(_) => None,
+        }
+    }
+
+    /// The last `max` bytes of stderr (or stdout if stderr is empty),
+    /// trimmed to whole characters: what a person needs to see.
+    pub fn excerpt(&self, max: usize) -> String {
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let text = text.trim();
+        let mut start = text.len().saturating_sub(max);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text[start..].to_string()
+    }
+}
+
+/// Reads `r` to its end, keeping at most `cap` bytes.
+fn read_capped(mut r: impl Read, cap: usize) -> (Vec<u8>, bool) {
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len());
+                if n > room {
+                    truncated = true;
+                }
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    (kept, truncated)
+}
+
+fn run_path(path: &Path, cmd: &Cmd) -> Result<Output, ExecError> {
+    let started = Instant::now();
+    let mut command = Command::new(path);
+    command
+        .args(&cmd.args)
+        .env_clear()
+        .envs(BASE_ENV)
+        .envs(cmd.env.iter().map(ExtraEnv::pair))
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = command.spawn().map_err(|error| ExecError::Spawn {
+        tool: cmd.tool,
+        error,
+    })?;
+    let pgid = Pid::from_raw(child.id() as i32);
+
+    let (out_tx, out_rx) = mpsc::channel();
+    for (which, pipe) in [
+        (
+            0u8,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+        (
+            1u8,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+    ] {
+        let tx = out_tx.clone();
+        let cap = cmd.output_cap;
+        thread::spawn(move || {
+            let result = pipe.map(|p| read_capped(p, cap)).unwrap_or_default();
+            let _ = tx.send((which, result));
+        });
+    }
+    drop(out_tx);
+
+    let (status_tx, status_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = status_tx.send(child.wait());
+    });
+
+    let mut timed_out = false;
+    let status = match status_rx.recv_timeout(cmd.timeout) {
+        Ok(s) => s,
+        Err(_) => {
+            timed_out = true;
+            match cmd.on_timeout {
+                OnTimeout::Kill => {
+                    tracing::warn!(command = %cmd.display(), timeout = ?cmd.timeout, "timed out, killing its process group");
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                }
+                OnTimeout::Wait => {
+                    tracing::warn!(command = %cmd.display(), timeout = ?cmd.timeout, "past its time limit; it must not be interrupted, waiting for it");
+                }
+            }
+            status_rx
+                .recv()
+                .unwrap_or_else(|_| Err(io::ErrorKind::Other.into()))
+        }
+    };
+    let exit = match status {
+        Ok(s) => Exit::from(s),
+        Err(_) => Exit::Signal(0),
+    };
+    // A timed-out group may have left stragglers holding the pipes.
+    if timed_out && cmd.on_timeout == OnTimeout::Kill {
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+
+    let mut streams: [(Vec<u8>, bool); 2] = Default::default();
+    let grace_end = Instant::now() + PIPE_GRACE;
+    for _ in 0..2 {
+        let left = grace_end.saturating_duration_since(Instant::now());
+        match out_rx.recv_timeout(left) {
+            Ok((which, result)) => streams[usize::from(which)] = result,
+            Err(_) => {
+                tracing::warn!(command = %cmd.display(), "output pipe still open after exit (a daemon holds it); not waiting for it");
+                streams[0].1 = true;
+                break;
+            }
+        }
+    }
+    let [(out, out_trunc), (err, err_trunc)] = streams;
+    let output = Output {
+        exit,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+        truncated: out_trunc || err_trunc,
+        timed_out,
+        duration: started.elapsed(),
+    };
+    tracing::info!(
+        command = %cmd.display(),
+        exit = ?output.exit,
+        timed_out = output.timed_out,
+        duration_ms = output.duration.as_millis() as u64,
+        "ran command"
+    );
+    Ok(output)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Runs arbitrary real programs through the same machinery, for tests.
+    use super::*;
+
+    pub fn run_program(
+        path: &Path,
+        args: &[&str],
+        timeout: Duration,
+        on_timeout: OnTimeout,
+        cap: usize,
+    ) -> Output {
+        let mut cmd = Cmd::new(Tool::Dpkg, timeout)
+            .args(args.iter().copied())
+            .output_cap(cap);
+        cmd.on_timeout = on_timeout;
+        run_path(path, &cmd).expect("spawn")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::run_program;
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn environment_is_cleared_and_fixed() {
+        std::env::set_var("PATCHMAN_LEAK_TEST", "leaked");
+        let out = run_program(
+            Path::new("/usr/bin/env"),
+            &[],
+            LONG,
+            OnTimeout::Kill,
+            OUTPUT_CAP,
+        );
+        assert!(out.success());
+        let mut lines: Vec<&str> = out.stdout.lines().collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "DEBIAN_FRONTEND=noninteractive",
+                "LC_ALL=C",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+            ]
+        );
+    }
+
+    #[test]
+    fn extra_env_is_only_the_closed_set() {
+        let cmd = Cmd::new(Tool::Dpkg, LONG).env(ExtraEnv::DpkgFrontendLocked);
+        let out = run_path(Path::new("/usr/bin/env"), &cmd).unwrap();
+        assert!(out.stdout.lines().any(|l| l == "DPKG_FRONTEND_LOCKED=1"));
+        assert_eq!(out.stdout.lines().count(), 4);
+    }
+
+    #[test]
+    fn stdin_is_dev_null_and_cwd_is_root() {
+        let out = run_program(
+            Path::new("/bin/sh"),
+            &["-c", "cat; pwd; readlink /proc/self/fd/0"],
+            LONG,
+            OnTimeout::Kill,
+            OUTPUT_CAP,
+        );
+        assert_eq!(out.stdout, "/\n/dev/null\n");
+    }
+
+    #[test]
+    fn output_is_capped_and_the_child_still_finishes() {
+        // `yes` never stops on its own; head ends it after 8 MiB.
+        let out = run_program(
+            Path::new("/bin/sh"),
+            &["-c", "yes | head -c 8388608"],
+            LONG,
+            OnTimeout::Kill,
+            4096,
+        );
+        assert!(out.success(), "{out:?}");
+        assert_eq!(out.stdout.len(), 4096);
+        assert!(out.truncated);
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_process_group() {
+        let marker = tempfile::NamedTempFile::new().unwrap();
+        let script = format!("sleep 60 & echo $! > {}; wait", marker.path().display());
+        let t0 = Instant::now();
+        let out = run_program(
+            Path::new("/bin/sh"),
+            &["-c", &script],
+            Duration::from_millis(300),
+            OnTimeout::Kill,
+            OUTPUT_CAP,
+        );
+        assert!(out.timed_out);
+        assert_eq!(out.exit, Exit::Signal(9));
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        // The grandchild `sleep` was in the same group: it is gone too.
+        let pid: i32 = std::fs::read_to_string(marker.path())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let alive = nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ");
+        assert!(!alive, "grandchild {pid} survived the timeout");
+    }
+
+    #[test]
+    fn never_kill_steps_are_waited_for_past_their_limit() {
+        let out = run_program(
+            Path::new("/bin/sh"),
+            &["-c", "sleep 1; echo done"],
+            Duration::from_millis(100),
+            OnTimeout::Wait,
+            OUTPUT_CAP,
+        );
+        assert!(out.timed_out);
+        assert_eq!(out.exit, Exit::Code(0));
+        assert_eq!(out.stdout, "done\n");
+        assert!(
+            !out.success(),
+            "a step past its limit is reported, not silently successful"
+        );
+    }
+
+    #[test]
+    fn exit_codes_and_signals_are_reported() {
+        let out = run_program(
+            Path::new("/bin/sh"),
+            &["-c", "echo oops >&2; exit 3"],
+            LONG,
+            OnTimeout::Kill,
+            OUTPUT_CAP,
+        );
+        assert_eq!(out.exit, Exit::Code(3));
+        assert_eq!(out.excerpt(100), "oops");
+        let out = run_program(
+            Path::new("/bin/sh"),
+            &["-c", "kill -TERM $$"],
+            LONG,
+            OnTimeout::Kill,
+            OUTPUT_CAP,
+        );
+        assert_eq!(out.exit, Exit::Signal(15));
+    }
+
+    #[test]
+    fn a_daemon_holding_the_pipe_does_not_block_us() {
+        let t0 = Instant::now();
+        let out = run_program(
+            Path::new("/bin/sh"),
+            &["-c", "setsid sleep 20 & echo started"],
+            LONG,
+            OnTimeout::Kill,
+            OUTPUT_CAP,
+        );
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+        assert_eq!(out.exit, Exit::Code(0));
+    }
+
+    #[test]
+    fn excerpt_respects_char_boundaries() {
+        let out = Output {
+            exit: Exit::Code(1),
+            stdout: "ééééé".into(),
+            stderr: String::new(),
+            truncated: false,
+            timed_out: false,
+            duration: Duration::ZERO,
+        };
+        assert_eq!(out.excerpt(3), "é");
+    }
+
+    #[test]
+    fn resolves_real_tools_and_rejects_unsafe_paths() {
+        let p = resolve(Tool::Dpkg).unwrap();
+        assert!(p.is_absolute());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("prog");
+        std::fs::write(&f, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(check_trusted(&f), Err(ExecError::Unsafe { .. })));
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // /tmp itself is world-writable (sticky): still refused.
+        assert!(matches!(check_trusted(&f), Err(ExecError::Unsafe { .. })));
+        assert!(matches!(
+            Programs::default().run(&Cmd::new(Tool::Rpm, LONG)),
+            Err(ExecError::NotResolved(Tool::Rpm))
+        ));
+    }
+}

@@ -1,0 +1,654 @@
+//! The apt family (Debian, Ubuntu): the vendor's eight steps, in order,
+//! with the hardening of DESIGN.md. Each step is one function.
+//!
+//! 1. `apt-config dump` → the repository file and the archives directory.
+//! 2. `apt-get update`, seeing only the patchman source.
+//! 3. `apt-cache policy` (same restriction, binary caches off) → candidates.
+//!    *Hardening*: `apt-get -s install` decides whether anything but our
+//!    packages would change, before anything is downloaded.
+//! 4. `apt-get -y -d install patchman-client=<candidate> …`.
+//! 5. The file in the archives directory, verified (no links, root-owned,
+//!    SHA-256 equal to apt's index, embedded name and version, newer) and
+//!    copied into a root-only directory of this run.
+//! 6. One `dpkg -i --force-confdef --force-confold` for all our files,
+//!    under dpkg's frontend lock, which we hold.
+//! 7. dpkg's output and exit status, then `dpkg-query` and `apt-get check`.
+//! 8. (The agent restarts itself; the helper exits after answering.)
+
+use std::cmp::Ordering;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use patchman_shared::{
+    Candidate, Change, CheckReport, Evr, Failure, Installed, Package, StatusReport, Step,
+    UpdateReport, VerificationFailure,
+};
+
+use crate::exec::{Cmd, ExtraEnv, Output, Tool};
+use crate::files::{self, FileError, PrivateDir};
+use crate::lock;
+use crate::parse::apt_config::{self, AptDirs};
+use crate::parse::dpkg_deb::{self, DpkgInstallResult};
+use crate::parse::dpkg_query::{self, DpkgQuery};
+use crate::parse::{apt_policy, apt_show, apt_simulate, deb_version};
+use crate::Helper;
+
+use super::Progress;
+
+const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(300);
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
+/// Past this, a running `dpkg` is reported but never killed.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The query format `parse::dpkg_query` reads.
+const DPKG_QUERY_FORMAT: &str = "${Package}\t${db:Status-Abbrev}\t${Version}\t${Status}\n";
+
+// ---------------------------------------------------------------- helpers
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::Internal {
+        detail: e.to_string(),
+    }
+}
+
+fn unexpected(step: Step, e: impl std::fmt::Display) -> Failure {
+    Failure::UnexpectedOutput {
+        step,
+        detail: e.to_string(),
+    }
+}
+
+/// The pid in apt's and dpkg's lock messages ("It is held by process
+/// 1234", "locked by another process with pid 1234"), if any.
+fn lock_holder(text: &str) -> Option<Option<u32>> {
+    let line = text.lines().find(|l| {
+        l.contains("Could not get lock") || l.contains("lock was locked by another process")
+    })?;
+    let pid = line
+        .split(|c: char| !c.is_ascii_digit())
+        .rfind(|w| !w.is_empty())
+        .and_then(|w| w.parse().ok());
+    Some(pid)
+}
+
+/// Runs `cmd` for `step`; any unsuccessful end becomes the matching typed
+/// failure (timeout, another program's lock, or the exit code with an
+/// excerpt).
+fn run(h: &Helper, step: Step, cmd: &Cmd) -> Result<Output, Failure> {
+    let out = h.programs.run(cmd).map_err(internal)?;
+    if out.timed_out && cmd.on_timeout == crate::exec::OnTimeout::Kill {
+        return Err(Failure::Timeout { step });
+    }
+    if !out.success() {
+        if let Some(pid) = lock_holder(&out.stderr) {
+            return Err(Failure::LockHeld { pid });
+        }
+        return Err(Failure::CommandFailed {
+            step,
+            exit_code: out.code(),
+            excerpt: out.excerpt(crate::parse::MAX_EXCERPT),
+        });
+    }
+    Ok(out)
+}
+
+/// `name=version` as apt takes it on its command line.
+fn pinned(p: Package, v: &Evr) -> String {
+    format!("{}={v}", p.name())
+}
+
+/// The file name apt gives a downloaded package (':' in the version
+/// becomes `%3a`).
+pub fn archive_name(p: Package, v: &Evr, arch: &str) -> String {
+    format!(
+        "{}_{}_{arch}.deb",
+        p.name(),
+        v.to_string().replace(':', "%3a")
+    )
+}
+
+/// The restriction of step 3's hardening, used from step 2 on: apt sees
+/// only the patchman source, and does not rewrite the system's binary
+/// caches from that partial view. (`Dir::Etc::sourceparts=/dev/null`
+/// rather than the vendor's `-`: apt reads `-` as a directory under
+/// /etc/apt, and warns when it is missing; /dev/null is its own "none".)
+fn restricted(source: &Path) -> Vec<OsString> {
+    let mut sourcelist = OsString::from("Dir::Etc::sourcelist=");
+    sourcelist.push(source.as_os_str());
+    vec![
+        "-o".into(),
+        sourcelist,
+        "-o".into(),
+        "Dir::Etc::sourceparts=/dev/null".into(),
+        "-o".into(),
+        "Dir::Cache::pkgcache=".into(),
+        "-o".into(),
+        "Dir::Cache::srcpkgcache=".into(),
+    ]
+}
+
+// ------------------------------------------------------- installed state
+
+/// `dpkg-query -W` of our two packages. Exit 1 only means one of them is
+/// unknown to dpkg.
+fn query_installed(h: &Helper, step: Step) -> Result<DpkgQuery, Failure> {
+    let cmd = Cmd::new(Tool::DpkgQuery, QUERY_TIMEOUT)
+        .args(["-W", "-f", DPKG_QUERY_FORMAT])
+        .args(Package::ALL.map(|p| p.name()));
+    let out = h.programs.run(&cmd).map_err(internal)?;
+    if !matches!(out.code(), Some(0 | 1)) || out.timed_out {
+        return Err(Failure::CommandFailed {
+            step,
+            exit_code: out.code(),
+            excerpt: out.excerpt(crate::parse::MAX_EXCERPT),
+        });
+    }
+    dpkg_query::parse(&out.stdout).map_err(|e| unexpected(step, e))
+}
+
+fn installed(q: &DpkgQuery, p: Package) -> Option<Installed> {
+    let record = q.get(p).filter(|r| r.is_present())?;
+    Some(Installed {
+        evr: record.version.clone()?,
+        complete: record.is_installed(),
+    })
+}
+
+pub fn status(h: &Helper) -> Result<StatusReport, Failure> {
+    let q = query_installed(h, Step::Confirm)?;
+    Ok(StatusReport {
+        family: h.family,
+        client: installed(&q, Package::Client),
+        realtime: installed(&q, Package::Realtime),
+        lock: lock::probe_all(&[lock::DPKG_FRONTEND_LOCK, lock::DPKG_LOCK]),
+        helper_version: crate::VERSION.to_string(),
+    })
+}
+
+/// Takes dpkg's frontend lock, waiting at most the configured bound.
+fn take_frontend_lock(h: &Helper) -> Result<lock::HeldLock, Failure> {
+    lock::acquire(Path::new(lock::DPKG_FRONTEND_LOCK), h.config().lock_wait).map_err(|e| match e {
+        lock::LockError::Held { pid } => Failure::LockHeld { pid },
+        lock::LockError::Open(e) => internal(format!("opening {}: {e}", lock::DPKG_FRONTEND_LOCK)),
+    })
+}
+
+/// Before anything else: an install of ours that an earlier run left
+/// interrupted (dpkg killed, power lost: `iU`, `iF`, triggers pending) is
+/// finished with `dpkg --configure`. Returns the packages it finished.
+fn finish_interrupted(
+    h: &Helper,
+    q: &DpkgQuery,
+    progress: &mut Progress<'_>,
+) -> Result<Vec<Change>, Failure> {
+    let stuck: Vec<(Package, Evr)> = Package::ALL
+        .into_iter()
+        .filter_map(|p| {
+            let r = q.get(p)?;
+            (r.is_interrupted() && r.is_present()).then(|| Some((p, r.version.clone()?)))?
+        })
+        .collect();
+    if stuck.is_empty() {
+        return Ok(Vec::new());
+    }
+    progress(Step::FinishInterrupted);
+    let _lock = take_frontend_lock(h)?;
+    let cmd = Cmd::new(Tool::Dpkg, INSTALL_TIMEOUT)
+        .args(["--configure", "--force-confdef", "--force-confold"])
+        .args(stuck.iter().map(|(p, _)| p.name()))
+        .env(ExtraEnv::DpkgFrontendLocked)
+        .never_kill();
+    run(h, Step::FinishInterrupted, &cmd)?;
+    Ok(stuck
+        .into_iter()
+        .map(|(package, v)| Change {
+            package,
+            from: v.clone(),
+            to: v,
+        })
+        .collect())
+}
+
+// ------------------------------------------------------------ the steps
+
+/// Step 1: `apt-config dump` → where the repository file and archives are.
+fn read_apt_config(h: &Helper, progress: &mut Progress<'_>) -> Result<(AptDirs, PathBuf), Failure> {
+    progress(Step::ReadAptConfig);
+    let out = run(
+        h,
+        Step::ReadAptConfig,
+        &Cmd::new(Tool::AptConfig, QUERY_TIMEOUT).arg("dump"),
+    )?;
+    let dirs =
+        apt_config::parse_dirs(&out.stdout).map_err(|e| unexpected(Step::ReadAptConfig, e))?;
+    let repository = h.config().repository;
+    for ext in ["list", "sources"] {
+        let file = dirs.sourceparts.join(format!("{repository}.{ext}"));
+        if std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_file()) {
+            return Ok((dirs, file));
+        }
+    }
+    Err(Failure::RepositoryMissing {
+        repository: repository.to_string(),
+    })
+}
+
+/// Step 2: refresh the metadata of the patchman source only.
+fn refresh_metadata(h: &Helper, source: &Path, progress: &mut Progress<'_>) -> Result<(), Failure> {
+    progress(Step::RefreshMetadata);
+    let cmd = Cmd::new(Tool::AptGet, UPDATE_TIMEOUT)
+        .arg("update")
+        .args(restricted(source))
+        .args(["-o", "APT::Get::List-Cleanup=0"]);
+    let out = run(h, Step::RefreshMetadata, &cmd)?;
+    // apt-get update exits 0 when a source could not be fetched, and then
+    // works from the old index: that is a failure here.
+    if let Some(line) = out.stderr.lines().find(|l| {
+        l.starts_with("E:")
+            || l.starts_with("W: Failed to fetch")
+            || l.starts_with("W: Some index files failed")
+    }) {
+        return Err(Failure::CommandFailed {
+            step: Step::RefreshMetadata,
+            exit_code: out.code(),
+            excerpt: crate::parse::sanitize_excerpt(line, crate::parse::MAX_EXCERPT),
+        });
+    }
+    Ok(())
+}
+
+/// Step 3: `apt-cache policy` → for each installed package of ours, the
+/// candidate if it is newer and comes from the patchman source.
+fn query_candidates(
+    h: &Helper,
+    source: &Path,
+    installed: &[(Package, Evr)],
+    progress: &mut Progress<'_>,
+) -> Result<Vec<Candidate>, Failure> {
+    progress(Step::QueryCandidate);
+    let cmd = Cmd::new(Tool::AptCache, QUERY_TIMEOUT)
+        .args(restricted(source))
+        .arg("policy")
+        .args(installed.iter().map(|(p, _)| p.name()));
+    let out = run(h, Step::QueryCandidate, &cmd)?;
+    let policy = apt_policy::parse(&out.stdout).map_err(|e| unexpected(Step::QueryCandidate, e))?;
+    let mut result = Vec::new();
+    for (package, current) in installed {
+        let candidate = match policy.get(*package) {
+            None => None,
+            Some(pp) => match &pp.candidate {
+                Some(c) if deb_version::compare(c, current) == Ordering::Greater => {
+                    // Only the patchman source and dpkg's status file are
+                    // visible: a newer candidate must be offered by a URI.
+                    let from_repository = pp
+                        .candidate_row()
+                        .is_some_and(|row| row.sources.iter().any(|s| s.uri().contains(':')));
+                    if !from_repository {
+                        return Err(Failure::WrongSource { package: *package });
+                    }
+                    Some(c.clone())
+                }
+                _ => None,
+            },
+        };
+        result.push(Candidate {
+            package: *package,
+            installed: current.clone(),
+            candidate,
+        });
+    }
+    Ok(result)
+}
+
+/// Hardening: would installing exactly these versions change anything but
+/// our packages? Decided by apt's own resolver before any download.
+fn check_dependencies(
+    h: &Helper,
+    source: &Path,
+    targets: &[(Package, Evr, Evr)],
+    progress: &mut Progress<'_>,
+) -> Result<(), Failure> {
+    progress(Step::CheckDependencies);
+    let cmd = Cmd::new(Tool::AptGet, QUERY_TIMEOUT)
+        .args(["-s", "install"])
+        .args(restricted(source))
+        .args(targets.iter().map(|(p, _, to)| pinned(*p, to)));
+    let out = h.programs.run(&cmd).map_err(internal)?;
+    if out.timed_out {
+        return Err(Failure::Timeout {
+            step: Step::CheckDependencies,
+        });
+    }
+    if let Some(pid) = lock_holder(&out.stderr) {
+        return Err(Failure::LockHeld { pid });
+    }
+    let manual = format!(
+        "apt-get install {}",
+        targets
+            .iter()
+            .map(|(p, _, _)| p.name())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let sim = match apt_simulate::parse(&out.stdout) {
+        Ok(sim) => sim,
+        Err(_) if !out.success() => {
+            return Err(Failure::DependencyProblem {
+                detail: out.excerpt(crate::parse::MAX_EXCERPT),
+                command: manual,
+            })
+        }
+        Err(e) => return Err(unexpected(Step::CheckDependencies, e)),
+    };
+    let mut problems = Vec::new();
+    for other in sim.others() {
+        problems.push(format!("the update would also change {other}"));
+    }
+    for unmet in &sim.unmet {
+        problems.push(format!("unmet dependency: {unmet}"));
+    }
+    for removed in &sim.removes {
+        if Package::from_name(removed).is_some() {
+            problems.push(format!("the update would remove {removed}"));
+        }
+    }
+    if problems.is_empty() && !out.success() {
+        problems.push(out.excerpt(crate::parse::MAX_EXCERPT));
+    }
+    for (p, _, to) in targets {
+        if problems.is_empty() && sim.install_of(*p).map(|i| &i.new) != Some(to) {
+            problems.push(format!("apt would not install {} {to}", p.name()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::DependencyProblem {
+            detail: problems.join("; "),
+            command: manual,
+        })
+    }
+}
+
+/// Step 4: download exactly the candidates into apt's archives directory.
+fn download(
+    h: &Helper,
+    source: &Path,
+    targets: &[(Package, Evr, Evr)],
+    progress: &mut Progress<'_>,
+) -> Result<(), Failure> {
+    progress(Step::Download);
+    let wait = h.config().lock_wait.as_secs().to_string();
+    let cmd = Cmd::new(Tool::AptGet, DOWNLOAD_TIMEOUT)
+        .args(["-y", "-d", "install"])
+        .args(restricted(source))
+        .args(["-o".to_string(), format!("DPkg::Lock::Timeout={wait}")])
+        .args(targets.iter().map(|(p, _, to)| pinned(*p, to)));
+    run(h, Step::Download, &cmd)?;
+    Ok(())
+}
+
+/// Step 5: find each downloaded file and verify it; returns the verified
+/// copies in the run's private directory.
+fn locate_and_verify(
+    h: &Helper,
+    source: &Path,
+    archives: &Path,
+    targets: &[(Package, Evr, Evr)],
+    private: &PrivateDir,
+    progress: &mut Progress<'_>,
+) -> Result<Vec<PathBuf>, Failure> {
+    progress(Step::LocateFile);
+    let mut copies = Vec::new();
+    let mut records = Vec::new();
+    for (package, _, to) in targets {
+        let cmd = Cmd::new(Tool::AptCache, QUERY_TIMEOUT)
+            .args(restricted(source))
+            .arg("show")
+            .arg(pinned(*package, to));
+        let out = run(h, Step::LocateFile, &cmd)?;
+        let shown = apt_show::parse(&out.stdout).map_err(|e| unexpected(Step::LocateFile, e))?;
+        let mut matching = shown
+            .into_iter()
+            .filter(|r| r.package == package.name() && &r.version == to);
+        let record = matching.next().ok_or(Failure::Verification {
+            package: *package,
+            reason: VerificationFailure::Missing,
+        })?;
+        // Two different files for one version: which one is ours?
+        if matching.any(|other| other.sha256 != record.sha256) {
+            return Err(Failure::Verification {
+                package: *package,
+                reason: VerificationFailure::ChecksumMismatch,
+            });
+        }
+        records.push(record);
+    }
+    progress(Step::Verify);
+    for ((package, from, to), record) in targets.iter().zip(&records) {
+        let refuse = |reason| Failure::Verification {
+            package: *package,
+            reason,
+        };
+        let name = archive_name(*package, to, &record.architecture);
+        let copy = files::copy_verified(archives, &name, private).map_err(|e| match e {
+            FileError::Refused(reason) => refuse(reason),
+            other => internal(other),
+        })?;
+        if copy.sha256 != record.sha256.0 || copy.size != record.size {
+            return Err(refuse(VerificationFailure::ChecksumMismatch));
+        }
+        let cmd = Cmd::new(Tool::DpkgDeb, QUERY_TIMEOUT)
+            .arg("--field")
+            .arg(&copy.path)
+            .args(["Package", "Version", "Architecture"]);
+        let out = run(h, Step::Verify, &cmd)?;
+        let fields =
+            dpkg_deb::parse_fields(&out.stdout).map_err(|e| unexpected(Step::Verify, e))?;
+        if fields.package != package.name()
+            || &fields.version != to
+            || fields.architecture != record.architecture
+        {
+            return Err(refuse(VerificationFailure::MetadataMismatch {
+                expected: format!("{} {to} {}", package.name(), record.architecture),
+                found: format!(
+                    "{} {} {}",
+                    fields.package, fields.version, fields.architecture
+                ),
+            }));
+        }
+        if deb_version::compare(to, from) != Ordering::Greater {
+            return Err(refuse(VerificationFailure::NotNewer {
+                installed: from.clone(),
+                offered: to.clone(),
+            }));
+        }
+        copies.push(copy.path);
+    }
+    Ok(copies)
+}
+
+/// Steps 6 and 7: one `dpkg -i` for every file, under our frontend lock;
+/// then its output, `dpkg-query` and `apt-get check`.
+fn install_and_confirm(
+    h: &Helper,
+    source: &Path,
+    targets: &[(Package, Evr, Evr)],
+    copies: &[PathBuf],
+    progress: &mut Progress<'_>,
+) -> Result<(), Failure> {
+    progress(Step::Install);
+    let _lock = take_frontend_lock(h)?;
+    let cmd = Cmd::new(Tool::Dpkg, INSTALL_TIMEOUT)
+        .args(["-i", "--force-confdef", "--force-confold"])
+        .args(copies)
+        .env(ExtraEnv::DpkgFrontendLocked)
+        .never_kill();
+    let out = h.programs.run(&cmd).map_err(internal)?;
+    let result = dpkg_deb::classify_install(out.code(), &out.stdout, &out.stderr);
+    match result.result {
+        DpkgInstallResult::Success if !out.timed_out => {}
+        DpkgInstallResult::LockHeld { pid } => return Err(Failure::LockHeld { pid }),
+        _ => {
+            return Err(Failure::CommandFailed {
+                step: Step::Install,
+                exit_code: out.code(),
+                excerpt: if result.excerpt.is_empty() {
+                    out.excerpt(crate::parse::MAX_EXCERPT)
+                } else {
+                    result.excerpt
+                },
+            })
+        }
+    }
+    progress(Step::Confirm);
+    let q = query_installed(h, Step::Confirm)?;
+    for (package, _, to) in targets {
+        let ok = q
+            .get(*package)
+            .is_some_and(|r| r.is_installed() && r.version.as_ref() == Some(to));
+        if !ok {
+            return Err(unexpected(
+                Step::Confirm,
+                format!(
+                    "dpkg-query does not show {} {to} as 'install ok installed'",
+                    package.name()
+                ),
+            ));
+        }
+    }
+    let cmd = Cmd::new(Tool::AptGet, QUERY_TIMEOUT)
+        .args(restricted(source))
+        .arg("check");
+    run(h, Step::Confirm, &cmd)?;
+    Ok(())
+}
+
+// ------------------------------------------------------ the procedures
+
+/// What is installed of ours, complete enough to update.
+fn installed_targets(q: &DpkgQuery) -> Result<Vec<(Package, Evr)>, Failure> {
+    let client = q
+        .get(Package::Client)
+        .filter(|r| r.is_present())
+        .and_then(|r| r.version.clone())
+        .ok_or(Failure::NotInstalled)?;
+    let mut out = vec![(Package::Client, client)];
+    // The realtime package only where it is already installed.
+    if let Some(v) = q
+        .get(Package::Realtime)
+        .filter(|r| r.is_present())
+        .and_then(|r| r.version.clone())
+    {
+        out.push((Package::Realtime, v));
+    }
+    Ok(out)
+}
+
+/// Steps 1–3, shared by `Check` and `Update`.
+fn candidates(
+    h: &Helper,
+    progress: &mut Progress<'_>,
+) -> Result<(AptDirs, PathBuf, Vec<Candidate>), Failure> {
+    let q = query_installed(h, Step::QueryCandidate)?;
+    let installed = installed_targets(&q)?;
+    let (dirs, source) = read_apt_config(h, progress)?;
+    refresh_metadata(h, &source, progress)?;
+    let candidates = query_candidates(h, &source, &installed, progress)?;
+    Ok((dirs, source, candidates))
+}
+
+pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Failure> {
+    let (_, _, packages) = candidates(h, progress)?;
+    Ok(CheckReport { packages })
+}
+
+pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, Failure> {
+    let q = query_installed(h, Step::FinishInterrupted)?;
+    installed_targets(&q)?;
+    let mut changes = finish_interrupted(h, &q, progress)?;
+    let (dirs, source, candidates) = candidates(h, progress)?;
+    let targets: Vec<(Package, Evr, Evr)> = candidates
+        .into_iter()
+        .filter_map(|c| Some((c.package, c.installed, c.candidate?)))
+        .collect();
+    if targets.is_empty() {
+        let restarting = !changes.is_empty();
+        return Ok(UpdateReport {
+            changes,
+            helper_restarting: restarting,
+        });
+    }
+    check_dependencies(h, &source, &targets, progress)?;
+    download(h, &source, &targets, progress)?;
+    let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
+    let copies = locate_and_verify(h, &source, &dirs.archives, &targets, &private, progress)?;
+    install_and_confirm(h, &source, &targets, &copies, progress)?;
+    progress(Step::Cleanup);
+    drop(private);
+    changes.extend(
+        targets
+            .into_iter()
+            .map(|(package, from, to)| Change { package, from, to }),
+    );
+    Ok(UpdateReport {
+        changes,
+        helper_restarting: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names_escape_the_epoch_colon() {
+        let v = Evr::parse("1:1.2.7-1").unwrap();
+        assert_eq!(
+            archive_name(Package::Client, &v, "all"),
+            "patchman-client_1%3a1.2.7-1_all.deb"
+        );
+        let v = Evr::parse("1.7.1-1").unwrap();
+        assert_eq!(
+            archive_name(Package::Realtime, &v, "amd64"),
+            "patchman-client-realtime_1.7.1-1_amd64.deb"
+        );
+    }
+
+    #[test]
+    fn lock_messages_of_apt_and_dpkg_are_recognised() {
+        let apt = "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)\nE: Unable to acquire the dpkg frontend lock";
+        assert_eq!(lock_holder(apt), Some(Some(4242)));
+        let dpkg = "dpkg: error: dpkg frontend lock was locked by another process with pid 77\nNote: removing the lock file is always wrong";
+        assert_eq!(lock_holder(dpkg), Some(Some(77)));
+        assert_eq!(
+            lock_holder("E: Could not get lock /var/lib/apt/lists/lock"),
+            Some(None)
+        );
+        assert_eq!(lock_holder("E: Unable to locate package"), None);
+    }
+
+    #[test]
+    fn restriction_names_only_our_source() {
+        let args = restricted(Path::new("/etc/apt/sources.list.d/patchman.list"));
+        let text: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "-o",
+                "Dir::Etc::sourcelist=/etc/apt/sources.list.d/patchman.list",
+                "-o",
+                "Dir::Etc::sourceparts=/dev/null",
+                "-o",
+                "Dir::Cache::pkgcache=",
+                "-o",
+                "Dir::Cache::srcpkgcache="
+            ]
+        );
+    }
+}

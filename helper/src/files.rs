@@ -1,0 +1,382 @@
+//! The ONLY place in the helper that opens package files.
+//!
+//! A downloaded package is opened without following links, checked
+//! (regular file, root-owned, not group/world-writable, one link, not too
+//! large, in a directory that is itself root-owned and not writable by
+//! others), and copied — hashed on the way — into a fresh root-only
+//! directory made for this run. The package manager installs the copy.
+//! What was verified is therefore exactly what is installed: nobody but
+//! root can change the copy between our check and `dpkg -i` / `rpm -U`.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::fcntl::OFlag;
+use patchman_shared::VerificationFailure;
+
+use crate::sha256;
+
+/// Where the helper keeps its per-run private directories.
+pub const PRIVATE_BASE: &str = "/var/cache/patchman-helper";
+
+/// Largest package file accepted.
+pub const MAX_PACKAGE_SIZE: u64 = 512 * 1024 * 1024;
+
+#[derive(Debug)]
+pub enum FileError {
+    /// The file failed a check; nothing was copied.
+    Refused(VerificationFailure),
+    /// A directory we rely on is unsafe or could not be made.
+    UnsafeDir { path: PathBuf, why: String },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileError::Refused(v) => write!(f, "{v}"),
+            FileError::UnsafeDir { path, why } => {
+                write!(f, "unsafe directory {}: {why}", path.display())
+            }
+            FileError::Io { what, path, error } => {
+                write!(f, "cannot {what} {}: {error}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FileError {
+    let path = path.to_path_buf();
+    move |error| FileError::Io { what, path, error }
+}
+
+/// Checks that `dir` and every directory above it is a real directory
+/// (not a symlink), owned by root, not writable by group or others.
+pub fn check_root_dir(dir: &Path) -> Result<(), FileError> {
+    let unsafe_dir = |p: &Path, why: &str| FileError::UnsafeDir {
+        path: p.to_path_buf(),
+        why: why.to_string(),
+    };
+    for p in dir.ancestors() {
+        if p.as_os_str().is_empty() {
+            continue;
+        }
+        let m = fs::symlink_metadata(p).map_err(io_err("inspect", p))?;
+        if m.file_type().is_symlink() {
+            // Only a merged-/usr style link at the top is acceptable;
+            // below a path apt or we chose, a link is refused.
+            return Err(unsafe_dir(p, "is a symbolic link"));
+        }
+        if !m.is_dir() {
+            return Err(unsafe_dir(p, "is not a directory"));
+        }
+        if m.uid() != 0 {
+            return Err(unsafe_dir(p, "is not owned by root"));
+        }
+        // World-writable with the sticky bit (/tmp, /var/tmp) only above
+        // our own private directories, never for the archives.
+        if m.mode() & 0o022 != 0 {
+            return Err(unsafe_dir(p, "is group- or world-writable"));
+        }
+    }
+    Ok(())
+}
+
+/// A fresh, root-only (0700) directory for one run; removed with its
+/// contents when dropped.
+#[derive(Debug)]
+pub struct PrivateDir {
+    path: PathBuf,
+}
+
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl PrivateDir {
+    /// Creates `<base>/run-<pid>-<n>`, making `base` (0700 root) if
+    /// missing and refusing a `base` that is not root's alone.
+    pub fn create(base: &Path) -> Result<PrivateDir, FileError> {
+        match fs::symlink_metadata(base) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(parent) = base.parent() {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o755)
+                        .create(parent)
+                        .map_err(io_err("create", parent))?;
+                }
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(base)
+                    .map_err(io_err("create", base))?;
+            }
+            Err(e) => return Err(io_err("inspect", base)(e)),
+            Ok(_) => {}
+        }
+        check_root_dir(base)?;
+        let m = fs::symlink_metadata(base).map_err(io_err("inspect", base))?;
+        if m.mode() & 0o077 != 0 {
+            return Err(FileError::UnsafeDir {
+                path: base.to_path_buf(),
+                why: "is accessible to users other than root (want 0700)".into(),
+            });
+        }
+        let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = base.join(format!("run-{}-{n}", std::process::id()));
+        // A leftover from a crashed run of the same pid: ours to remove.
+        if fs::symlink_metadata(&path).is_ok() {
+            fs::remove_dir_all(&path).map_err(io_err("remove stale", &path))?;
+        }
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(io_err("create", &path))?;
+        Ok(PrivateDir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the private directory");
+        }
+    }
+}
+
+/// A package file that passed the checks, copied into a private dir.
+#[derive(Debug, Clone)]
+pub struct VerifiedCopy {
+    pub path: PathBuf,
+    pub sha256: [u8; 32],
+    pub size: u64,
+}
+
+/// Opens `dir/name` (no links followed, no FIFOs waited on), checks it,
+/// and copies it into `private`, hashing as it goes.
+pub fn copy_verified(
+    dir: &Path,
+    name: &str,
+    private: &PrivateDir,
+) -> Result<VerifiedCopy, FileError> {
+    let refused = FileError::Refused;
+    if name.is_empty() || name.starts_with('.') || name.contains('/') || name.contains('\0') {
+        return Err(refused(VerificationFailure::Missing));
+    }
+    check_root_dir(dir)?;
+    let source_path = dir.join(name);
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(
+            (OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY).bits(),
+        )
+        .open(&source_path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(refused(VerificationFailure::Missing))
+        }
+        // ELOOP: the last component is a symlink.
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(refused(VerificationFailure::NotRegularFile))
+        }
+        Err(e) => return Err(io_err("open", &source_path)(e)),
+    };
+    let m = file.metadata().map_err(io_err("inspect", &source_path))?;
+    if !m.is_file() {
+        return Err(refused(VerificationFailure::NotRegularFile));
+    }
+    if m.uid() != 0 || m.mode() & 0o022 != 0 {
+        return Err(refused(VerificationFailure::UnsafeOwnerOrMode));
+    }
+    if m.nlink() != 1 {
+        // A hard link planted to another file: not what apt wrote.
+        return Err(refused(VerificationFailure::NotRegularFile));
+    }
+    if m.len() > MAX_PACKAGE_SIZE {
+        return Err(refused(VerificationFailure::MetadataMismatch {
+            expected: format!("at most {MAX_PACKAGE_SIZE} bytes"),
+            found: format!("{} bytes", m.len()),
+        }));
+    }
+    let dest_path = private.path().join(name);
+    let mut dest = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
+        .open(&dest_path)
+        .map_err(io_err("create", &dest_path))?;
+    let mut hasher = sha256::Hasher::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut src = (&file).take(MAX_PACKAGE_SIZE + 1);
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("read", &source_path)(e)),
+        };
+        hasher.update(&buf[..n]);
+        dest.write_all(&buf[..n])
+            .map_err(io_err("write", &dest_path))?;
+        size += n as u64;
+    }
+    if size != m.len() {
+        // It changed while we read it.
+        return Err(refused(VerificationFailure::Changed));
+    }
+    dest.sync_all().map_err(io_err("sync", &dest_path))?;
+    Ok(VerifiedCopy {
+        path: dest_path,
+        sha256: hasher.finish(),
+        size,
+    })
+}
+
+/// Removes `dir/name` if it is a regular file or a symlink (never follows).
+pub fn remove_if_present(dir: &Path, name: &str) -> Result<(), FileError> {
+    let p = dir.join(name);
+    match fs::symlink_metadata(&p) {
+        Ok(m) if m.is_file() || m.file_type().is_symlink() => {
+            fs::remove_file(&p).map_err(io_err("remove", &p))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Opens a file for reading without following links (for tests and the
+/// rpm family's directory listing).
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// /tmp is world-writable (an unacceptable ancestor), so tests build
+    /// their tree under /run, whose ancestors are root's alone.
+    fn root_tree() -> tempfile::TempDir {
+        let d = tempfile::Builder::new()
+            .prefix("patchman-files-test")
+            .tempdir_in("/run")
+            .unwrap();
+        fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        d
+    }
+
+    fn require_root() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test checks root ownership: run as root"
+        );
+    }
+
+    #[test]
+    fn copies_and_hashes_a_good_file() {
+        require_root();
+        let t = root_tree();
+        let archives = t.path().join("archives");
+        fs::create_dir(&archives).unwrap();
+        fs::write(archives.join("p_1_all.deb"), b"hello").unwrap();
+        let private = PrivateDir::create(&t.path().join("private")).unwrap();
+        let copy = copy_verified(&archives, "p_1_all.deb", &private).unwrap();
+        assert_eq!(fs::read(&copy.path).unwrap(), b"hello");
+        assert_eq!(copy.sha256, sha256::digest(b"hello"));
+        assert_eq!(fs::metadata(&copy.path).unwrap().mode() & 0o777, 0o600);
+        let dir = private.path().to_path_buf();
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        drop(private);
+        assert!(!dir.exists(), "private dir removed after the run");
+    }
+
+    #[test]
+    fn refuses_links_fifos_and_unsafe_modes() {
+        require_root();
+        let t = root_tree();
+        let archives = t.path().join("archives");
+        fs::create_dir(&archives).unwrap();
+        let private = PrivateDir::create(&t.path().join("private")).unwrap();
+        fs::write(t.path().join("elsewhere"), b"x").unwrap();
+        std::os::unix::fs::symlink(t.path().join("elsewhere"), archives.join("sym.deb")).unwrap();
+        fs::hard_link(t.path().join("elsewhere"), archives.join("hard.deb")).unwrap();
+        nix::unistd::mkfifo(
+            &archives.join("fifo.deb"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        fs::write(archives.join("ww.deb"), b"x").unwrap();
+        fs::set_permissions(archives.join("ww.deb"), fs::Permissions::from_mode(0o666)).unwrap();
+        fs::write(archives.join("nobody.deb"), b"x").unwrap();
+        nix::unistd::chown(
+            &archives.join("nobody.deb"),
+            Some(nix::unistd::Uid::from_raw(65534)),
+            None,
+        )
+        .unwrap();
+        let check = |name: &str| match copy_verified(&archives, name, &private) {
+            Err(FileError::Refused(v)) => v,
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(check("sym.deb"), VerificationFailure::NotRegularFile);
+        assert_eq!(check("hard.deb"), VerificationFailure::NotRegularFile);
+        assert_eq!(check("fifo.deb"), VerificationFailure::NotRegularFile);
+        assert_eq!(check("ww.deb"), VerificationFailure::UnsafeOwnerOrMode);
+        assert_eq!(check("nobody.deb"), VerificationFailure::UnsafeOwnerOrMode);
+        assert_eq!(check("absent.deb"), VerificationFailure::Missing);
+        assert_eq!(check("../elsewhere"), VerificationFailure::Missing);
+        // Nothing was copied for any of them.
+        assert_eq!(fs::read_dir(private.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn refuses_an_archives_dir_others_can_write_or_that_is_a_link() {
+        require_root();
+        let t = root_tree();
+        let private = PrivateDir::create(&t.path().join("private")).unwrap();
+        let open = t.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        fs::write(open.join("p.deb"), b"x").unwrap();
+        assert!(matches!(
+            copy_verified(&open, "p.deb", &private),
+            Err(FileError::UnsafeDir { .. })
+        ));
+        std::os::unix::fs::symlink(&open, t.path().join("link")).unwrap();
+        assert!(matches!(
+            copy_verified(&t.path().join("link"), "p.deb", &private),
+            Err(FileError::UnsafeDir { .. })
+        ));
+    }
+
+    #[test]
+    fn private_base_must_be_root_only() {
+        require_root();
+        let t = root_tree();
+        let base = t.path().join("base");
+        fs::create_dir(&base).unwrap();
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(matches!(
+            PrivateDir::create(&base),
+            Err(FileError::UnsafeDir { .. })
+        ));
+    }
+}

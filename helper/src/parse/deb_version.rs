@@ -1,0 +1,269 @@
+//! dpkg's version ordering (`dpkg --compare-versions`), for the "never
+//! downgrade" check. A transcription of `verrevcmp` in dpkg's
+//! lib/dpkg/version.c:
+//!
+//! * epochs compare as numbers;
+//! * upstream version, then revision, compare by alternating runs: a run of
+//!   non-digits compared character by character where `~` sorts before
+//!   everything (even the end of the string), the end before letters,
+//!   letters before everything else; then a run of digits compared as a
+//!   number (leading zeros ignored);
+//! * an empty revision equals `0`.
+//!
+//! Tested against the real `dpkg --compare-versions` on generated pairs.
+//! (The `deb-version` crate was not used: one more crate in a root process
+//! for forty lines.)
+
+use std::cmp::Ordering;
+
+use patchman_shared::Evr;
+
+/// Compares two Debian versions as dpkg does.
+pub fn compare(a: &Evr, b: &Evr) -> Ordering {
+    a.epoch
+        .cmp(&b.epoch)
+        .then_with(|| verrevcmp(&a.version, &b.version))
+        .then_with(|| verrevcmp(&a.release, &b.release))
+}
+
+/// dpkg's weight of one character in a non-digit run; `None` is the end of
+/// the string (or the start of a digit run).
+fn order(c: Option<u8>) -> i32 {
+    match c {
+        None => 0,
+        Some(c) if c.is_ascii_digit() => 0,
+        Some(c) if c.is_ascii_alphabetic() => i32::from(c),
+        Some(b'~') => -1,
+        Some(c) => i32::from(c) + 256,
+    }
+}
+
+fn is_digit(c: Option<u8>) -> bool {
+    c.is_some_and(|c| c.is_ascii_digit())
+}
+
+fn verrevcmp(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0usize, 0usize);
+    while i < a.len() || j < b.len() {
+        // Non-digit run.
+        while (i < a.len() && !is_digit(a.get(i).copied()))
+            || (j < b.len() && !is_digit(b.get(j).copied()))
+        {
+            let ac = order(a.get(i).copied());
+            let bc = order(b.get(j).copied());
+            if ac != bc {
+                return ac.cmp(&bc);
+            }
+            i += 1;
+            j += 1;
+        }
+        // Digit run: skip leading zeros, then the longer number wins, then
+        // the first differing digit.
+        while a.get(i) == Some(&b'0') {
+            i += 1;
+        }
+        while b.get(j) == Some(&b'0') {
+            j += 1;
+        }
+        let mut first_diff = Ordering::Equal;
+        while is_digit(a.get(i).copied()) && is_digit(b.get(j).copied()) {
+            if first_diff == Ordering::Equal {
+                first_diff = a.get(i).cmp(&b.get(j));
+            }
+            i += 1;
+            j += 1;
+        }
+        if is_digit(a.get(i).copied()) {
+            return Ordering::Greater;
+        }
+        if is_digit(b.get(j).copied()) {
+            return Ordering::Less;
+        }
+        if first_diff != Ordering::Equal {
+            return first_diff;
+        }
+    }
+    Ordering::Equal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    fn cmp(a: &str, b: &str) -> Ordering {
+        compare(&Evr::parse(a).unwrap(), &Evr::parse(b).unwrap())
+    }
+
+    #[test]
+    fn known_orderings() {
+        use Ordering::*;
+        for (a, b, want) in [
+            ("1.0", "1.0", Equal),
+            ("1.0", "1.0-0", Equal),
+            ("1.0-1", "1.0-01", Equal),
+            ("1.0~rc1", "1.0", Less),
+            ("1.0~~", "1.0~", Less),
+            ("1.0~", "1.0", Less),
+            ("1.0", "1.0a", Less),
+            ("1.0a", "1.0+", Less),
+            ("1.0+", "1.0.", Less),
+            ("1.7.0-1", "1.7.1-1", Less),
+            ("1.7.10-1", "1.7.9-1", Greater),
+            ("1:1.0", "2.0", Greater),
+            ("0:2.0", "2.0", Equal),
+            ("1.0-1", "1.0-1+b1", Less),
+            ("1.0-1~bpo1", "1.0-1", Less),
+            ("001", "1", Equal),
+            ("1.0-a", "1.0-1", Greater),
+        ] {
+            assert_eq!(cmp(a, b), want, "{a} vs {b}");
+            assert_eq!(cmp(b, a), want.reverse(), "{b} vs {a}");
+        }
+    }
+
+    /// A small deterministic generator (xorshift), so the comparison with
+    /// dpkg is reproducible without a randomness crate.
+    struct Gen(u64);
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            let n = items.len() as u64;
+            items.get((self.next() % n) as usize).copied().unwrap_or("")
+        }
+        /// A valid dpkg version: epoch optional, upstream starting with a
+        /// digit, revision optional (upstream may then contain '-').
+        fn version(&mut self) -> String {
+            let pieces = [
+                "0", "1", "2", "9", "10", "01", "a", "b", "z", "A", "~", "+", ".", "~~", "rc",
+                "~rc1",
+            ];
+            let mut s = String::new();
+            if self.next() % 4 == 0 {
+                s.push_str(self.pick(&["1:", "0:", "2:", "10:"]));
+            }
+            s.push_str(self.pick(&["0", "1", "2", "10", "1.0", "1.7"]));
+            for _ in 0..self.next() % 4 {
+                s.push_str(self.pick(&pieces));
+            }
+            if self.next() % 3 != 0 {
+                if self.next() % 5 == 0 {
+                    s.push_str("-x");
+                }
+                s.push('-');
+                s.push_str(self.pick(&[
+                    "0", "1", "2", "1a", "a", "1~", "1+b1", "1.1", "0ubuntu1", "10",
+                ]));
+                for _ in 0..self.next() % 2 {
+                    s.push_str(self.pick(&pieces));
+                }
+            }
+            s
+        }
+    }
+
+    /// dpkg's verdict for each pair: "<", "=" or ">", from one `sh` per
+    /// batch.
+    fn dpkg_verdicts(pairs: &[(String, String)]) -> Option<Vec<String>> {
+        let script = r#"while read -r a b; do
+  if dpkg --compare-versions "$a" lt "$b"; then echo '<';
+  elif dpkg --compare-versions "$a" eq "$b"; then echo '=';
+  else echo '>'; fi
+done"#;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let mut input = String::new();
+        for (a, b) in pairs {
+            input.push_str(&format!("{a} {b}\n"));
+        }
+        child.stdin.take()?.write_all(input.as_bytes()).ok()?;
+        let out = child.wait_with_output().ok()?;
+        assert!(
+            out.stderr.is_empty(),
+            "dpkg complained: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(
+            String::from_utf8(out.stdout)
+                .ok()?
+                .lines()
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn agrees_with_dpkg_compare_versions() {
+        if Command::new("dpkg").arg("--version").output().is_err() {
+            // Only skipped where dpkg does not exist at all; CI runs on
+            // Debian, where it always does.
+            eprintln!("dpkg not found: skipping the comparison with the real tool");
+            return;
+        }
+        let mut gen = Gen(0x9e37_79b9_7f4a_7c15);
+        let pairs: Vec<(String, String)> = (0..3000)
+            .map(|i| {
+                let a = gen.version();
+                // Every fifth pair compares near-equal versions, where the
+                // subtle rules (leading zeros, empty revision) live.
+                let b = if i % 5 == 0 {
+                    format!("{a}0")
+                } else {
+                    gen.version()
+                };
+                (a, b)
+            })
+            .collect();
+        // Batches in parallel: ~1.7 dpkg processes per pair.
+        let batches: Vec<&[(String, String)]> = pairs.chunks(250).collect();
+        let verdicts: Vec<Vec<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = batches
+                .iter()
+                .map(|batch| s.spawn(move || dpkg_verdicts(batch).expect("running dpkg")))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("batch thread"))
+                .collect()
+        });
+        let mut checked = 0;
+        for (batch, verdicts) in batches.iter().zip(&verdicts) {
+            assert_eq!(batch.len(), verdicts.len());
+            for ((a, b), dpkg) in batch.iter().zip(verdicts) {
+                let ours = match cmp(a, b) {
+                    Ordering::Less => "<",
+                    Ordering::Equal => "=",
+                    Ordering::Greater => ">",
+                };
+                assert_eq!(ours, dpkg, "{a} vs {b}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 3000);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_versions_never_panic_and_order_is_antisymmetric(a in "[0-9a-zA-Z.+~:-]{1,20}", b in "[0-9a-zA-Z.+~:-]{1,20}") {
+            if let (Ok(a), Ok(b)) = (Evr::parse(&a), Evr::parse(&b)) {
+                prop_assert_eq!(compare(&a, &b), compare(&b, &a).reverse());
+                prop_assert_eq!(compare(&a, &a), Ordering::Equal);
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The holder process of a test sandbox (see `patchman_tests::Sandbox`).
+//!
+//! `sandbox-init <dir> [--bind-ro PATH]...`, as root:
+//! 1. moves itself into a new, private mount namespace (so nothing below can
+//!    reach the host's mount table);
+//! 2. mounts a tmpfs on `<dir>/layers` and, from it, overlayfs over `/etc`,
+//!    `/var`, `/opt`, `/usr`, `/root`, `/home`, `/srv` (those that exist),
+//!    so every write there lands in the tmpfs;
+//! 3. mounts fresh tmpfs on `/run` and `/tmp`;
+//! 4. bind-mounts each `--bind-ro PATH` read-only at the same path (for host
+//!    paths the fresh `/tmp` hid, such as a `CARGO_TARGET_DIR` under `/tmp`);
+//! 5. prints `ready` on stdout and waits until stdin reaches end-of-file
+//!    (its parent closed it, or died) or it is killed.
+//!
+//! The mounts belong to the namespace alone: when the last process in it is
+//! gone, they are gone.
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::stat::Mode;
+
+/// The host directories overlaid, when they exist as real directories.
+const OVERLAID: &[&str] = &["/etc", "/var", "/opt", "/usr", "/root", "/home", "/srv"];
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sandbox-init: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let mut args = std::env::args_os().skip(1);
+    let dir = PathBuf::from(args.next().ok_or("usage: sandbox-init <dir> [--bind-ro PATH]...")?);
+    let mut binds = Vec::new();
+    while let Some(a) = args.next() {
+        if a != "--bind-ro" {
+            return Err(format!("unknown argument {a:?}"));
+        }
+        binds.push(PathBuf::from(args.next().ok_or("--bind-ro needs a path")?));
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err("must run as root (it mounts overlayfs and tmpfs)".into());
+    }
+
+    // 1. Our own mount namespace, with no propagation back to the host.
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    mount_(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+
+    // 2. The writable layers live in a tmpfs of their own: never on an
+    //    overlay (overlayfs refuses an overlay upper dir), never on the host's
+    //    disk, and freed with the namespace.
+    let layers = dir.join("layers");
+    std::fs::create_dir_all(&layers).map_err(|e| format!("mkdir {}: {e}", layers.display()))?;
+    mount_(Some("tmpfs"), &layers, Some("tmpfs"), MsFlags::empty(), Some("mode=0700"))?;
+    for target in OVERLAID {
+        let target = Path::new(target);
+        let is_real_dir = std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir());
+        if !is_real_dir {
+            continue;
+        }
+        let name = target.strip_prefix("/").unwrap_or(target);
+        let upper = layers.join(name).join("upper");
+        let work = layers.join(name).join("work");
+        for d in [&upper, &work] {
+            std::fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            option_path(target)?,
+            option_path(&upper)?,
+            option_path(&work)?
+        );
+        mount_(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(&options))?;
+    }
+
+    // 4 (prepared). Open the bind sources now: the fresh /tmp hides them.
+    let mut sources = Vec::new();
+    for b in &binds {
+        let fd = open(b, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| format!("open {}: {e}", b.display()))?;
+        sources.push((b, fd));
+    }
+
+    // 3. Fresh /run and /tmp.
+    let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount_(Some("tmpfs"), Path::new("/run"), Some("tmpfs"), nodev, Some("mode=0755"))?;
+    mount_(Some("tmpfs"), Path::new("/tmp"), Some("tmpfs"), nodev, Some("mode=1777"))?;
+    make_dir_mode(Path::new("/run/lock"), 0o1777)?;
+
+    // 4. Read-only binds at the same paths.
+    for (target, fd) in &sources {
+        let is_dir = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map_err(|e| format!("stat {}: {e}", target.display()))?
+            .is_dir();
+        if is_dir {
+            std::fs::create_dir_all(target)
+        } else {
+            target
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(target, b"").map(drop))
+        }
+        .map_err(|e| format!("creating the mount point {}: {e}", target.display()))?;
+        let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        mount_(
+            Some(source.as_os_str().to_str().unwrap_or_default()),
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        mount_(
+            None,
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None,
+        )?;
+    }
+    drop(sources);
+
+    // 5. Ready; hold the namespace until our parent lets go.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready").and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))?;
+    drop(out);
+    let mut sink = [0u8; 64];
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        match stdin.read(&mut sink) {
+            Ok(0) => return Ok(()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("stdin: {e}")),
+        }
+    }
+}
+
+fn mount_(
+    source: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), String> {
+    mount(source, target, fstype, flags, data).map_err(|e| {
+        format!(
+            "mount {} on {} (type {}, options {}): {e}",
+            source.unwrap_or("-"),
+            target.display(),
+            fstype.unwrap_or("-"),
+            data.unwrap_or("-")
+        )
+    })
+}
+
+/// A path as an overlayfs mount option value: commas, colons and
+/// backslashes would need escaping, so refuse them.
+fn option_path(p: &Path) -> Result<&str, String> {
+    let s = p.to_str().ok_or_else(|| format!("non-UTF-8 path {}", p.display()))?;
+    if s.contains([',', ':', '\\']) {
+        return Err(format!("path {s:?} cannot be an overlayfs option"));
+    }
+    Ok(s)
+}
+
+fn make_dir_mode(p: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(p)
+        .and_then(|()| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)))
+        .map_err(|e| format!("mkdir {}: {e}", p.display()))
+}

@@ -1,0 +1,305 @@
+//! The standard test packages and repositories, built once per test process
+//! by [`apt_fixture`].
+//!
+//! # Packages
+//!
+//! Every `patchman-client` ships `/usr/share/patchman-client/VERSION` (its
+//! version and a newline) and the conffile `/etc/patchman/patchman.ini`;
+//! every package's `postinst` appends `<package> <version> <args>` to
+//! [`POSTINST_LOG`], so a test can tell whether it was configured.
+//!
+//! | package                    | version     | depends                        | note |
+//! |----------------------------|-------------|--------------------------------|------|
+//! | `patchman-client`          | `1.6.9-1`   |                                | below the 1.7.0-1 gate; conffile [`CONFFILE_OLD`] |
+//! | `patchman-client`          | `1.7.0-1`   |                                | conffile [`CONFFILE_OLD`] |
+//! | `patchman-client`          | `1.7.1-1`   |                                | **changes the conffile** to [`CONFFILE_NEW`] |
+//! | `patchman-client`          | `1.7.2-1`   | `libpatchman-new (>= 1.0)`     | a new dependency; [`CONFFILE_NEW`] |
+//! | `patchman-client`          | `1:1.2.7-1` |                                | epoch: newer than all the above |
+//! | `patchman-client`          | `9.9.9-1`   |                                | only in the `other` source |
+//! | `patchman-client-realtime` | `1.7.0-1`   | `patchman-client (= 1.7.0-1)`  | |
+//! | `patchman-client-realtime` | `1.7.1-1`   | `patchman-client (= 1.7.1-1)`  | |
+//! | `libpatchman-new`          | `1.0-1`     |                                | the new dependency of 1.7.2-1 |
+//!
+//! # Repositories
+//!
+//! All under [`AptFixture::repos_root`], one directory each: serve that root
+//! with one [`HttpServer`](super::http::HttpServer) per test and add a
+//! repository with [`Sandbox::add_apt_repo`](super::namespace::Sandbox::add_apt_repo).
+//! `dists`-style ones use suite `stable`, component `main`.
+//!
+//! | field          | layout | signed by  | client versions                | realtime          | other | apt's candidate (client) |
+//! |----------------|--------|------------|--------------------------------|-------------------|-------|------|
+//! | `patchman`     | dists  | `patchman` | 1.6.9-1, 1.7.0-1, 1.7.1-1      | 1.7.0-1, 1.7.1-1  |       | 1.7.1-1 |
+//! | `newdep`       | dists  | `patchman` | 1.7.0-1, 1.7.1-1, 1.7.2-1      | 1.7.0-1, 1.7.1-1  |       | 1.7.2-1, whose dependency no source here has |
+//! | `newdep_lib`   | dists  | `patchman` | 1.7.0-1, 1.7.1-1, 1.7.2-1      | 1.7.0-1, 1.7.1-1  | `libpatchman-new` 1.0-1 | 1.7.2-1, installable |
+//! | `extras`       | dists  | `other`    |                                |                   | `libpatchman-new` 1.0-1 | — (another source able to satisfy 1.7.2-1) |
+//! | `other`        | dists  | `other`    | 9.9.9-1                        |                   |       | 9.9.9-1 (another source with a newer client) |
+//! | `unsigned`     | dists  | no         | 1.7.0-1, 1.7.1-1               |                   |       | (apt refuses it: not signed) |
+//! | `epoch`        | dists  | `patchman` | 1.7.1-1, 1:1.2.7-1             |                   |       | 1:1.2.7-1 |
+//! | `flat`         | flat   | `patchman` | 1.7.0-1, 1.7.1-1               | 1.7.0-1, 1.7.1-1  |       | 1.7.1-1 |
+//!
+//! The `patchman` and `other` keys are distinct, so a source signed by one
+//! and declared `signed-by` the other fails verification.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result};
+
+use super::apt_repo::{build_repo, native_arch, AptRepo, GpgHome, RepoLayout, RepoSpec, SigningKey};
+use super::deb::DebSpec;
+
+/// The client's package name.
+pub const CLIENT: &str = "patchman-client";
+/// The realtime package's name.
+pub const REALTIME: &str = "patchman-client-realtime";
+/// The new dependency of client 1.7.2-1.
+pub const NEW_DEP: &str = "libpatchman-new";
+/// The conffile every client version ships.
+pub const CONFFILE: &str = "/etc/patchman/patchman.ini";
+/// Its contents up to 1.7.0-1.
+pub const CONFFILE_OLD: &str = "[updates]\nrepository = patchman\n";
+/// Its contents from 1.7.1-1 on.
+pub const CONFFILE_NEW: &str =
+    "[updates]\nrepository = patchman\n# automatic = yes\n# interval = 6h\n# jitter = 1h\n";
+/// Where each package's postinst logs its run (inside the sandbox).
+pub const POSTINST_LOG: &str = "/var/lib/patchman-tests/postinst.log";
+
+/// The client versions built, oldest first.
+pub const CLIENT_VERSIONS: &[&str] = &["1.6.9-1", "1.7.0-1", "1.7.1-1", "1.7.2-1", "1:1.2.7-1", "9.9.9-1"];
+/// The realtime versions built.
+pub const REALTIME_VERSIONS: &[&str] = &["1.7.0-1", "1.7.1-1"];
+
+/// The standard packages and repositories; see the module documentation.
+#[derive(Debug)]
+pub struct AptFixture {
+    /// The fixture's directory (removed by the next test process once this
+    /// one is gone).
+    pub root: PathBuf,
+    /// The directory to serve over HTTP: each repository is a subdirectory.
+    pub repos_root: PathBuf,
+    /// Every built `.deb`, by `(package, version)`.
+    pub debs: BTreeMap<(String, String), PathBuf>,
+    /// See the table.
+    pub patchman: AptRepo,
+    /// See the table.
+    pub newdep: AptRepo,
+    /// See the table.
+    pub newdep_lib: AptRepo,
+    /// See the table.
+    pub extras: AptRepo,
+    /// See the table.
+    pub other: AptRepo,
+    /// See the table.
+    pub unsigned: AptRepo,
+    /// See the table.
+    pub epoch: AptRepo,
+    /// See the table.
+    pub flat: AptRepo,
+    /// The key signing `patchman`, `newdep`, `newdep_lib`, `epoch`, `flat`.
+    pub patchman_key: SigningKey,
+    /// The key signing `other` and `extras`.
+    pub other_key: SigningKey,
+}
+
+impl AptFixture {
+    /// The `.deb` of `package` at `version`.
+    ///
+    /// # Panics
+    /// When the fixture has no such package (a typo in a test).
+    pub fn deb(&self, package: &str, version: &str) -> &Path {
+        self.debs
+            .get(&(package.to_owned(), version.to_owned()))
+            .unwrap_or_else(|| panic!("the fixture has no {package} {version}"))
+    }
+
+    /// The client's `.deb` at `version`.
+    pub fn client(&self, version: &str) -> &Path {
+        self.deb(CLIENT, version)
+    }
+
+    /// The realtime package's `.deb` at `version`.
+    pub fn realtime(&self, version: &str) -> &Path {
+        self.deb(REALTIME, version)
+    }
+}
+
+/// The fixture, built on first use in this test process (a second or so)
+/// and shared by every test after.
+///
+/// # Panics
+/// When it cannot be built (a tool missing: dpkg-dev, apt-utils, gnupg), with
+/// the reason.
+pub fn apt_fixture() -> &'static AptFixture {
+    static FIXTURE: OnceLock<AptFixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        build_fixture().unwrap_or_else(|e| panic!("building the apt test fixture: {e:#}"))
+    })
+}
+
+fn postinst(package: &str, version: &str) -> String {
+    format!(
+        "#!/bin/sh\nset -e\nmkdir -p \"$(dirname {POSTINST_LOG})\"\n\
+         echo \"{package} {version} $*\" >> {POSTINST_LOG}\n"
+    )
+}
+
+fn client_spec(version: &str) -> DebSpec {
+    let conffile = match version {
+        "1.6.9-1" | "1.7.0-1" => CONFFILE_OLD,
+        _ => CONFFILE_NEW,
+    };
+    let mut spec = DebSpec::new(CLIENT, version)
+        .conffile(CONFFILE, conffile)
+        .file("/usr/share/patchman-client/VERSION", format!("{version}\n"), 0o644)
+        .postinst(&postinst(CLIENT, version));
+    if version == "1.7.2-1" {
+        spec = spec.depends(&format!("{NEW_DEP} (>= 1.0)"));
+    }
+    spec
+}
+
+fn specs() -> Vec<DebSpec> {
+    let mut specs: Vec<DebSpec> = CLIENT_VERSIONS.iter().map(|v| client_spec(v)).collect();
+    for v in REALTIME_VERSIONS {
+        specs.push(
+            DebSpec::new(REALTIME, v)
+                .depends(&format!("{CLIENT} (= {v})"))
+                .file("/usr/share/patchman-client-realtime/VERSION", format!("{v}\n"), 0o644)
+                .postinst(&postinst(REALTIME, v)),
+        );
+    }
+    specs.push(
+        DebSpec::new(NEW_DEP, "1.0-1")
+            .file("/usr/share/libpatchman-new/VERSION", "1.0-1\n", 0o644)
+            .postinst(&postinst(NEW_DEP, "1.0-1")),
+    );
+    specs
+}
+
+/// The directory all fixtures live under: `<target>/patchman-tests`.
+fn fixtures_parent() -> PathBuf {
+    crate::profile_dir()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("patchman-tests")
+}
+
+/// Removes the fixtures of test processes that are gone.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("fixture-")) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn build_fixture() -> Result<AptFixture> {
+    let parent = fixtures_parent();
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    remove_stale(&parent);
+    let root = parent.join(format!("fixture-{}", std::process::id()));
+    if root.exists() {
+        std::fs::remove_dir_all(&root)?;
+    }
+    let debs_dir = root.join("debs");
+    std::fs::create_dir_all(&debs_dir)?;
+
+    // The packages, built two at a time (dpkg-deb is the slow part).
+    let specs = specs();
+    let built: Vec<Result<PathBuf>> = std::thread::scope(|s| {
+        let handles: Vec<_> = specs
+            .chunks(specs.len().div_ceil(2))
+            .map(|chunk| {
+                let dir = &debs_dir;
+                s.spawn(move || chunk.iter().map(|spec| spec.build(dir)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|_| vec![Err(anyhow::anyhow!("build thread panicked"))]))
+            .collect()
+    });
+    let mut debs = BTreeMap::new();
+    for (spec, path) in specs.iter().zip(built) {
+        debs.insert((spec.name.clone(), spec.version.clone()), path?);
+    }
+    let deb = |p: &str, v: &str| debs[&(p.to_owned(), v.to_owned())].clone();
+
+    // Keys: a short gpg home (its agent's socket path must stay short).
+    let gpg_dir = tempfile::Builder::new().prefix("pmgpg").tempdir()?;
+    let gpg = GpgHome::new(gpg_dir.path())?;
+    let keys_dir = root.join("keys");
+    let patchman_key = gpg.generate_key("patchman", &keys_dir)?;
+    let other_key = gpg.generate_key("other", &keys_dir)?;
+
+    let arch = native_arch()?;
+    let repos_root = root.join("repos");
+    let stable = RepoLayout::stable_main;
+    let client_rt = |versions: &[&str]| {
+        let mut v: Vec<PathBuf> = versions.iter().map(|v| deb(CLIENT, v)).collect();
+        v.extend(REALTIME_VERSIONS.iter().map(|r| deb(REALTIME, r)));
+        v
+    };
+    let newdep_debs = client_rt(&["1.7.0-1", "1.7.1-1", "1.7.2-1"]);
+    let mut newdep_lib_debs = newdep_debs.clone();
+    newdep_lib_debs.push(deb(NEW_DEP, "1.0-1"));
+    let build = |name: &str, layout: RepoLayout, debs: &[PathBuf], key: Option<&SigningKey>| {
+        build_repo(
+            &repos_root,
+            &RepoSpec {
+                name,
+                layout,
+                debs,
+                key,
+            },
+            Some(&gpg),
+            &arch,
+        )
+    };
+    let fixture = AptFixture {
+        patchman: build(
+            "patchman",
+            stable(),
+            &client_rt(&["1.6.9-1", "1.7.0-1", "1.7.1-1"]),
+            Some(&patchman_key),
+        )?,
+        newdep: build("newdep", stable(), &newdep_debs, Some(&patchman_key))?,
+        newdep_lib: build("newdep-lib", stable(), &newdep_lib_debs, Some(&patchman_key))?,
+        extras: build("extras", stable(), &[deb(NEW_DEP, "1.0-1")], Some(&other_key))?,
+        other: build("other", stable(), &[deb(CLIENT, "9.9.9-1")], Some(&other_key))?,
+        unsigned: build(
+            "unsigned",
+            stable(),
+            &[deb(CLIENT, "1.7.0-1"), deb(CLIENT, "1.7.1-1")],
+            None,
+        )?,
+        epoch: build(
+            "epoch",
+            stable(),
+            &[deb(CLIENT, "1.7.1-1"), deb(CLIENT, "1:1.2.7-1")],
+            Some(&patchman_key),
+        )?,
+        flat: build(
+            "flat",
+            RepoLayout::Flat,
+            &client_rt(&["1.7.0-1", "1.7.1-1"]),
+            Some(&patchman_key),
+        )?,
+        root,
+        repos_root,
+        debs,
+        patchman_key,
+        other_key,
+    };
+    drop(gpg);
+    Ok(fixture)
+}

@@ -1,0 +1,15 @@
+//! The sandbox for end-to-end tests of the apt family: test packages
+//! ([`deb`]), signed repositories ([`apt_repo`]) served over HTTP
+//! ([`http`]), a private mount namespace to run dpkg and apt in
+//! ([`namespace`]), and the shared package set ([`fixture`]).
+
+pub mod apt_repo;
+pub mod deb;
+pub mod fixture;
+pub mod http;
+pub mod namespace;
+
+pub use apt_repo::{AptRepo, RepoLayout, SourceFormat};
+pub use deb::DebSpec;
+pub use http::HttpServer;
+pub use namespace::Sandbox;

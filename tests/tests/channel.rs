@@ -1,0 +1,437 @@
+//! The authenticated agent↔helper channel, through the real socket: the
+//! real `patchman-helper` binary as root on a temporary socket, clients as
+//! the agent user (`nobody` here) and as other uids, switched with
+//! `Command::uid`. Needs root: fails (never skips) without it.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use patchman_tests::workspace_bin;
+
+/// The agent user for these tests: present on every Debian system.
+const AGENT: &str = "nobody";
+const AGENT_UID: u32 = 65534;
+const AGENT_GID: u32 = 65534;
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests start the real helper and must run as root (sudo cargo test)"
+    );
+}
+
+struct Helper {
+    child: Child,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Helper {
+    fn start() -> Helper {
+        Helper::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Helper {
+        require_root();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("run/helper.sock");
+        let config = dir.path().join("patchman.ini");
+        std::fs::write(&config, "[updates]\nrepository = patchman\n").unwrap();
+        let log = dir.path().join("helper.log");
+        let child = Command::new(workspace_bin("patchman-helper"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--config")
+            .arg(&config)
+            .args(["--agent-user", AGENT])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let h = Helper {
+            child,
+            dir,
+            socket,
+            log,
+        };
+        let t0 = Instant::now();
+        while !h.socket.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "helper did not start:\n{}",
+                h.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        h
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Runs `probe` with `actions` as `uid:gid`; returns its stdout.
+    fn probe(&self, uid: u32, gid: u32, actions: &[&str]) -> String {
+        let out = Command::new(workspace_bin("probe"))
+            .arg(&self.socket)
+            .args(actions)
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn agent(&self, args: &[&str]) -> Output {
+        Command::new(workspace_bin("patchman-agent"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .uid(AGENT_UID)
+            .gid(AGENT_GID)
+            .output()
+            .unwrap()
+    }
+
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        kill(self.pid(), Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        (status, self.log())
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "agent status failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// What the host's own dpkg database says about a package (read-only).
+fn host_version(package: &str) -> Option<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${db:Status-Abbrev} ${Version}", package])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (state, version) = text.split_once(' ')?;
+    state.starts_with("ii").then(|| version.trim().to_string())
+}
+
+#[test]
+fn socket_and_directory_have_the_designed_owners_and_modes() {
+    let h = Helper::start();
+    let dir = std::fs::metadata(h.socket.parent().unwrap()).unwrap();
+    assert_eq!(
+        (dir.uid(), dir.gid(), dir.mode() & 0o7777),
+        (0, AGENT_GID, 0o750)
+    );
+    let sock = std::fs::metadata(&h.socket).unwrap();
+    assert_eq!(
+        (sock.uid(), sock.gid(), sock.mode() & 0o7777),
+        (0, AGENT_GID, 0o660)
+    );
+}
+
+#[test]
+fn the_agent_user_is_served_status_with_the_interface_fields() {
+    let h = Helper::start();
+    let json = status_json(&h.agent(&["status", "--json"]));
+    assert_eq!(json["family"], "apt", "this test host is Debian: {json}");
+    for p in ["client", "realtime"] {
+        let name = if p == "client" {
+            "patchman-client"
+        } else {
+            "patchman-client-realtime"
+        };
+        let want = host_version(name)
+            .map(serde_json::Value::String)
+            .unwrap_or(serde_json::Value::Null);
+        assert_eq!(json["installed"][p], want, "{json}");
+    }
+    assert_eq!(json["helper_version"], env!("CARGO_PKG_VERSION"));
+    let human = h.agent(&["status"]);
+    assert!(human.status.success());
+    assert!(String::from_utf8_lossy(&human.stdout).contains("family:                   apt"));
+    assert!(
+        h.log().contains("request=\"status\""),
+        "requests are logged:\n{}",
+        h.log()
+    );
+}
+
+#[test]
+fn other_uids_are_denied_or_cannot_connect() {
+    let h = Helper::start();
+    // In the socket's group but not the agent's uid: SO_PEERCRED denies it.
+    let out = h.probe(12345, AGENT_GID, &["hello", "recv"]);
+    assert!(out.contains("reply Denied"), "{out}");
+    // Root is not the agent either.
+    let out = h.probe(0, 0, &["hello", "recv"]);
+    assert!(out.contains("reply Denied"), "{out}");
+    // Neither uid nor group: the socket's mode keeps it out entirely.
+    let out = h.probe(12345, 12345, &["hello", "recv"]);
+    assert!(out.contains("connect-error PermissionDenied"), "{out}");
+    let denied = Command::new(workspace_bin("patchman-agent"))
+        .arg("--socket")
+        .arg(&h.socket)
+        .arg("status")
+        .uid(12345)
+        .gid(AGENT_GID)
+        .output()
+        .unwrap();
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("refused this user"));
+    assert!(
+        h.log().contains("denied: not the agent user"),
+        "{}",
+        h.log()
+    );
+    assert!(h.log().contains("peer_uid=12345"), "{}", h.log());
+}
+
+#[test]
+fn a_4_gib_length_prefix_closes_that_connection_and_the_helper_keeps_serving() {
+    let h = Helper::start();
+    let rss_before = h.rss_kib();
+    let out = h.probe(AGENT_UID, AGENT_GID, &["raw:ffffffff", "recv", "recv"]);
+    assert!(out.contains("reply Failed(Protocol"), "{out}");
+    assert!(out.contains("exceeds the 65536-byte limit"), "{out}");
+    assert!(out.contains("closed"), "{out}");
+    // Also after Hello, and with garbage instead of a frame.
+    let out = h.probe(
+        AGENT_UID,
+        AGENT_GID,
+        &["hello", "recv", "raw:ffffffff00", "recv", "recv"],
+    );
+    assert!(out.contains("reply Welcome"), "{out}");
+    assert!(out.contains("closed"), "{out}");
+    let out = h.probe(AGENT_UID, AGENT_GID, &["raw:0100000063", "recv"]);
+    assert!(
+        out.contains("reply Failed(Protocol"),
+        "unknown variant: {out}"
+    );
+    let out = h.probe(AGENT_UID, AGENT_GID, &["raw:020000000200", "recv"]);
+    assert!(
+        out.contains("reply Failed(Protocol"),
+        "trailing bytes: {out}"
+    );
+    status_json(&h.agent(&["status", "--json"]));
+    assert!(
+        h.rss_kib() < rss_before + 8 * 1024,
+        "RSS grew from {rss_before} KiB to {} KiB",
+        h.rss_kib()
+    );
+}
+
+#[test]
+fn wrong_protocol_version_gets_unsupported() {
+    let h = Helper::start();
+    let out = h.probe(AGENT_UID, AGENT_GID, &["hello:999", "recv", "recv"]);
+    assert!(
+        out.contains("reply Unsupported { helper_protocol: 1 }"),
+        "{out}"
+    );
+    assert!(out.contains("closed"), "{out}");
+}
+
+#[test]
+fn requests_before_hello_and_a_second_hello_are_refused() {
+    let h = Helper::start();
+    let out = h.probe(AGENT_UID, AGENT_GID, &["req:update", "recv", "recv"]);
+    assert!(out.contains("update is not allowed here"), "{out}");
+    assert!(out.contains("closed"), "{out}");
+    let out = h.probe(AGENT_UID, AGENT_GID, &["hello", "recv", "hello", "recv"]);
+    assert!(out.contains("hello is not allowed here"), "{out}");
+}
+
+#[test]
+fn two_hundred_idle_connections_do_not_lock_out_the_agent() {
+    let h = Helper::start();
+    let mut hog = Command::new(workspace_bin("probe"))
+        .arg(&h.socket)
+        .arg("hold:200:8000")
+        .uid(AGENT_UID)
+        .gid(AGENT_GID)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(hog.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("holding 200"), "{line}");
+    let t0 = Instant::now();
+    let json = status_json(&h.agent(&["status", "--json"]));
+    let took = t0.elapsed();
+    assert_eq!(json["family"], "apt");
+    assert!(took < Duration::from_secs(5), "served after {took:?}");
+    assert!(
+        h.rss_kib() < 32 * 1024,
+        "helper RSS {} KiB with 200 connections",
+        h.rss_kib()
+    );
+    assert!(h.log().contains("connection limit reached"), "{}", h.log());
+    hog.kill().unwrap();
+    hog.wait().unwrap();
+}
+
+#[test]
+fn a_slow_sender_is_dropped_after_the_frame_deadline() {
+    let h = Helper::start();
+    // Hello, one byte every 3 s: the whole frame would take 18 s; the
+    // helper allows 10 s for a frame, however it is sliced.
+    let out = h.probe(AGENT_UID, AGENT_GID, &["drip:020000000001:3000", "recv"]);
+    assert!(out.contains("closed"), "{out}");
+    let elapsed: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("elapsed_ms "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (9_000..17_000).contains(&elapsed),
+        "dropped after {elapsed} ms: {out}"
+    );
+    assert!(h.log().contains("timed out"), "{}", h.log());
+    status_json(&h.agent(&["status", "--json"]));
+}
+
+#[test]
+fn sigterm_removes_the_socket_and_exits_0() {
+    let h = Helper::start();
+    let socket = h.socket.clone();
+    let (status, log) = h.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(!socket.exists());
+}
+
+#[test]
+fn sighup_rereads_the_repository_name() {
+    let h = Helper::start();
+    std::fs::write(
+        h.dir.path().join("patchman.ini"),
+        "[updates]\nrepository = patchman-beta\n",
+    )
+    .unwrap();
+    kill(h.pid(), Signal::SIGHUP).unwrap();
+    let t0 = Instant::now();
+    while !h.log().contains("repository=patchman-beta") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no reload:\n{}",
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A bad value is refused and the old one kept.
+    std::fs::write(
+        h.dir.path().join("patchman.ini"),
+        "[updates]\nrepository = -o evil\n",
+    )
+    .unwrap();
+    kill(h.pid(), Signal::SIGHUP).unwrap();
+    while !h.log().contains("keeping the previous one") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no refusal:\n{}",
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    status_json(&h.agent(&["status", "--json"]));
+}
+
+#[test]
+fn the_helper_refuses_to_start_wrongly() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/helper.sock");
+    let run = |uid: u32, args: &[&str]| {
+        Command::new(workspace_bin("patchman-helper"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .uid(uid)
+            .output()
+            .unwrap()
+    };
+    let out = run(AGENT_UID, &["--agent-user", AGENT]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must run as root"));
+    let out = run(0, &["--agent-user", "root"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be unprivileged"));
+    let out = run(0, &["--agent-user", "no-such-user-here"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let out = run(0, &["--bogus"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument"));
+    // A world-writable socket directory is refused.
+    std::fs::create_dir(dir.path().join("run")).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("run"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let out = run(0, &["--agent-user", AGENT]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("group- or world-writable"),
+        "{out:?}"
+    );
+    assert!(!Path::new(&socket).exists());
+}
+
+#[test]
+fn the_agent_refuses_root_and_explains_an_unreachable_helper() {
+    let agent = workspace_bin("patchman-agent");
+    let out = Command::new(&agent).args(["status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must not run as root"));
+    let out = Command::new(&agent)
+        .args(["--socket", "/nonexistent/helper.sock", "status"])
+        .uid(AGENT_UID)
+        .gid(AGENT_GID)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the helper at /nonexistent/helper.sock"),
+        "{err}"
+    );
+    assert!(err.contains("is patchman-helper running"), "{err}");
+    let out = Command::new(&agent).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
+}

@@ -1,0 +1,159 @@
+//! Command-line arguments of `patchman-agent`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+Usage: patchman-agent [--socket PATH] [--config PATH] [--state-dir PATH] COMMAND
+
+The unprivileged half of the patchman updater. It decides when to update
+patchman-client and asks patchman-helper (root) to do it.
+
+Commands:
+  run              the daemon: check and update on a schedule
+  update           update now, showing each step (exit 0 updated or up to
+                   date, 1 failed)
+  check            is an update available? (exit 0 no, 100 yes, 1 error)
+  status [--json]  installed versions, family, helper and lock state
+
+Options:
+  --socket PATH     the helper's socket (default /run/patchman/helper.sock)
+  --config PATH     configuration (default /etc/patchman/patchman.ini)
+  --state-dir PATH  state directory (default /var/lib/patchman)
+  -h, --help        this text
+  -V, --version     the version
+
+Examples:
+  sudo -u patchman patchman-agent status
+  sudo -u patchman patchman-agent check; echo $?
+  sudo -u patchman patchman-agent update
+";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Run,
+    Update,
+    Check,
+    Status { json: bool },
+    Help,
+    Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}\n\n{USAGE}", self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Parses arguments (without the program name).
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, UsageError> {
+    let mut socket = PathBuf::from(crate::DEFAULT_SOCKET);
+    let mut config = PathBuf::from(crate::DEFAULT_CONFIG);
+    let mut state_dir = PathBuf::from(crate::DEFAULT_STATE_DIR);
+    let mut command: Option<Command> = None;
+    let mut json = false;
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<PathBuf, UsageError> {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .map(PathBuf::from)
+                .ok_or_else(|| UsageError(format!("{name} needs a value")))
+        };
+        match flag.as_str() {
+            "--socket" => socket = value("--socket")?,
+            "--config" => config = value("--config")?,
+            "--state-dir" => state_dir = value("--state-dir")?,
+            "--json" => json = true,
+            "-h" | "--help" | "help" => {
+                return Ok(Args {
+                    socket,
+                    config,
+                    state_dir,
+                    command: Command::Help,
+                })
+            }
+            "-V" | "--version" => {
+                return Ok(Args {
+                    socket,
+                    config,
+                    state_dir,
+                    command: Command::Version,
+                })
+            }
+            "run" | "update" | "check" | "status" if command.is_none() => {
+                command = Some(match flag.as_str() {
+                    "run" => Command::Run,
+                    "update" => Command::Update,
+                    "check" => Command::Check,
+                    _ => Command::Status { json: false },
+                })
+            }
+            other => return Err(UsageError(format!("unexpected argument {other:?}"))),
+        }
+    }
+    let command = match command {
+        Some(Command::Status { .. }) => Command::Status { json },
+        Some(_) if json => return Err(UsageError("--json goes with status".into())),
+        Some(c) => c,
+        None => return Err(UsageError("no command given".into())),
+    };
+    Ok(Args {
+        socket,
+        config,
+        state_dir,
+        command,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Args, UsageError> {
+        parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn interface_of_design_md() {
+        let a = p("--socket /tmp/s --config /tmp/c --state-dir /tmp/d status --json").unwrap();
+        assert_eq!(a.socket, PathBuf::from("/tmp/s"));
+        assert_eq!(a.config, PathBuf::from("/tmp/c"));
+        assert_eq!(a.state_dir, PathBuf::from("/tmp/d"));
+        assert_eq!(a.command, Command::Status { json: true });
+        assert_eq!(p("update --socket=/x").unwrap().socket, PathBuf::from("/x"));
+        assert_eq!(p("check").unwrap().command, Command::Check);
+        assert_eq!(p("run").unwrap().command, Command::Run);
+        assert_eq!(
+            p("update").unwrap().socket,
+            PathBuf::from(crate::DEFAULT_SOCKET)
+        );
+    }
+
+    #[test]
+    fn mistakes_are_usage_errors() {
+        assert!(p("").is_err());
+        assert!(p("update check").is_err());
+        assert!(p("check --json").is_err());
+        assert!(p("status --socket").is_err());
+        assert!(p("frobnicate").is_err());
+    }
+}

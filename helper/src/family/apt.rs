@@ -64,13 +64,30 @@ fn unexpected(step: Step, e: impl std::fmt::Display) -> Failure {
 /// 1234", "locked by another process with pid 1234"), if any.
 fn lock_holder(text: &str) -> Option<Option<u32>> {
     let line = text.lines().find(|l| {
-        l.contains("Could not get lock") || l.contains("lock was locked by another process")
+        l.contains("Could not get lock")
+            || l.contains("lock was locked by another process")
+            || l.contains("Unable to acquire the dpkg frontend lock")
     })?;
-    let pid = line
-        .split(|c: char| !c.is_ascii_digit())
-        .rfind(|w| !w.is_empty())
-        .and_then(|w| w.parse().ok());
+    let pid = ["held by process ", "another process with pid "]
+        .iter()
+        .find_map(|marker| line.split_once(marker))
+        .and_then(|(_, rest)| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        });
     Some(pid)
+}
+
+/// `LockHeld`, with the holder's pid from the message or, failing that,
+/// from the kernel's record of dpkg's locks.
+fn lock_held(pid: Option<u32>) -> Failure {
+    let pid = pid.or(
+        match lock::probe_all(&[lock::DPKG_FRONTEND_LOCK, lock::DPKG_LOCK]) {
+            patchman_shared::LockState::Held { pid } => pid,
+            patchman_shared::LockState::Free => None,
+        },
+    );
+    Failure::LockHeld { pid }
 }
 
 /// Runs `cmd` for `step`; any unsuccessful end becomes the matching typed
@@ -83,7 +100,7 @@ fn run(h: &Helper, step: Step, cmd: &Cmd) -> Result<Output, Failure> {
     }
     if !out.success() {
         if let Some(pid) = lock_holder(&out.stderr) {
-            return Err(Failure::LockHeld { pid });
+            return Err(lock_held(pid));
         }
         return Err(Failure::CommandFailed {
             step,
@@ -322,7 +339,7 @@ fn check_dependencies(
         });
     }
     if let Some(pid) = lock_holder(&out.stderr) {
-        return Err(Failure::LockHeld { pid });
+        return Err(lock_held(pid));
     }
     let manual = format!(
         "apt-get install {}",
@@ -480,7 +497,7 @@ fn install_and_confirm(
     progress: &mut Progress<'_>,
 ) -> Result<(), Failure> {
     progress(Step::Install);
-    let _lock = take_frontend_lock(h)?;
+    let lock = take_frontend_lock(h)?;
     let cmd = Cmd::new(Tool::Dpkg, INSTALL_TIMEOUT)
         .args(["-i", "--force-confdef", "--force-confold"])
         .args(copies)
@@ -490,7 +507,7 @@ fn install_and_confirm(
     let result = dpkg_deb::classify_install(out.code(), &out.stdout, &out.stderr);
     match result.result {
         DpkgInstallResult::Success if !out.timed_out => {}
-        DpkgInstallResult::LockHeld { pid } => return Err(Failure::LockHeld { pid }),
+        DpkgInstallResult::LockHeld { pid } => return Err(lock_held(pid)),
         _ => {
             return Err(Failure::CommandFailed {
                 step: Step::Install,
@@ -519,6 +536,8 @@ fn install_and_confirm(
             ));
         }
     }
+    // `apt-get check` takes the frontend lock itself: release ours first.
+    drop(lock);
     let cmd = Cmd::new(Tool::AptGet, QUERY_TIMEOUT)
         .args(restricted(source))
         .arg("check");
@@ -619,7 +638,7 @@ mod tests {
 
     #[test]
     fn lock_messages_of_apt_and_dpkg_are_recognised() {
-        let apt = "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)\nE: Unable to acquire the dpkg frontend lock";
+        let apt = "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (python3)\nE: Unable to acquire the dpkg frontend lock";
         assert_eq!(lock_holder(apt), Some(Some(4242)));
         let dpkg = "dpkg: error: dpkg frontend lock was locked by another process with pid 77\nNote: removing the lock file is always wrong";
         assert_eq!(lock_holder(dpkg), Some(Some(77)));
@@ -628,6 +647,8 @@ mod tests {
             Some(None)
         );
         assert_eq!(lock_holder("E: Unable to locate package"), None);
+        let timeout = "E: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?";
+        assert_eq!(lock_holder(timeout), Some(None));
     }
 
     #[test]

@@ -1,0 +1,185 @@
+//! The updater in a sandbox: the real `patchman-helper` as root and the
+//! real `patchman-agent` as the sandbox's `patchman` user, against a
+//! repository served over HTTP on 127.0.0.1. Used by the scenario tests
+//! and by the `sandbox` demo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::sandbox::apt_repo::{AptRepo, SourceFormat};
+use crate::sandbox::http::HttpServer;
+use crate::{workspace_bin, Sandbox};
+
+/// The helper's socket inside the sandbox (DESIGN.md's default).
+pub const SOCKET: &str = "/run/patchman/helper.sock";
+/// The agent user created inside the sandbox.
+pub const AGENT_USER: &str = "patchman";
+
+/// A sandbox with the patchman source configured, packages installed, and
+/// (once started) the helper running.
+pub struct Updater {
+    pub sandbox: Sandbox,
+    pub http: HttpServer,
+    helper: Option<Child>,
+    log: PathBuf,
+}
+
+impl Updater {
+    /// A sandbox with user `patchman`, `repo` as the source named
+    /// `patchman` (in `format`), served from `repos_root`, and `installed`
+    /// installed with `dpkg -i`.
+    pub fn new(
+        repos_root: &Path,
+        repo: &AptRepo,
+        format: SourceFormat,
+        installed: &[&Path],
+    ) -> Result<Updater> {
+        let sandbox = Sandbox::new()?;
+        let http = HttpServer::start(repos_root)?;
+        sandbox.add_system_user(AGENT_USER)?;
+        sandbox.add_apt_repo("patchman", repo, &http.url(), format)?;
+        if !installed.is_empty() {
+            sandbox.install_debs(installed)?;
+        }
+        let log = sandbox.dir().join("helper.log");
+        Ok(Updater {
+            sandbox,
+            http,
+            helper: None,
+            log,
+        })
+    }
+
+    /// Adds another source (`name.list`) serving `repo` from the same server.
+    pub fn add_source(&self, name: &str, repo: &AptRepo) -> Result<()> {
+        self.sandbox
+            .add_apt_repo(name, repo, &self.http.url(), SourceFormat::List)?;
+        Ok(())
+    }
+
+    /// Writes the sandbox's `/etc/patchman/patchman.ini` `[updates]` lines.
+    pub fn configure(&self, updates: &str) -> Result<()> {
+        self.sandbox.write_file(
+            "/etc/patchman/patchman.ini",
+            format!("[updates]\n{updates}"),
+        )
+    }
+
+    /// Starts `patchman-helper --socket SOCKET --agent-user patchman` as
+    /// root inside, logging to a file; returns once its socket exists.
+    pub fn start_helper(&mut self) -> Result<()> {
+        let helper = workspace_bin("patchman-helper");
+        let helper = helper.to_str().context("helper path")?;
+        let mut cmd =
+            self.sandbox
+                .command(&[helper, "--socket", SOCKET, "--agent-user", AGENT_USER]);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        cmd.stdout(Stdio::null()).stderr(log);
+        self.helper = Some(cmd.spawn().context("starting the helper")?);
+        let t0 = Instant::now();
+        while !self.sandbox.exists(SOCKET)? {
+            if let Some(status) = self
+                .helper
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("the helper exited with {status}:\n{}", self.helper_log());
+            }
+            if t0.elapsed() > Duration::from_secs(20) {
+                bail!(
+                    "the helper did not create its socket:\n{}",
+                    self.helper_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Ok(())
+    }
+
+    /// What the helper logged so far.
+    pub fn helper_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the helper process has exited (it does after a changing
+    /// update), waiting up to `wait` for it.
+    pub fn helper_exited_within(&mut self, wait: Duration) -> bool {
+        let t0 = Instant::now();
+        loop {
+            match self.helper.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(_))) | None => return true,
+                _ if t0.elapsed() >= wait => return false,
+                _ => std::thread::sleep(Duration::from_millis(25)),
+            }
+        }
+    }
+
+    /// Runs `patchman-agent --socket SOCKET <args>` as `patchman` inside.
+    pub fn agent(&self, args: &[&str]) -> Result<Output> {
+        let agent = workspace_bin("patchman-agent");
+        let mut argv = vec![agent.to_str().context("agent path")?, "--socket", SOCKET];
+        argv.extend_from_slice(args);
+        self.sandbox.run_as_unchecked(AGENT_USER, &argv)
+    }
+
+    /// Starts the agent like [`agent`](Self::agent) with its output going
+    /// straight to ours (the demo's live view); returns its exit code.
+    pub fn agent_live(&self, args: &[&str]) -> Result<i32> {
+        let agent = workspace_bin("patchman-agent");
+        let mut argv = vec![agent.to_str().context("agent path")?, "--socket", SOCKET];
+        argv.extend_from_slice(args);
+        let status = self
+            .sandbox
+            .command_as(AGENT_USER, &argv)?
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .status()?;
+        Ok(status.code().unwrap_or(-1))
+    }
+
+    /// `(status, version)` of a package, as [`Sandbox::dpkg_status`].
+    pub fn dpkg(&self, package: &str) -> Result<Option<(String, String)>> {
+        self.sandbox.dpkg_status(package)
+    }
+
+    /// The installed version if `install ok installed`, else `None`.
+    pub fn installed(&self, package: &str) -> Result<Option<String>> {
+        Ok(self
+            .dpkg(package)?
+            .filter(|(s, _)| s == "install ok installed")
+            .map(|(_, v)| v))
+    }
+}
+
+impl Drop for Updater {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.helper.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The lines of `after` not in `before` and of `before` not in `after`
+/// (package database snapshots), for "nothing else changed" assertions.
+pub fn db_changes(before: &str, after: &str) -> Vec<String> {
+    let b: std::collections::BTreeSet<&str> = before.lines().collect();
+    let a: std::collections::BTreeSet<&str> = after.lines().collect();
+    let mut out: Vec<String> = b.difference(&a).map(|l| format!("- {l}")).collect();
+    out.extend(a.difference(&b).map(|l| format!("+ {l}")));
+    out
+}
+
+/// The package names in [`db_changes`] output.
+pub fn changed_packages(changes: &[String]) -> std::collections::BTreeSet<String> {
+    changes
+        .iter()
+        .filter_map(|l| l.get(2..)?.split_whitespace().next().map(str::to_owned))
+        .collect()
+}

@@ -52,5 +52,8 @@ test -x target/release/patchman-helper
 test -x target/release/patchman-agent
 cargo build --workspace --locked
 
+step "the main job: the sandbox demo (README's first command)"
+cargo run --release --locked -p patchman-tests --bin sandbox
+
 step "tests"
 cargo test --workspace --locked

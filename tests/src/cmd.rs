@@ -78,5 +78,6 @@ pub fn check(cmd: &Command, out: &Output) -> Result<()> {
 /// Runs `cmd` and returns its stdout as UTF-8, failing as [`output`] does.
 pub fn stdout(cmd: &mut Command) -> Result<String> {
     let out = output(cmd)?;
-    String::from_utf8(out.stdout).with_context(|| format!("stdout of `{}` is not UTF-8", describe(cmd)))
+    String::from_utf8(out.stdout)
+        .with_context(|| format!("stdout of `{}` is not UTF-8", describe(cmd)))
 }

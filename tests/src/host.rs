@@ -61,7 +61,9 @@ pub fn host_package_manifest() -> Result<String> {
         }
     }
     if !hashed.is_empty() {
-        manifest.push_str(&cmd::stdout(Command::new("sha256sum").arg("--").args(&hashed))?);
+        manifest.push_str(&cmd::stdout(
+            Command::new("sha256sum").arg("--").args(&hashed),
+        )?);
     }
     Ok(manifest)
 }
@@ -102,7 +104,11 @@ pub fn sha256_hex(bytes: &[u8]) -> Result<String> {
     let out = child.wait_with_output()?;
     anyhow::ensure!(out.status.success(), "sha256sum failed: {}", out.status);
     let text = String::from_utf8(out.stdout)?;
-    Ok(text.split_whitespace().next().unwrap_or_default().to_owned())
+    Ok(text
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 #[cfg(test)]

@@ -56,7 +56,11 @@ fn dpkg_install_inside_leaves_the_host_package_state_unchanged() {
         // Nothing of this is on the host.
         assert!(!std::path::Path::new("/usr/share/patchman-client/VERSION").exists());
     }
-    assert_eq!(host_package_state(), before, "the host's package state changed");
+    assert_eq!(
+        host_package_state(),
+        before,
+        "the host's package state changed"
+    );
 }
 
 #[test]
@@ -64,8 +68,13 @@ fn apt_policy_over_signed_http_shows_the_candidate() {
     let fixture = apt_fixture();
     let http = server();
     let sb = sandbox();
-    sb.add_apt_repo("patchman", &fixture.patchman, &http.url(), SourceFormat::List)
-        .unwrap();
+    sb.add_apt_repo(
+        "patchman",
+        &fixture.patchman,
+        &http.url(),
+        SourceFormat::List,
+    )
+    .unwrap();
     sb.run(&["apt-get", "update"]).unwrap();
     let policy = sb.run_stdout(&["apt-cache", "policy", CLIENT]).unwrap();
     assert!(policy.contains("Installed: (none)"), "{policy}");
@@ -86,8 +95,13 @@ fn apt_download_over_http_lands_in_the_archives() {
     let fixture = apt_fixture();
     let http = server();
     let sb = sandbox();
-    sb.add_apt_repo("patchman", &fixture.patchman, &http.url(), SourceFormat::Deb822)
-        .unwrap();
+    sb.add_apt_repo(
+        "patchman",
+        &fixture.patchman,
+        &http.url(),
+        SourceFormat::Deb822,
+    )
+    .unwrap();
     sb.run(&["apt-get", "update"]).unwrap();
     sb.run(&["apt-get", "-d", "-y", "install", "patchman-client=1.7.1-1"])
         .unwrap();
@@ -112,8 +126,14 @@ fn apt_keeps_the_epoch_in_the_archive_file_name() {
     sb.run(&["apt-get", "update"]).unwrap();
     let policy = sb.run_stdout(&["apt-cache", "policy", CLIENT]).unwrap();
     assert!(policy.contains("Candidate: 1:1.2.7-1"), "{policy}");
-    sb.run(&["apt-get", "-d", "-y", "install", "patchman-client=1:1.2.7-1"])
-        .unwrap();
+    sb.run(&[
+        "apt-get",
+        "-d",
+        "-y",
+        "install",
+        "patchman-client=1:1.2.7-1",
+    ])
+    .unwrap();
     assert!(sb
         .exists("/var/cache/apt/archives/patchman-client_1%3a1.2.7-1_all.deb")
         .unwrap());
@@ -138,8 +158,13 @@ fn unsigned_repository_is_refused_by_apt() {
     let fixture = apt_fixture();
     let http = server();
     let sb = sandbox();
-    sb.add_apt_repo("patchman", &fixture.unsigned, &http.url(), SourceFormat::List)
-        .unwrap();
+    sb.add_apt_repo(
+        "patchman",
+        &fixture.unsigned,
+        &http.url(),
+        SourceFormat::List,
+    )
+    .unwrap();
     let out = sb.run_unchecked(&["apt-get", "update"]).unwrap();
     let all = text(&out);
     assert!(!out.status.success(), "apt-get update accepted it:\n{all}");
@@ -159,7 +184,10 @@ fn wrong_key_fails_verification() {
         .unwrap();
     let out = sb.run_unchecked(&["apt-get", "update"]).unwrap();
     let all = text(&out);
-    assert!(all.contains("NO_PUBKEY") || all.contains("not signed"), "{all}");
+    assert!(
+        all.contains("NO_PUBKEY") || all.contains("not signed"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -180,10 +208,16 @@ fn mounts_live_only_in_the_namespace_and_go_with_it() {
     let sb = sandbox();
     let marker = sb.dir().to_string_lossy().into_owned();
     let inside = sb.mountinfo().unwrap();
-    assert!(inside.contains(" /etc ") && inside.contains("overlay"), "{inside}");
+    assert!(
+        inside.contains(" /etc ") && inside.contains("overlay"),
+        "{inside}"
+    );
     assert!(inside.contains(&marker), "{inside}");
     let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!host.contains(&marker), "sandbox mounts visible on the host:\n{host}");
+    assert!(
+        !host.contains(&marker),
+        "sandbox mounts visible on the host:\n{host}"
+    );
     // Writes inside stay inside.
     sb.write_file("/etc/patchman-tests-probe", "x").unwrap();
     assert!(!std::path::Path::new("/etc/patchman-tests-probe").exists());
@@ -196,8 +230,18 @@ fn mounts_live_only_in_the_namespace_and_go_with_it() {
     assert!(!std::path::Path::new(&format!("/proc/{holder}")).exists());
     assert!(!dir.exists(), "{} left behind", dir.display());
     let mut sleeper = sleeper;
-    let status = sleeper.wait().unwrap();
-    assert!(!status.success(), "the process inside survived the sandbox");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = sleeper.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = sleeper.kill();
+            panic!("the process inside survived the sandbox");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(!status.success(), "{status}");
 }
 
 #[test]
@@ -233,10 +277,20 @@ fn http_server_serves_heads_404s_and_refuses_traversal() {
     };
     let ok = get("GET /patchman/dists/stable/Release HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-    assert!(ok.contains("Connection: close\r\n") && ok.contains("Origin: patchman"), "{ok}");
+    assert!(
+        ok.contains("Connection: close\r\n") && ok.contains("Origin: patchman"),
+        "{ok}"
+    );
     let head = get("HEAD /patchman/dists/stable/Release HTTP/1.1\r\n\r\n");
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"), "{head}");
-    for missing in ["/patchman/nope", "/../../etc/passwd", "/patchman/%2e%2e/%2e%2e/etc/passwd"] {
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    for missing in [
+        "/patchman/nope",
+        "/../../etc/passwd",
+        "/patchman/%2e%2e/%2e%2e/etc/passwd",
+    ] {
         let a = get(&format!("GET {missing} HTTP/1.1\r\n\r\n"));
         assert!(a.starts_with("HTTP/1.1 404 "), "{missing}: {a}");
     }
@@ -249,8 +303,13 @@ fn hanging_http_server_makes_apt_time_out() {
     let fixture = apt_fixture();
     let http = server();
     let sb = sandbox();
-    sb.add_apt_repo("patchman", &fixture.patchman, &http.url(), SourceFormat::List)
-        .unwrap();
+    sb.add_apt_repo(
+        "patchman",
+        &fixture.patchman,
+        &http.url(),
+        SourceFormat::List,
+    )
+    .unwrap();
     http.set_hang(true);
     let started = Instant::now();
     let out = sb

@@ -566,13 +566,13 @@ fn installed_targets(q: &DpkgQuery) -> Result<Vec<(Package, Evr)>, Failure> {
     Ok(out)
 }
 
-/// Steps 1–3, shared by `Check` and `Update`.
+/// Steps 1–3, shared by `Check` and `Update`, for what `q` says is installed.
 fn candidates(
     h: &Helper,
+    q: &DpkgQuery,
     progress: &mut Progress<'_>,
 ) -> Result<(AptDirs, PathBuf, Vec<Candidate>), Failure> {
-    let q = query_installed(h, Step::QueryCandidate)?;
-    let installed = installed_targets(&q)?;
+    let installed = installed_targets(q)?;
     let (dirs, source) = read_apt_config(h, progress)?;
     refresh_metadata(h, &source, progress)?;
     let candidates = query_candidates(h, &source, &installed, progress)?;
@@ -580,15 +580,19 @@ fn candidates(
 }
 
 pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Failure> {
-    let (_, _, packages) = candidates(h, progress)?;
+    let q = query_installed(h, Step::QueryCandidate)?;
+    let (_, _, packages) = candidates(h, &q, progress)?;
     Ok(CheckReport { packages })
 }
 
 pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, Failure> {
-    let q = query_installed(h, Step::FinishInterrupted)?;
+    let mut q = query_installed(h, Step::FinishInterrupted)?;
     installed_targets(&q)?;
     let mut changes = finish_interrupted(h, &q, progress)?;
-    let (dirs, source, candidates) = candidates(h, progress)?;
+    if !changes.is_empty() {
+        q = query_installed(h, Step::FinishInterrupted)?;
+    }
+    let (dirs, source, candidates) = candidates(h, &q, progress)?;
     let targets: Vec<(Package, Evr, Evr)> = candidates
         .into_iter()
         .filter_map(|c| Some((c.package, c.installed, c.candidate?)))

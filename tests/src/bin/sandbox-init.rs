@@ -41,7 +41,10 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let mut args = std::env::args_os().skip(1);
-    let dir = PathBuf::from(args.next().ok_or("usage: sandbox-init <dir> [--bind-ro PATH]...")?);
+    let dir = PathBuf::from(
+        args.next()
+            .ok_or("usage: sandbox-init <dir> [--bind-ro PATH]...")?,
+    );
     let mut binds = Vec::new();
     while let Some(a) = args.next() {
         if a != "--bind-ro" {
@@ -55,14 +58,26 @@ fn run() -> Result<(), String> {
 
     // 1. Our own mount namespace, with no propagation back to the host.
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
-    mount_(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+    mount_(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
 
     // 2. The writable layers live in a tmpfs of their own: never on an
     //    overlay (overlayfs refuses an overlay upper dir), never on the host's
     //    disk, and freed with the namespace.
     let layers = dir.join("layers");
     std::fs::create_dir_all(&layers).map_err(|e| format!("mkdir {}: {e}", layers.display()))?;
-    mount_(Some("tmpfs"), &layers, Some("tmpfs"), MsFlags::empty(), Some("mode=0700"))?;
+    mount_(
+        Some("tmpfs"),
+        &layers,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0700"),
+    )?;
     for target in OVERLAID {
         let target = Path::new(target);
         let is_real_dir = std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir());
@@ -81,7 +96,13 @@ fn run() -> Result<(), String> {
             option_path(&upper)?,
             option_path(&work)?
         );
-        mount_(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(&options))?;
+        mount_(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(&options),
+        )?;
     }
 
     // 4 (prepared). Open the bind sources now: the fresh /tmp hides them.
@@ -94,8 +115,20 @@ fn run() -> Result<(), String> {
 
     // 3. Fresh /run and /tmp.
     let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    mount_(Some("tmpfs"), Path::new("/run"), Some("tmpfs"), nodev, Some("mode=0755"))?;
-    mount_(Some("tmpfs"), Path::new("/tmp"), Some("tmpfs"), nodev, Some("mode=1777"))?;
+    mount_(
+        Some("tmpfs"),
+        Path::new("/run"),
+        Some("tmpfs"),
+        nodev,
+        Some("mode=0755"),
+    )?;
+    mount_(
+        Some("tmpfs"),
+        Path::new("/tmp"),
+        Some("tmpfs"),
+        nodev,
+        Some("mode=1777"),
+    )?;
     make_dir_mode(Path::new("/run/lock"), 0o1777)?;
 
     // 4. Read-only binds at the same paths.
@@ -132,7 +165,9 @@ fn run() -> Result<(), String> {
 
     // 5. Ready; hold the namespace until our parent lets go.
     let mut out = std::io::stdout().lock();
-    writeln!(out, "ready").and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))?;
+    writeln!(out, "ready")
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("stdout: {e}"))?;
     drop(out);
     let mut sink = [0u8; 64];
     let mut stdin = std::io::stdin().lock();
@@ -167,7 +202,9 @@ fn mount_(
 /// A path as an overlayfs mount option value: commas, colons and
 /// backslashes would need escaping, so refuse them.
 fn option_path(p: &Path) -> Result<&str, String> {
-    let s = p.to_str().ok_or_else(|| format!("non-UTF-8 path {}", p.display()))?;
+    let s = p
+        .to_str()
+        .ok_or_else(|| format!("non-UTF-8 path {}", p.display()))?;
     if s.contains([',', ':', '\\']) {
         return Err(format!("path {s:?} cannot be an overlayfs option"));
     }

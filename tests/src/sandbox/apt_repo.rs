@@ -96,10 +96,19 @@ impl GpgHome {
     /// beside `release`.
     pub fn sign_release(&self, key: &SigningKey, release: &Path) -> Result<()> {
         let dir = release.parent().context("Release has no parent")?;
-        for (mode, out) in [("--clearsign", "InRelease"), ("--detach-sign", "Release.gpg")] {
+        for (mode, out) in [
+            ("--clearsign", "InRelease"),
+            ("--detach-sign", "Release.gpg"),
+        ] {
             cmd::output(
                 self.gpg()
-                    .args(["--yes", "--armor", "--digest-algo", "SHA512", "--local-user"])
+                    .args([
+                        "--yes",
+                        "--armor",
+                        "--digest-algo",
+                        "SHA512",
+                        "--local-user",
+                    ])
                     .arg(&key.fingerprint)
                     .arg(mode)
                     .arg("--output")
@@ -256,9 +265,11 @@ impl AptRepo {
 /// dpkg's native architecture (`amd64`, …), where apt looks for
 /// `binary-<arch>/Packages`.
 pub fn native_arch() -> Result<String> {
-    Ok(cmd::stdout(Command::new("dpkg").arg("--print-architecture"))?
-        .trim()
-        .to_owned())
+    Ok(
+        cmd::stdout(Command::new("dpkg").arg("--print-architecture"))?
+            .trim()
+            .to_owned(),
+    )
 }
 
 /// Writes the repository `spec` into `served_root/<spec.name>` (which must
@@ -313,7 +324,11 @@ pub fn build_repo(
         release_cmd.arg("-o").arg(field(k, v));
     }
     if let RepoLayout::Dists { suite, component } = &spec.layout {
-        for (k, v) in [("Suite", suite), ("Codename", suite), ("Components", component)] {
+        for (k, v) in [
+            ("Suite", suite),
+            ("Codename", suite),
+            ("Components", component),
+        ] {
             release_cmd.arg("-o").arg(field(k, v));
         }
     }

@@ -158,7 +158,11 @@ impl DebSpec {
         set_mode(&debian, 0o755)?;
         write_with_mode(&debian.join("control"), self.control().as_bytes(), 0o644)?;
         if !self.conffiles.is_empty() {
-            let list: String = self.conffiles.iter().map(|(p, _)| format!("{p}\n")).collect();
+            let list: String = self
+                .conffiles
+                .iter()
+                .map(|(p, _)| format!("{p}\n"))
+                .collect();
             write_with_mode(&debian.join("conffiles"), list.as_bytes(), 0o644)?;
         }
         if let Some(script) = &self.postinst {
@@ -229,7 +233,10 @@ mod tests {
 
     #[test]
     fn control_lists_dependencies() {
-        let c = DebSpec::new("a", "1.0-1").depends("b (= 1)").depends("c").control();
+        let c = DebSpec::new("a", "1.0-1")
+            .depends("b (= 1)")
+            .depends("c")
+            .control();
         assert!(c.contains("Depends: b (= 1), c\n"), "{c}");
     }
 
@@ -237,6 +244,9 @@ mod tests {
     fn relative_or_dotted_paths_are_refused() {
         assert!(under(Path::new("/x"), "etc/a").is_err());
         assert!(under(Path::new("/x"), "/etc/../a").is_err());
-        assert_eq!(under(Path::new("/x"), "/etc/a").unwrap(), Path::new("/x/etc/a"));
+        assert_eq!(
+            under(Path::new("/x"), "/etc/a").unwrap(),
+            Path::new("/x/etc/a")
+        );
     }
 }

@@ -47,7 +47,9 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 
-use super::apt_repo::{build_repo, native_arch, AptRepo, GpgHome, RepoLayout, RepoSpec, SigningKey};
+use super::apt_repo::{
+    build_repo, native_arch, AptRepo, GpgHome, RepoLayout, RepoSpec, SigningKey,
+};
 use super::deb::DebSpec;
 
 /// The client's package name.
@@ -67,7 +69,14 @@ pub const CONFFILE_NEW: &str =
 pub const POSTINST_LOG: &str = "/var/lib/patchman-tests/postinst.log";
 
 /// The client versions built, oldest first.
-pub const CLIENT_VERSIONS: &[&str] = &["1.6.9-1", "1.7.0-1", "1.7.1-1", "1.7.2-1", "1:1.2.7-1", "9.9.9-1"];
+pub const CLIENT_VERSIONS: &[&str] = &[
+    "1.6.9-1",
+    "1.7.0-1",
+    "1.7.1-1",
+    "1.7.2-1",
+    "1:1.2.7-1",
+    "9.9.9-1",
+];
 /// The realtime versions built.
 pub const REALTIME_VERSIONS: &[&str] = &["1.7.0-1", "1.7.1-1"];
 
@@ -152,7 +161,11 @@ fn client_spec(version: &str) -> DebSpec {
     };
     let mut spec = DebSpec::new(CLIENT, version)
         .conffile(CONFFILE, conffile)
-        .file("/usr/share/patchman-client/VERSION", format!("{version}\n"), 0o644)
+        .file(
+            "/usr/share/patchman-client/VERSION",
+            format!("{version}\n"),
+            0o644,
+        )
         .postinst(&postinst(CLIENT, version));
     if version == "1.7.2-1" {
         spec = spec.depends(&format!("{NEW_DEP} (>= 1.0)"));
@@ -166,7 +179,11 @@ fn specs() -> Vec<DebSpec> {
         specs.push(
             DebSpec::new(REALTIME, v)
                 .depends(&format!("{CLIENT} (= {v})"))
-                .file("/usr/share/patchman-client-realtime/VERSION", format!("{v}\n"), 0o644)
+                .file(
+                    "/usr/share/patchman-client-realtime/VERSION",
+                    format!("{v}\n"),
+                    0o644,
+                )
                 .postinst(&postinst(REALTIME, v)),
         );
     }
@@ -225,7 +242,10 @@ fn build_fixture() -> Result<AptFixture> {
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|_| vec![Err(anyhow::anyhow!("build thread panicked"))]))
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err(anyhow::anyhow!("build thread panicked"))])
+            })
             .collect()
     });
     let mut debs = BTreeMap::new();
@@ -273,9 +293,24 @@ fn build_fixture() -> Result<AptFixture> {
             Some(&patchman_key),
         )?,
         newdep: build("newdep", stable(), &newdep_debs, Some(&patchman_key))?,
-        newdep_lib: build("newdep-lib", stable(), &newdep_lib_debs, Some(&patchman_key))?,
-        extras: build("extras", stable(), &[deb(NEW_DEP, "1.0-1")], Some(&other_key))?,
-        other: build("other", stable(), &[deb(CLIENT, "9.9.9-1")], Some(&other_key))?,
+        newdep_lib: build(
+            "newdep-lib",
+            stable(),
+            &newdep_lib_debs,
+            Some(&patchman_key),
+        )?,
+        extras: build(
+            "extras",
+            stable(),
+            &[deb(NEW_DEP, "1.0-1")],
+            Some(&other_key),
+        )?,
+        other: build(
+            "other",
+            stable(),
+            &[deb(CLIENT, "9.9.9-1")],
+            Some(&other_key),
+        )?,
         unsigned: build(
             "unsigned",
             stable(),

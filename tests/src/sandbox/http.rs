@@ -92,7 +92,11 @@ impl HttpServer {
 
     /// Every request seen so far, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.shared.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.shared
+            .log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -272,10 +276,22 @@ mod tests {
         std::fs::create_dir(root.join("a")).unwrap();
         std::fs::write(root.join("a/f_1%3a2.deb"), "x").unwrap();
         std::fs::write(root.join("a/f_1:2.deb"), "y").unwrap();
-        assert_eq!(resolve(&root, "/a/f_1%253a2.deb"), Some(root.join("a/f_1%3a2.deb")));
-        assert_eq!(resolve(&root, "/a/f_1%3a2.deb?x=1"), Some(root.join("a/f_1:2.deb")));
-        assert_eq!(resolve(&root, "/a/./f_1:2.deb"), Some(root.join("a/f_1:2.deb")));
-        assert_eq!(resolve(&root, "//a//f_1:2.deb"), Some(root.join("a/f_1:2.deb")));
+        assert_eq!(
+            resolve(&root, "/a/f_1%253a2.deb"),
+            Some(root.join("a/f_1%3a2.deb"))
+        );
+        assert_eq!(
+            resolve(&root, "/a/f_1%3a2.deb?x=1"),
+            Some(root.join("a/f_1:2.deb"))
+        );
+        assert_eq!(
+            resolve(&root, "/a/./f_1:2.deb"),
+            Some(root.join("a/f_1:2.deb"))
+        );
+        assert_eq!(
+            resolve(&root, "//a//f_1:2.deb"),
+            Some(root.join("a/f_1:2.deb"))
+        );
         for bad in [
             "/../etc/passwd",
             "/a/../a/f_1:2.deb",

@@ -178,7 +178,9 @@ impl Sandbox {
     /// The sandbox's temporary directory on the host (its writable layers
     /// are a tmpfs mounted on `<dir>/layers` visible only inside).
     pub fn dir(&self) -> &Path {
-        self.dir.as_ref().map_or(Path::new("/nonexistent"), |d| d.path())
+        self.dir
+            .as_ref()
+            .map_or(Path::new("/nonexistent"), |d| d.path())
     }
 
     /// A `Command` running `argv` inside the sandbox as root:
@@ -254,19 +256,40 @@ impl Sandbox {
     /// piped). The child's pid is the program's own: `nsenter` without
     /// `--pid` execs it in place, so signals sent to the child reach it.
     /// Whatever is still running when the sandbox is dropped is killed.
+    ///
+    /// Returns once the child has entered the namespace (or exited), so a
+    /// [`Sandbox`] dropped right after still finds and kills it.
     pub fn spawn(&self, argv: &[&str]) -> Result<Child> {
-        let mut c = self.command(argv);
-        c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        c.spawn()
-            .with_context(|| format!("starting `{}` in the sandbox", cmd::describe(&c)))
+        self.spawn_command(self.command(argv))
     }
 
     /// Like [`spawn`](Self::spawn), as `user`.
     pub fn spawn_as(&self, user: &str, argv: &[&str]) -> Result<Child> {
-        let mut c = self.command_as(user, argv)?;
+        self.spawn_command(self.command_as(user, argv)?)
+    }
+
+    /// Spawns `c` (from [`command`](Self::command) or
+    /// [`command_as`](Self::command_as)) with stdout and stderr piped unless
+    /// set otherwise, and waits until it has entered the namespace.
+    pub fn spawn_command(&self, mut c: Command) -> Result<Child> {
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        c.spawn()
-            .with_context(|| format!("starting `{}` in the sandbox", cmd::describe(&c)))
+        let mut child = c
+            .spawn()
+            .with_context(|| format!("starting `{}` in the sandbox", cmd::describe(&c)))?;
+        // nsenter runs for a moment in the host's namespace before setns();
+        // a Drop scanning the namespace in that moment would miss it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait()?.is_none()
+            && !mount_ns_of(child.id()).is_ok_and(|ns| ns == self.mount_ns)
+        {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("`{}` did not enter the sandbox in 10 s", cmd::describe(&c));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(child)
     }
 
     /// Writes `contents` to `path` inside the sandbox (parents created,
@@ -286,12 +309,16 @@ impl Sandbox {
         c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = c.spawn().with_context(|| format!("writing {path} in the sandbox"))?;
+        let mut child = c
+            .spawn()
+            .with_context(|| format!("writing {path} in the sandbox"))?;
         let mut stdin = child.stdin.take().context("stdin")?;
         let contents = contents.as_ref().to_vec();
         let writer = std::thread::spawn(move || stdin.write_all(&contents));
         let out = child.wait_with_output()?;
-        let written = writer.join().map_err(|_| anyhow!("writer thread panicked"))?;
+        let written = writer
+            .join()
+            .map_err(|_| anyhow!("writer thread panicked"))?;
         cmd::check(&c, &out).with_context(|| format!("writing {path} in the sandbox"))?;
         written.with_context(|| format!("writing {path} in the sandbox"))
     }
@@ -319,14 +346,15 @@ impl Sandbox {
     /// Whether `path` exists inside the sandbox (without following a final
     /// symlink).
     pub fn exists(&self, path: &str) -> Result<bool> {
-        let out = self.run_unchecked(&["sh", "-c", r#"test -e "$1" || test -L "$1""#, "sh", path])?;
+        let out =
+            self.run_unchecked(&["sh", "-c", r#"test -e "$1" || test -L "$1""#, "sh", path])?;
         Ok(out.status.success())
     }
 
     /// Copies the host file `host_path` to `path` inside the sandbox.
     pub fn copy_in(&self, host_path: &Path, path: &str) -> Result<()> {
-        let bytes = std::fs::read(host_path)
-            .with_context(|| format!("reading {}", host_path.display()))?;
+        let bytes =
+            std::fs::read(host_path).with_context(|| format!("reading {}", host_path.display()))?;
         self.write_file(path, bytes)
     }
 
@@ -361,7 +389,12 @@ impl Sandbox {
 
     /// Writes `/etc/apt/sources.list.d/<name>.list` (or `.sources`) and
     /// returns its path.
-    pub fn add_apt_source(&self, name: &str, format: SourceFormat, content: &str) -> Result<String> {
+    pub fn add_apt_source(
+        &self,
+        name: &str,
+        format: SourceFormat,
+        content: &str,
+    ) -> Result<String> {
         let path = format!("/etc/apt/sources.list.d/{name}.{}", format.extension());
         self.write_file(&path, content)?;
         Ok(path)
@@ -399,7 +432,8 @@ impl Sandbox {
             argv.push(inside);
         }
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        self.run(&refs).context("installing packages in the sandbox")
+        self.run(&refs)
+            .context("installing packages in the sandbox")
     }
 
     /// `(status, version)` of `package` from `dpkg-query`, e.g.

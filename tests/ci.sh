@@ -17,7 +17,7 @@ step "system packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-    dpkg-dev apt-utils gnupg util-linux python3 ca-certificates >/dev/null
+    dpkg-dev apt-utils gnupg util-linux systemd python3 coreutils ca-certificates >/dev/null
 
 step "cargo-deny"
 if ! command -v cargo-deny >/dev/null 2>&1; then

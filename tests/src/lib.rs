@@ -78,3 +78,21 @@ pub fn profile_dir() -> Option<PathBuf> {
         Some(dir.to_path_buf())
     }
 }
+
+/// Removes the directories `<parent>/<prefix><pid>[-…]` whose process `pid`
+/// is gone: what a test process killed outright (no `Drop` ran) left behind.
+pub(crate) fn remove_stale_dirs(parent: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}

@@ -610,3 +610,21 @@ fn a_second_update_while_one_runs_is_busy() {
     ));
     s.finish();
 }
+
+#[test]
+fn a_flat_repository_works_too() {
+    let fx = apt_fixture();
+    let s = Scenario::new(&fx.flat, &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")]);
+    let out = s.agent(&["update"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        s.u.helper_log()
+    );
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
+    assert_eq!(s.version(REALTIME).as_deref(), Some("1.7.1-1"));
+    s.assert_only_changed(&[CLIENT, REALTIME]);
+    s.finish();
+}

@@ -435,3 +435,141 @@ fn the_agent_refuses_root_and_explains_an_unreachable_helper() {
     let out = Command::new(&agent).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
 }
+
+#[test]
+fn a_sticky_world_writable_directory_like_tmp_is_accepted() {
+    require_root();
+    let name = format!("/tmp/patchman-helper-test-{}.sock", std::process::id());
+    let socket = PathBuf::from(&name);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(workspace_bin("patchman-helper"))
+        .args([
+            "--socket",
+            &name,
+            "--agent-user",
+            AGENT,
+            "--config",
+            "/nonexistent.ini",
+        ])
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !socket.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{}",
+            std::fs::read_to_string(log.path()).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = Command::new(workspace_bin("patchman-agent"))
+        .args(["--socket", &name, "status", "--json"])
+        .uid(AGENT_UID)
+        .gid(AGENT_GID)
+        .output()
+        .unwrap();
+    let json = status_json(&out);
+    assert_eq!(json["family"], "apt");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(!socket.exists());
+}
+
+#[test]
+fn socket_activation_takes_the_socket_from_systemd() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.path().join("helper.sock");
+    let log = dir.path().join("helper.log");
+    // systemd-socket-activate binds the socket and passes it as fd 3 with
+    // LISTEN_FDS/LISTEN_PID, as systemd does for patchman-helper.socket.
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("--listen")
+        .arg(&socket)
+        .arg(workspace_bin("patchman-helper"))
+        .args(["--agent-user", AGENT, "--config", "/nonexistent.ini"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("systemd-socket-activate (package systemd) is needed");
+    let t0 = Instant::now();
+    while !socket.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // systemd's SocketMode=0660/SocketGroup= are the unit's job; here, open it.
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new(workspace_bin("patchman-agent"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["status", "--json"])
+        .uid(AGENT_UID)
+        .gid(AGENT_GID)
+        .output()
+        .unwrap();
+    let json = status_json(&out);
+    assert_eq!(json["family"], "apt");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("activated=true"), "{text}");
+    // Another uid on the activated socket is still denied by SO_PEERCRED.
+    let out = Command::new(workspace_bin("probe"))
+        .arg(&socket)
+        .args(["hello", "recv"])
+        .uid(12345)
+        .gid(12345)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reply Denied"));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // systemd owns an activated socket: the helper leaves it in place.
+    assert!(socket.exists());
+}
+
+#[test]
+fn the_agent_drops_capabilities_it_was_given() {
+    let h = Helper::start();
+    // Start the agent as nobody with capabilities in its inheritable and
+    // ambient sets (as a careless unit file might): it must shed them all.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=+net_bind_service,+dac_read_search",
+            "--ambient-caps=+net_bind_service,+dac_read_search",
+            "--",
+        ])
+        .arg(workspace_bin("patchman-agent"))
+        .arg("--socket")
+        .arg(&h.socket)
+        .args(["status", "--json"])
+        .output()
+        .expect("setpriv (util-linux)");
+    let json = status_json(&out);
+    let p = &json["agent_privileges"];
+    assert_eq!(p["no_new_privs"], true, "{json}");
+    assert_eq!(p["holds_capabilities"], false, "{json}");
+    assert_eq!(p["cap_ambient"], "0000000000000000", "{json}");
+    assert_eq!(p["cap_effective"], "0000000000000000", "{json}");
+    // Control: the same setpriv really hands the capabilities over.
+    let control = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=+net_bind_service",
+            "--ambient-caps=+net_bind_service",
+            "--",
+            "grep",
+            "CapAmb",
+            "/proc/self/status",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&control.stdout).contains("0000000000000400"),
+        "{control:?}"
+    );
+}

@@ -330,3 +330,63 @@ fn hanging_http_server_makes_apt_time_out() {
     );
     assert!(http.requests().iter().any(|r| r.status == 0));
 }
+
+/// Run by [`a_killed_test_process_leaves_nothing_behind`] in a child test
+/// process, which it then SIGKILLs; does nothing in a normal run.
+#[test]
+fn child_for_the_kill_test() {
+    if std::env::var_os("PATCHMAN_SANDBOX_KILL_CHILD").is_none() {
+        return;
+    }
+    let sb = sandbox();
+    let sleeper = sb.spawn(&["sleep", "600"]).unwrap();
+    println!("pids {} {}", sb.holder_pid(), sleeper.id());
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Gone, or a zombie waiting to be reaped by init.
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+#[test]
+fn a_killed_test_process_leaves_nothing_behind() {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_for_the_kill_test", "--nocapture"])
+        .env("PATCHMAN_SANDBOX_KILL_CHILD", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let pids = loop {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("the child test ended without starting its sandbox");
+        }
+        if let Some(rest) = line.strip_prefix("pids ") {
+            break rest
+                .split_whitespace()
+                .map(|p| p.parse::<u32>().unwrap())
+                .collect::<Vec<_>>();
+        }
+    };
+    // Killed outright: no Drop runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pids.iter().all(|p| is_gone(*p)) {
+        assert!(
+            Instant::now() < deadline,
+            "holder and process inside ({pids:?}) outlived the killed test process"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -51,6 +51,19 @@ pub fn status_json(s: &StatusReport) -> serde_json::Value {
         },
         "helper_version": s.helper_version,
         "agent_version": crate::VERSION,
+        "agent_privileges": privileges_json(&crate::privs::PrivState::current()),
+    })
+}
+
+fn privileges_json(p: &crate::privs::PrivState) -> serde_json::Value {
+    serde_json::json!({
+        "no_new_privs": p.no_new_privs,
+        "holds_capabilities": !p.holds_none(),
+        "cap_effective": format!("{:016x}", p.effective),
+        "cap_permitted": format!("{:016x}", p.permitted),
+        "cap_inheritable": format!("{:016x}", p.inheritable),
+        "cap_ambient": format!("{:016x}", p.ambient),
+        "cap_bounding": format!("{:016x}", p.bounding),
     })
 }
 

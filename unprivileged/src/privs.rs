@@ -73,3 +73,65 @@ pub fn drop_all() -> Result<(), PrivError> {
     }
     Ok(())
 }
+
+/// The agent's own privilege state, as the kernel reports it in
+/// `/proc/self/status`: shown by `status --json`, so an operator (and a
+/// test) can see that nothing is held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrivState {
+    pub no_new_privs: bool,
+    pub inheritable: u64,
+    pub permitted: u64,
+    pub effective: u64,
+    pub ambient: u64,
+    pub bounding: u64,
+}
+
+impl PrivState {
+    /// Parses the `Cap*:` and `NoNewPrivs:` lines of `/proc/<pid>/status`.
+    pub fn parse(status: &str) -> PrivState {
+        let mut s = PrivState::default();
+        for line in status.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            let hex = || u64::from_str_radix(value, 16).unwrap_or(u64::MAX);
+            match key {
+                "NoNewPrivs" => s.no_new_privs = value == "1",
+                "CapInh" => s.inheritable = hex(),
+                "CapPrm" => s.permitted = hex(),
+                "CapEff" => s.effective = hex(),
+                "CapAmb" => s.ambient = hex(),
+                "CapBnd" => s.bounding = hex(),
+                _ => {}
+            }
+        }
+        s
+    }
+
+    pub fn current() -> PrivState {
+        PrivState::parse(&std::fs::read_to_string("/proc/self/status").unwrap_or_default())
+    }
+
+    /// No capability in any set a process can use or pass on.
+    pub fn holds_none(&self) -> bool {
+        self.inheritable == 0 && self.permitted == 0 && self.effective == 0 && self.ambient == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_status() {
+        let text = "Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000400\nCapEff:\t0000000000000400\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\n";
+        let s = PrivState::parse(text);
+        assert!(s.no_new_privs);
+        assert_eq!(s.permitted, 0x400);
+        assert_eq!(s.bounding, 0x1ff_ffff_ffff);
+        assert!(!s.holds_none());
+        assert!(PrivState::parse("CapInh:\t0\nCapPrm:\t0\nCapEff:\t0\nCapAmb:\t0\n").holds_none());
+    }
+}

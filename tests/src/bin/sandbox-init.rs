@@ -10,7 +10,8 @@
 //! 4. bind-mounts each `--bind-ro PATH` read-only at the same path (for host
 //!    paths the fresh `/tmp` hid, such as a `CARGO_TARGET_DIR` under `/tmp`);
 //! 5. prints `ready` on stdout and waits until stdin reaches end-of-file
-//!    (its parent closed it, or died) or it is killed.
+//!    (its parent closed it, or died) or it is killed; at end-of-file it
+//!    SIGKILLs every other process left in the namespace, then exits.
 //!
 //! The mounts belong to the namespace alone: when the last process in it is
 //! gone, they are gone.
@@ -173,11 +174,48 @@ fn run() -> Result<(), String> {
     let mut stdin = std::io::stdin().lock();
     loop {
         match stdin.read(&mut sink) {
-            Ok(0) => return Ok(()),
+            Ok(0) => break,
             Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("stdin: {e}")),
+            Err(e) => {
+                eprintln!("sandbox-init: stdin: {e}");
+                break;
+            }
         }
+    }
+    // Our parent is gone (or let go) without killing what runs in here, a
+    // test process killed outright for instance: end it all, so the
+    // namespace and its mounts go with us.
+    kill_namespace_peers();
+    Ok(())
+}
+
+/// SIGKILLs every other process in our mount namespace (a fresh one, made
+/// by `unshare` above: nothing of the host's is in it), until none is left
+/// or 10 s have passed.
+fn kill_namespace_peers() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    let Some(ours) = ns("self") else { return };
+    let me = std::process::id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let peers: Vec<i32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| u32::try_from(*pid).is_ok_and(|p| p != me))
+            .filter(|pid| ns(&pid.to_string()).as_ref() == Some(&ours))
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        for pid in peers {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

@@ -203,26 +203,10 @@ fn fixtures_parent() -> PathBuf {
         .join("patchman-tests")
 }
 
-/// Removes the fixtures of test processes that are gone.
-fn remove_stale(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("fixture-")) else {
-            continue;
-        };
-        if !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
 fn build_fixture() -> Result<AptFixture> {
     let parent = fixtures_parent();
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    remove_stale(&parent);
+    crate::remove_stale_dirs(&parent, "fixture-");
     let root = parent.join(format!("fixture-{}", std::process::id()));
     if root.exists() {
         std::fs::remove_dir_all(&root)?;

@@ -94,9 +94,15 @@ impl Sandbox {
             );
         }
         let init = crate::try_workspace_bin("sandbox-init")?;
+        // `<tmp>/patchman-sandboxes/<pid>-XXXXXX`: the pid lets a later run
+        // remove what a test process killed outright left behind.
+        let parent = std::env::temp_dir().join("patchman-sandboxes");
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        crate::remove_stale_dirs(&parent, "");
         let dir = tempfile::Builder::new()
-            .prefix("patchman-sandbox-")
-            .tempdir()
+            .prefix(&format!("{}-", std::process::id()))
+            .tempdir_in(&parent)
             .context("creating the sandbox's temporary directory")?;
         let mut command = Command::new(&init);
         command.arg(dir.path());

@@ -370,7 +370,11 @@ fn a_lock_held_by_another_frontend_gives_lock_held_after_the_bounded_wait() {
     let out = s.agent(&["update"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("lock is held by process"), "{err}");
+    assert!(
+        err.contains("lock is held by process"),
+        "{err}\n{}",
+        s.u.helper_log()
+    );
     assert!(
         s.u.helper_log()
             .contains("outcome=\"failed: the package manager's lock is held"),

@@ -1,12 +1,14 @@
 //! Protocol between `patchman-agent` (unprivileged) and `patchman-helper`
 //! (root): the typed requests and replies, and the length-prefixed frame
-//! codec that carries them, and the duration syntax of the configuration
-//! file both halves read. Nothing else lives here.
+//! codec that carries them; and what both halves must agree on beyond the
+//! wire: the duration syntax of the configuration file they both read, and
+//! the package managers' version ordering. Nothing else lives here.
 #![forbid(unsafe_code)]
 
 pub mod duration;
 pub mod frame;
 pub mod protocol;
+pub mod version;
 
 pub use duration::{parse_duration, DurationError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};

@@ -31,8 +31,9 @@ use crate::lock;
 use crate::parse::apt_config::{self, AptDirs};
 use crate::parse::dpkg_deb::{self, DpkgInstallResult};
 use crate::parse::dpkg_query::{self, DpkgQuery};
-use crate::parse::{apt_policy, apt_show, apt_simulate, deb_version};
+use crate::parse::{apt_policy, apt_show, apt_simulate};
 use crate::Helper;
+use patchman_shared::version::deb as deb_version;
 
 use super::Progress;
 

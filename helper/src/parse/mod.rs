@@ -19,7 +19,6 @@ pub mod apt_madison;
 pub mod apt_policy;
 pub mod apt_show;
 pub mod apt_simulate;
-pub mod deb_version;
 pub mod dpkg_deb;
 pub mod dpkg_query;
 

@@ -57,3 +57,6 @@ cargo run --release --locked -p patchman-tests --bin sandbox
 
 step "tests"
 cargo test --workspace --locked
+
+step "fuzz smoke run (every target, 15 s each)"
+bash fuzz/run.sh 15

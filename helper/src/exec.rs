@@ -254,12 +254,22 @@ impl Cmd {
         self
     }
 
-    /// The command line for logs.
+    /// The command line for logs, one line: an argument with white space,
+    /// quotes, backslashes or control characters is shown quoted and
+    /// escaped, so a log line can neither be forged nor misread.
     pub fn display(&self) -> String {
         let mut s = self.tool.name().to_string();
         for a in &self.args {
+            let a = a.to_string_lossy();
             s.push(' ');
-            s.push_str(&a.to_string_lossy());
+            if a.is_empty()
+                || a.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | '\''))
+            {
+                s.push_str(&format!("{:?}", a.as_ref()));
+            } else {
+                s.push_str(&a);
+            }
         }
         s
     }
@@ -620,6 +630,22 @@ mod tests {
         );
         assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
         assert_eq!(out.exit, Exit::Code(0));
+    }
+
+    #[test]
+    fn display_is_one_unambiguous_line() {
+        let cmd = Cmd::new(Tool::DpkgQuery, LONG).args([
+            "-W",
+            "-f",
+            "${Package}\t${Version}\n",
+            "a b",
+            "",
+        ]);
+        assert_eq!(
+            cmd.display(),
+            r#"dpkg-query -W -f "${Package}\t${Version}\n" "a b" """#
+        );
+        assert!(!cmd.display().contains('\n'));
     }
 
     #[test]

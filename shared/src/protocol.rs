@@ -143,6 +143,7 @@ pub enum EvrError {
     Empty,
     BadEpoch(String),
     EmptyVersion,
+    EmptyRelease,
     BadCharacter(char),
     TooLong(usize),
 }
@@ -153,6 +154,7 @@ impl fmt::Display for EvrError {
             EvrError::Empty => write!(f, "empty version"),
             EvrError::BadEpoch(e) => write!(f, "epoch {e:?} is not a number"),
             EvrError::EmptyVersion => write!(f, "no upstream version"),
+            EvrError::EmptyRelease => write!(f, "empty release after '-'"),
             EvrError::BadCharacter(c) => write!(f, "character {c:?} is not allowed in a version"),
             EvrError::TooLong(n) => write!(f, "version of {n} bytes is too long"),
         }
@@ -196,11 +198,17 @@ impl Evr {
             return Err(EvrError::BadCharacter(c));
         }
         let (version, release) = match rest.rsplit_once('-') {
+            // A '-' promises a release: "1.0-" is not a version.
+            Some((_, "")) => return Err(EvrError::EmptyRelease),
             Some((v, r)) => (v, r),
             None => (rest, ""),
         };
-        if version.is_empty() {
-            return Err(EvrError::EmptyVersion);
+        // Both tools want the version to start with an alphanumeric (dpkg:
+        // a digit); it also keeps a version from ever reading as an option.
+        match version.chars().next() {
+            None => return Err(EvrError::EmptyVersion),
+            Some(c) if !c.is_ascii_alphanumeric() => return Err(EvrError::BadCharacter(c)),
+            Some(_) => {}
         }
         Ok(Evr {
             epoch,

@@ -345,6 +345,13 @@ fn evr_parsing() {
     assert!(matches!(Evr::parse("x:1"), Err(EvrError::BadEpoch(_))));
     assert!(matches!(Evr::parse("1:"), Err(EvrError::EmptyVersion)));
     assert!(matches!(Evr::parse("-1"), Err(EvrError::EmptyVersion)));
+    assert!(matches!(Evr::parse("1.0-"), Err(EvrError::EmptyRelease)));
+    assert!(matches!(Evr::parse("--"), Err(EvrError::EmptyRelease)));
+    assert!(matches!(
+        Evr::parse("--x"),
+        Err(EvrError::BadCharacter('-'))
+    ));
+    assert!(matches!(Evr::parse("~1"), Err(EvrError::BadCharacter('~'))));
     assert!(matches!(
         Evr::parse("1.0 -o"),
         Err(EvrError::BadCharacter(' '))

@@ -98,8 +98,16 @@ fn main() -> Result<()> {
     println!("\nhelper log (the commands it ran):");
     for line in u.helper_log().lines().filter(|l| l.contains("ran command")) {
         if let Some(cmd) = line.split("command=").nth(1) {
+            let ms = line
+                .split("duration_ms=")
+                .nth(1)
+                .and_then(|d| d.split_whitespace().next())
+                .unwrap_or("?");
             let cmd = cmd.split(" exit=").next().unwrap_or(cmd);
-            println!("  {}", cmd.split_whitespace().collect::<Vec<_>>().join(" "));
+            println!(
+                "  {ms:>4} ms  {}",
+                cmd.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
         }
     }
     drop(u);

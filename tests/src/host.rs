@@ -18,14 +18,51 @@ const FILES: &[&str] = &[
     "/etc/group",
     "/etc/shadow",
     "/etc/gshadow",
+    "/etc/dnf/dnf.conf",
+    "/etc/os-release",
+    "/usr/lib/os-release",
+];
+
+/// Paths the EL sandbox creates, replaces or removes inside: whether each
+/// exists (and what it is) is part of the digest, so one appearing or
+/// vanishing on the host shows.
+const PRESENCE: &[&str] = &[
+    "/etc/os-release",
+    "/usr/lib/os-release",
+    "/etc/redhat-release",
+    "/etc/rpm/macros",
+    "/usr/bin/yum",
+    "/var/lib/rpm/.rpm.lock",
 ];
 
 /// The directories whose listing (name, size, mtime; recursively) is part
 /// of the digest (those that exist).
-const LISTED: &[&str] = &["/var/lib/dpkg/info", "/var/lib/rpm"];
+/// (`~/.rpmdb`, Debian rpm's default database, is added from `$HOME`.)
+const LISTED: &[&str] = &[
+    "/var/lib/dpkg/info",
+    "/var/lib/rpm",
+    "/var/lib/dnf",
+    "/var/cache/dnf",
+    "/etc/yum.repos.d",
+    "/etc/pki/rpm-gpg",
+    "/etc/rpm",
+];
 
-/// The directories whose files' contents are part of the digest too.
-const HASHED_TREES: &[&str] = &["/var/lib/rpm"];
+/// The directories whose files' contents are part of the digest too
+/// (and `~/.rpmdb`).
+const HASHED_TREES: &[&str] = &["/var/lib/rpm", "/etc/yum.repos.d", "/etc/rpm"];
+
+/// Debian rpm's default database, `~/.rpmdb` (rpm creates it on the first
+/// `rpm` run that does not pin `%_dbpath`).
+fn home_rpmdb() -> Option<String> {
+    let home = std::env::var_os("HOME")?;
+    Some(
+        Path::new(&home)
+            .join(".rpmdb")
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
 
 /// The SHA-256 (hex) of [`host_package_manifest`].
 ///
@@ -41,7 +78,11 @@ pub fn host_package_state() -> String {
 /// A readable manifest of the host's package state: the SHA-256 of
 /// `/var/lib/dpkg/status`, `/etc/passwd`, `/etc/group` (and the shadow
 /// files), the listing of `/var/lib/dpkg/info` and the listing and contents
-/// of `/var/lib/rpm` if present. Print two of them to see what changed.
+/// of `/var/lib/rpm` if present; for the EL sandbox also rpm's and dnf's
+/// state (`~/.rpmdb`, `/var/lib/dnf`, `/var/cache/dnf`, `/etc/yum.repos.d`,
+/// `/etc/rpm`, `/etc/pki/rpm-gpg`, `/etc/dnf/dnf.conf`), the os-release
+/// files, and whether `/usr/bin/yum`, `/etc/redhat-release` … exist. Print
+/// two of them to see what changed.
 pub fn host_package_manifest() -> Result<String> {
     let mut manifest = String::new();
     let mut hashed: Vec<String> = FILES
@@ -49,13 +90,26 @@ pub fn host_package_manifest() -> Result<String> {
         .filter(|f| Path::new(f).is_file())
         .map(|f| (*f).to_owned())
         .collect();
-    for dir in LISTED {
+    for p in PRESENCE {
+        let kind = match std::fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => "symlink",
+            Ok(m) if m.is_dir() => "dir",
+            Ok(_) => "file",
+            Err(_) => "absent",
+        };
+        writeln!(manifest, "{p}: {kind}")?;
+    }
+    let rpmdb = home_rpmdb();
+    let listed = LISTED.iter().map(|d| (*d).to_owned()).chain(rpmdb.clone());
+    for dir in listed {
         let mut entries = Vec::new();
-        walk(Path::new(dir), &mut entries)?;
+        walk(Path::new(&dir), &mut entries)?;
         entries.sort();
         for (path, size, mtime, is_file) in entries {
             writeln!(manifest, "{path} {size} {mtime}")?;
-            if is_file && HASHED_TREES.iter().any(|t| path.starts_with(t)) {
+            let hashed_tree = HASHED_TREES.iter().any(|t| path.starts_with(t))
+                || rpmdb.as_deref().is_some_and(|d| path.starts_with(d));
+            if is_file && hashed_tree {
                 hashed.push(path);
             }
         }

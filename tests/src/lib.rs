@@ -17,6 +17,7 @@ pub mod updater;
 use std::path::{Path, PathBuf};
 
 pub use host::host_package_state;
+pub use sandbox::el_fixture::{el_fixture, ElFixture};
 pub use sandbox::fixture::{apt_fixture, AptFixture};
 pub use sandbox::namespace::Sandbox;
 

@@ -19,8 +19,15 @@ pub mod apt_madison;
 pub mod apt_policy;
 pub mod apt_show;
 pub mod apt_simulate;
+pub mod dnf;
 pub mod dpkg_deb;
 pub mod dpkg_query;
+#[cfg(test)]
+pub(crate) mod el_fixtures;
+pub mod rpm_install;
+pub mod rpm_query;
+pub mod rpmkeys;
+pub mod yum;
 
 /// Largest tool output any parser accepts. The host's `apt-config dump` is
 /// about 20 KiB; everything else we parse is smaller.

@@ -3,3 +3,4 @@
 //! version gate. Each algorithm is tested against the real tool.
 
 pub mod deb;
+pub mod rpm;

@@ -5,11 +5,18 @@
 
 pub mod apt_repo;
 pub mod deb;
+pub mod el;
+pub mod el_fixture;
 pub mod fixture;
 pub mod http;
 pub mod namespace;
+pub mod rpm;
+pub mod rpm_repo;
 
 pub use apt_repo::{AptRepo, RepoLayout, SourceFormat};
 pub use deb::DebSpec;
 pub use http::HttpServer;
 pub use namespace::Sandbox;
+pub use el::{ElRelease, ElSandbox};
+pub use rpm::RpmSpec;
+pub use rpm_repo::RpmRepo;

@@ -1,0 +1,654 @@
+//! dnf 4's output: `dnf install -y --downloadonly --downloaddir=DIR
+//! --verbose --disablerepo=* --enablerepo=REPO patchman-client […]` and
+//! `dnf clean all --disablerepo=* --enablerepo=REPO`.
+//!
+//! Facts measured on dnf 4.14 (fixtures `dnf_*` in
+//! `helper/tests/fixtures/dnf/`, re-created by its `capture.sh`):
+//! * an update: `---> Package NAME.ARCH EVR will be an upgrade` (with
+//!   `--verbose`), a transaction table, `Downloading Packages:`, one line per
+//!   file, `Complete!`, exit 0.
+//! * the file lines are cut to 80 columns when stdout is not a terminal:
+//!   `(2/2): patchman-client-realtime-1.7.1-1.noarch. 662 kB/s | 6.2 kB …`;
+//!   for a `file://` repository there are none at all (`Total size:`
+//!   instead of `Total download size:`). So the parser returns what it saw
+//!   and [`DnfDownload::names_complete`]; the caller lists the directory.
+//! * asked for the client alone while realtime (pinned to the client's
+//!   version) is installed, dnf upgrades and downloads both.
+//! * up to date: `Package NEVRA is already installed.` …
+//!   `Nothing to do.` `Complete!`, exit 0, nothing downloaded. The same
+//!   when the repository has no such package but it is installed.
+//! * not installed and not in the repository: `No match for argument: X`,
+//!   `Error: Unable to find a match: X`, exit 1.
+//! * a missing dependency with `best=True`: stderr `Error: ` then
+//!   ` Problem: cannot install the best candidate for the job` and
+//!   `  - nothing provides X needed by NEVRA`, exit 1 (several problems:
+//!   ` Problem 1: …`, ` Problem 2: …`).
+//! * `Error: Unknown repo: 'NAME'`, exit 1, for `install` and `clean all`.
+//! * metadata unreachable: `Curl error (7): …` or `Status code: 404 …`,
+//!   then `Error: Failed to download metadata for repo 'NAME': Cannot
+//!   download repomd.xml: …`, exit 1.
+//! * an unsigned package with `gpgcheck=1`: `Package FILE is not signed`,
+//!   `Error: GPG check FAILED`, exit 1 — and the file is **left in the
+//!   download directory**.
+//! * under the name `yum` (a symlink to dnf-3) the output is the same with
+//!   `YUM will only download …`.
+//! * `dnf clean all`: `N files removed`, exit 0.
+
+use patchman_shared::Evr;
+
+use super::{
+    check_size, sanitize_excerpt, truncate_at_boundary, ParseError, MAX_EXCERPT, MAX_INPUT,
+};
+
+const CLEAN_TOOL: &str = "dnf clean all";
+
+/// A `nothing provides X needed by Y` line of a `Problem:` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NothingProvides {
+    /// X: the requirement nobody provides (`libpatchman-new`).
+    pub requirement: String,
+    /// Y: the package that needs it (`patchman-client-1.7.2-1.noarch`).
+    pub needed_by: String,
+}
+
+/// One `Problem:` block of dnf's dependency solver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DependencyProblem {
+    /// The block's first line after `Problem:` / `Problem N:`.
+    pub summary: String,
+    /// Its `  - …` lines.
+    pub details: Vec<String>,
+    /// The `nothing provides` details, parsed.
+    pub nothing_provides: Vec<NothingProvides>,
+}
+
+/// What a `--verbose` run said it resolved:
+/// `---> Package NAME.ARCH EVR will be …` (yum: `… set to be updated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub name: String,
+    pub arch: String,
+    pub evr: Evr,
+    pub change: Change,
+}
+
+/// The verb of a [`Resolved`] line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// `will be an upgrade` (dnf), `will be an update` (yum 3).
+    Upgrade,
+    /// `will be upgraded` / `will be updated`: the installed, old version.
+    Upgraded,
+    /// `will be installed`, `set to be updated` (EL5), `set to be installed`.
+    Install,
+    /// `will be erased`, `will be obsoleted`, `will be a downgrade`, …
+    Other,
+}
+
+/// A file name from the download progress lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadName {
+    /// The name as printed, without the `(i/N): ` counter.
+    pub name: String,
+    /// `false` when the line was cut (the name does not end in `.rpm`):
+    /// `name` is then only a prefix of the real one.
+    pub complete: bool,
+}
+
+/// How a download-only run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnfOutcome {
+    /// `Complete!` after a transaction: packages were downloaded.
+    Downloaded,
+    /// `Nothing to do.`: nothing newer; nothing downloaded.
+    NothingToDo,
+    /// The solver refused (`best=True`): a dependency is missing.
+    DependencyProblem(Vec<DependencyProblem>),
+    /// `Error: Unknown repo: 'NAME'`.
+    UnknownRepo(String),
+    /// `No match for argument: X` (X not installed, not in the repository).
+    NoMatch(Vec<String>),
+    /// The repository's metadata could not be fetched (the repository id
+    /// when dnf named it).
+    MetadataUnavailable { repo: Option<String> },
+    /// A package file failed dnf's own signature check (`is not signed`,
+    /// `GPG check FAILED`, `Public key for … is not installed`); the file
+    /// may still be in the download directory.
+    GpgCheckFailed,
+    /// A package file could not be downloaded.
+    DownloadFailed,
+    /// Anything else, or killed by a signal.
+    Failed,
+}
+
+/// Everything read from one download-only run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnfDownload {
+    pub outcome: DnfOutcome,
+    pub exit_code: Option<i32>,
+    /// `---> Package …` lines (only with `--verbose` for dnf).
+    pub resolved: Vec<Resolved>,
+    /// `Package NEVRA is already installed.`: the NEVRAs.
+    pub already_installed: Vec<String>,
+    /// The file names seen in the progress lines.
+    pub downloaded: Vec<DownloadName>,
+    /// The number of packages in `Transaction Summary` (`Upgrade  2
+    /// Packages` …), when printed.
+    pub transaction_size: Option<usize>,
+    /// True when every file of the transaction was named in full: as many
+    /// complete names as the transaction has packages. False for cut names
+    /// and for `file://` repositories (no names): list the directory.
+    pub names_complete: bool,
+    /// The error lines, printable, at most [`MAX_EXCERPT`] bytes.
+    pub excerpt: String,
+}
+
+/// Classifies one `dnf install -y --downloadonly … --verbose` run from its
+/// exit code and output. Never fails: unrecognised output goes to the
+/// excerpt and the exit code decides ([`DnfOutcome::Failed`]).
+pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> DnfDownload {
+    let stdout = truncate_at_boundary(stdout, MAX_INPUT);
+    let stderr = truncate_at_boundary(stderr, MAX_INPUT);
+    let scan = scan_common(stdout, stderr);
+    let mut unknown_repo = None;
+    let mut no_match = Vec::new();
+    let mut metadata: Option<Option<String>> = None;
+    let mut gpg = false;
+    let mut download_failed = false;
+    let mut nothing_to_do = false;
+    let mut complete = false;
+    for line in stdout.lines().chain(stderr.lines()) {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("Error: Unknown repo: ") {
+            unknown_repo = Some(rest.trim_matches('\'').to_string());
+        } else if let Some(rest) = t.strip_prefix("No match for argument: ") {
+            no_match.push(rest.to_string());
+        } else if let Some(rest) = t.strip_prefix("Error: Failed to download metadata for repo ") {
+            let repo = rest
+                .strip_prefix('\'')
+                .and_then(|r| r.split_once('\''))
+                .map(|(r, _)| r.to_string());
+            metadata = Some(repo);
+        } else if t.contains("Cannot download repomd.xml")
+            || t.starts_with("Errors during downloading metadata for repository")
+            || t.starts_with("error: Curl error")
+            || t.starts_with("- Curl error")
+        {
+            metadata.get_or_insert(None);
+        } else if t == "Error: GPG check FAILED"
+            || (t.starts_with("Package ") && t.ends_with(" is not signed"))
+            || (t.starts_with("Public key for ") && t.ends_with(" is not installed"))
+        {
+            gpg = true;
+        } else if t.starts_with("Error: Error downloading packages") {
+            download_failed = true;
+        } else if t == "Nothing to do." {
+            nothing_to_do = true;
+        } else if t == "Complete!" {
+            complete = true;
+        }
+    }
+    let outcome = if let Some(repo) = unknown_repo {
+        DnfOutcome::UnknownRepo(repo)
+    } else if !scan.problems.is_empty() {
+        DnfOutcome::DependencyProblem(scan.problems.clone())
+    } else if exit_code == Some(0) && nothing_to_do {
+        DnfOutcome::NothingToDo
+    } else if exit_code == Some(0) && complete {
+        DnfOutcome::Downloaded
+    } else if exit_code == Some(0) {
+        DnfOutcome::Failed
+    } else if !no_match.is_empty() {
+        DnfOutcome::NoMatch(no_match)
+    } else if let Some(repo) = metadata {
+        DnfOutcome::MetadataUnavailable { repo }
+    } else if gpg {
+        DnfOutcome::GpgCheckFailed
+    } else if download_failed {
+        DnfOutcome::DownloadFailed
+    } else {
+        DnfOutcome::Failed
+    };
+    let names_complete = match scan.transaction_size {
+        Some(n) => scan.downloaded.len() == n && scan.downloaded.iter().all(|d| d.complete),
+        None => false,
+    };
+    DnfDownload {
+        outcome,
+        exit_code,
+        resolved: scan.resolved,
+        already_installed: scan.already_installed,
+        downloaded: scan.downloaded,
+        transaction_size: scan.transaction_size,
+        names_complete,
+        excerpt: error_excerpt(stdout, stderr),
+    }
+}
+
+/// How `dnf clean all` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CleanOutcome {
+    /// `N files removed`, exit 0.
+    Cleaned { files_removed: u64 },
+    /// `Error: Unknown repo: 'NAME'`.
+    UnknownRepo(String),
+}
+
+/// Parses `dnf clean all …` (also yum 3's, whose `Cleaning repos: …`
+/// lines and other chatter are ignored). A non-zero exit without a known
+/// message is a [`ParseError::Inconsistent`] with the excerpt.
+pub fn parse_clean(
+    exit_code: Option<i32>,
+    stdout: &str,
+    stderr: &str,
+) -> Result<CleanOutcome, ParseError> {
+    check_size(CLEAN_TOOL, stdout)?;
+    check_size(CLEAN_TOOL, stderr)?;
+    let mut removed = None;
+    for line in stdout.lines().chain(stderr.lines()) {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("Error: Unknown repo: ") {
+            return Ok(CleanOutcome::UnknownRepo(
+                rest.trim_matches('\'').to_string(),
+            ));
+        }
+        if let Some(n) = t
+            .strip_suffix(" files removed")
+            .or_else(|| t.strip_suffix(" file removed"))
+        {
+            removed = n.parse::<u64>().ok();
+        }
+    }
+    match exit_code {
+        Some(0) => Ok(CleanOutcome::Cleaned {
+            files_removed: removed.unwrap_or(0),
+        }),
+        _ => Err(ParseError::Inconsistent {
+            tool: CLEAN_TOOL,
+            detail: format!(
+                "exit code {exit_code:?}: {}",
+                super::quote(&error_excerpt(stdout, stderr), MAX_EXCERPT)
+            ),
+        }),
+    }
+}
+
+/// What dnf and yum 3 print alike.
+#[derive(Debug, Default)]
+pub(crate) struct CommonScan {
+    pub resolved: Vec<Resolved>,
+    pub already_installed: Vec<String>,
+    pub downloaded: Vec<DownloadName>,
+    pub transaction_size: Option<usize>,
+    pub problems: Vec<DependencyProblem>,
+}
+
+pub(crate) fn scan_common(stdout: &str, stderr: &str) -> CommonScan {
+    let mut scan = CommonScan::default();
+    let mut in_downloads = false;
+    let mut in_summary = false;
+    let mut problem: Option<DependencyProblem> = None;
+    for line in stdout.lines().chain(stderr.lines()) {
+        let t = line.trim();
+        // Problem blocks (stderr): ` Problem: …` / ` Problem 2: …`, then
+        // `  - …` lines.
+        if let Some(summary) = problem_start(t) {
+            if let Some(p) = problem.take() {
+                scan.problems.push(p);
+            }
+            problem = Some(DependencyProblem {
+                summary: summary.to_string(),
+                details: Vec::new(),
+                nothing_provides: Vec::new(),
+            });
+            continue;
+        }
+        if let Some(p) = problem.as_mut() {
+            if let Some(detail) = t.strip_prefix("- ") {
+                if let Some((req, by)) = detail
+                    .strip_prefix("nothing provides ")
+                    .and_then(|r| r.split_once(" needed by "))
+                {
+                    p.nothing_provides.push(NothingProvides {
+                        requirement: req.to_string(),
+                        needed_by: by.to_string(),
+                    });
+                }
+                p.details.push(detail.to_string());
+                continue;
+            }
+            if let Some(p) = problem.take() {
+                scan.problems.push(p);
+            }
+        }
+
+        if let Some(rest) = t.strip_prefix("---> Package ") {
+            if let Some(r) = resolved(rest) {
+                scan.resolved.push(r);
+            }
+        } else if let Some(nevra) = t
+            .strip_prefix("Package ")
+            .and_then(|r| r.strip_suffix(" is already installed."))
+        {
+            scan.already_installed.push(nevra.to_string());
+        } else if t == "Transaction Summary" {
+            in_summary = true;
+        } else if in_summary {
+            // `Upgrade  2 Packages`, `Install  1 Package`, `Install  4
+            // Package(s)`, `Update  0 Package(s)`; ends at the first blank
+            // line after the counts.
+            let words: Vec<&str> = t.split_whitespace().collect();
+            if let [_, count, unit] = words.as_slice() {
+                if unit.starts_with("Package") {
+                    if let Ok(n) = count.parse::<usize>() {
+                        let total = scan.transaction_size.unwrap_or(0).saturating_add(n);
+                        scan.transaction_size = Some(total);
+                    }
+                }
+            } else if (t.is_empty() && scan.transaction_size.is_some()) || t.starts_with("Total") {
+                in_summary = false;
+            }
+        }
+        if t == "Downloading Packages:" || t == "Background downloading packages, then exiting:" {
+            in_downloads = true;
+            continue;
+        }
+        if in_downloads {
+            if t.starts_with("---") || t.starts_with("Total") || t.starts_with("exiting because") {
+                in_downloads = false;
+            } else if let Some(d) = download_name(t) {
+                scan.downloaded.push(d);
+            }
+        } else if t.starts_with('(') {
+            // A counted progress line (`(3/4): NAME | …`) is unambiguous
+            // even where the section's header was not seen.
+            if let Some(d) = download_name(t) {
+                scan.downloaded.push(d);
+            }
+        }
+    }
+    if let Some(p) = problem.take() {
+        scan.problems.push(p);
+    }
+    scan
+}
+
+/// `Problem: X` or `Problem 2: X` → X.
+fn problem_start(t: &str) -> Option<&str> {
+    let rest = t.strip_prefix("Problem")?;
+    let (number, summary) = rest.split_once(':')?;
+    let number = number.trim();
+    if number.is_empty() || number.bytes().all(|b| b.is_ascii_digit()) {
+        Some(summary.trim())
+    } else {
+        None
+    }
+}
+
+/// `NAME.ARCH EVR will be an upgrade` (dnf) / `NAME.ARCH E:V-R set to be
+/// updated` (yum 3).
+fn resolved(rest: &str) -> Option<Resolved> {
+    let mut words = rest.splitn(3, ' ');
+    let name_arch = words.next()?;
+    let evr = words.next()?;
+    let verb = words.next()?;
+    let (name, arch) = name_arch.rsplit_once('.')?;
+    let change = match verb {
+        "will be an upgrade" | "will be an update" => Change::Upgrade,
+        "will be upgraded" | "will be updated" => Change::Upgraded,
+        "will be installed" | "set to be updated" | "set to be installed" => Change::Install,
+        _ => Change::Other,
+    };
+    Some(Resolved {
+        name: name.to_string(),
+        arch: arch.to_string(),
+        evr: Evr::parse(evr).ok()?,
+        change,
+    })
+}
+
+/// A progress line: `[(i/N): ]NAME<spaces>SPEED | SIZE TIME` (dnf) or
+/// `[(i/N): ]NAME<spaces>| SIZE TIME` (yum). dnf pads or cuts the name to
+/// its column, so a name is complete only when it ends in `.rpm`.
+pub(crate) fn download_name(t: &str) -> Option<DownloadName> {
+    if !t.contains(" | ") && !t.contains(" |") {
+        return None;
+    }
+    let t = match t.strip_prefix('(') {
+        Some(rest) => rest.split_once("): ")?.1,
+        None => t,
+    };
+    let name = t.split_whitespace().next()?;
+    if name.is_empty() || name.starts_with('|') || name.contains('/') {
+        return None;
+    }
+    Some(DownloadName {
+        name: name.to_string(),
+        complete: name.ends_with(".rpm"),
+    })
+}
+
+/// The lines of stdout and stderr that say something went wrong.
+pub(crate) fn error_excerpt(stdout: &str, stderr: &str) -> String {
+    let mut lines: Vec<&str> = Vec::new();
+    for line in stdout.lines().chain(stderr.lines()) {
+        let t = line.trim();
+        let wanted = t.starts_with("Error")
+            || t.starts_with("error:")
+            || t.starts_with("Problem")
+            || t.starts_with("- ")
+            || t.starts_with("No match for argument")
+            || t.starts_with("No package ")
+            || t.ends_with(" is not signed")
+            || t.starts_with("Command line error");
+        if wanted && !lines.contains(&t) {
+            lines.push(t);
+        }
+    }
+    sanitize_excerpt(&lines.join("\n"), MAX_EXCERPT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::el_fixtures::{dnf_fixture as fixture, dnf_fixture_rc as fixture_rc};
+    use proptest::prelude::*;
+
+    fn run(name: &str) -> DnfDownload {
+        classify_download(
+            Some(fixture_rc(name)),
+            &fixture(&format!("{name}.out")),
+            &fixture(&format!("{name}.err")),
+        )
+    }
+
+    fn listing(name: &str) -> Vec<String> {
+        fixture(&format!("{name}.ls"))
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn an_update_names_its_file() {
+        let r = run("dnf_dl_update");
+        assert_eq!(r.outcome, DnfOutcome::Downloaded);
+        assert_eq!(r.transaction_size, Some(1));
+        assert!(r.names_complete);
+        let names: Vec<String> = r.downloaded.iter().map(|d| d.name.clone()).collect();
+        assert_eq!(names, listing("dnf_dl_update"));
+        assert_eq!(
+            r.already_installed,
+            vec!["patchman-client-1.7.0-1.noarch".to_string()]
+        );
+        assert_eq!(
+            r.resolved,
+            vec![
+                Resolved {
+                    name: "patchman-client".into(),
+                    arch: "noarch".into(),
+                    evr: Evr::parse("1.7.0-1").unwrap(),
+                    change: Change::Upgraded
+                },
+                Resolved {
+                    name: "patchman-client".into(),
+                    arch: "noarch".into(),
+                    evr: Evr::parse("1.7.1-1").unwrap(),
+                    change: Change::Upgrade
+                },
+            ]
+        );
+        assert!(r.excerpt.is_empty(), "{}", r.excerpt);
+    }
+
+    #[test]
+    fn cut_names_are_flagged() {
+        for name in ["dnf_dl_both", "dnf_dl_client_with_realtime"] {
+            let r = run(name);
+            assert_eq!(r.outcome, DnfOutcome::Downloaded);
+            assert_eq!(r.transaction_size, Some(2));
+            assert!(!r.names_complete, "{name}");
+            let cut = r.downloaded.iter().find(|d| !d.complete).unwrap();
+            assert_eq!(cut.name, "patchman-client-realtime-1.7.1-1.noarch.");
+            assert!(listing(name).iter().any(|l| l.starts_with(&cut.name)));
+        }
+        // Realtime is dragged along when only the client is asked for.
+        let r = run("dnf_dl_client_with_realtime");
+        assert!(r
+            .resolved
+            .iter()
+            .any(|p| p.name == "patchman-client-realtime" && p.change == Change::Upgrade));
+    }
+
+    #[test]
+    fn file_repositories_print_no_names() {
+        let r = run("dnf_dl_file_repo");
+        assert_eq!(r.outcome, DnfOutcome::Downloaded);
+        assert!(r.downloaded.is_empty());
+        assert!(!r.names_complete);
+        assert_eq!(listing("dnf_dl_file_repo").len(), 1);
+    }
+
+    #[test]
+    fn nothing_to_do() {
+        for name in ["dnf_dl_up_to_date", "dnf_dl_no_package"] {
+            let r = run(name);
+            assert_eq!(r.outcome, DnfOutcome::NothingToDo, "{name}");
+            assert!(r.downloaded.is_empty());
+            assert!(listing(name).is_empty());
+        }
+        assert_eq!(run("dnf_dl_up_to_date").already_installed.len(), 2);
+    }
+
+    #[test]
+    fn dependency_problems_name_what_is_missing() {
+        for name in ["dnf_dl_new_dep", "dnf_dl_new_dep_both"] {
+            let r = run(name);
+            assert_eq!(r.exit_code, Some(1));
+            let DnfOutcome::DependencyProblem(problems) = &r.outcome else {
+                panic!("{name}: {:?}", r.outcome);
+            };
+            assert_eq!(problems.len(), 1);
+            assert_eq!(
+                problems[0].summary,
+                "cannot install the best candidate for the job"
+            );
+            assert_eq!(
+                problems[0].nothing_provides,
+                vec![NothingProvides {
+                    requirement: "libpatchman-new".into(),
+                    needed_by: "patchman-client-1.7.2-1.noarch".into()
+                }]
+            );
+            assert!(r.excerpt.contains("nothing provides"), "{}", r.excerpt);
+        }
+        let two = "Error: \n Problem 1: cannot install the best update candidate for package a\n  - nothing provides x needed by a-2-1.noarch\n Problem 2: package b requires a = 2\n  - nothing provides y needed by b-2-1.noarch\n";
+        let r = classify_download(Some(1), "", two);
+        let DnfOutcome::DependencyProblem(problems) = r.outcome else {
+            panic!()
+        };
+        assert_eq!(problems.len(), 2);
+        assert_eq!(problems[1].nothing_provides[0].requirement, "y");
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            run("dnf_dl_unknown_repo").outcome,
+            DnfOutcome::UnknownRepo("nope".into())
+        );
+        assert_eq!(
+            run("dnf_dl_no_match").outcome,
+            DnfOutcome::NoMatch(vec!["patchman-client".into()])
+        );
+        for name in ["dnf_dl_unreachable", "dnf_dl_not_found"] {
+            let r = run(name);
+            assert_eq!(
+                r.outcome,
+                DnfOutcome::MetadataUnavailable {
+                    repo: Some("patchman".into())
+                },
+                "{name}"
+            );
+            assert!(r.excerpt.len() <= MAX_EXCERPT);
+        }
+        let r = run("dnf_dl_unsigned");
+        assert_eq!(r.outcome, DnfOutcome::GpgCheckFailed);
+        // dnf leaves the refused file behind.
+        assert_eq!(listing("dnf_dl_unsigned").len(), 1);
+        assert_eq!(classify_download(None, "", "").outcome, DnfOutcome::Failed);
+    }
+
+    #[test]
+    fn under_the_name_yum() {
+        let r = run("dnf_as_yum_dl_update");
+        assert_eq!(r.outcome, DnfOutcome::Downloaded);
+        assert!(r.names_complete);
+        assert!(r.resolved.is_empty(), "no --verbose");
+    }
+
+    #[test]
+    fn clean_all() {
+        let clean = |name: &str| {
+            parse_clean(
+                Some(fixture_rc(name)),
+                &fixture(&format!("{name}.out")),
+                &fixture(&format!("{name}.err")),
+            )
+        };
+        assert_eq!(
+            clean("dnf_clean_all"),
+            Ok(CleanOutcome::Cleaned { files_removed: 0 })
+        );
+        assert_eq!(
+            clean("dnf_clean_all_files"),
+            Ok(CleanOutcome::Cleaned { files_removed: 5 })
+        );
+        assert_eq!(
+            clean("dnf_clean_all_unknown"),
+            Ok(CleanOutcome::UnknownRepo("nope".into()))
+        );
+        assert!(parse_clean(Some(1), "", "boom\n").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(a in "\\PC*", b in "\\PC*", code in proptest::option::of(any::<i32>())) {
+            let r = classify_download(code, &a, &b);
+            prop_assert!(r.excerpt.len() <= MAX_EXCERPT);
+            let _ = parse_clean(code, &a, &b);
+        }
+
+        #[test]
+        fn dnf_like_input_never_panics(
+            lines in prop::collection::vec(
+                "( Problem[ 0-9]*: |  - nothing provides |---> Package |Package |Transaction Summary|Downloading Packages:|\\([0-9]/[0-9]\\): |Upgrade  |Error: Unknown repo: |Complete!|Nothing to do\\.)[a-z0-9 .:()|'-]{0,30}",
+                0..12,
+            )
+        ) {
+            let text = lines.join("\n");
+            let _ = classify_download(Some(1), &text, &text);
+            let _ = classify_download(Some(0), &text, "");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Test support for the dnf/yum/rpm parsers: the captured fixtures of
+//! `helper/tests/fixtures/dnf/` (re-created by its `capture.sh`) and the
+//! published yum 3 transcripts of `helper/tests/fixtures/yum/`.
+
+use std::path::PathBuf;
+
+fn read(dir: &str, name: &str) -> String {
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", dir, name]
+        .iter()
+        .collect();
+    match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) => panic!("fixture {} unreadable: {e}", path.display()),
+    }
+}
+
+/// `helper/tests/fixtures/dnf/<name>`.
+pub fn dnf_fixture(name: &str) -> String {
+    read("dnf", name)
+}
+
+/// The exit code recorded beside a dnf/rpm fixture (`<name>.rc`).
+pub fn dnf_fixture_rc(name: &str) -> i32 {
+    let rc = dnf_fixture(&format!("{name}.rc"));
+    match rc.trim().parse() {
+        Ok(n) => n,
+        Err(e) => panic!("{name}.rc is not a number: {e}"),
+    }
+}
+
+/// `helper/tests/fixtures/yum/<name>`.
+pub fn yum_fixture(name: &str) -> String {
+    read("yum", name)
+}

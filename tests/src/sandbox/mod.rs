@@ -15,8 +15,8 @@ pub mod rpm_repo;
 
 pub use apt_repo::{AptRepo, RepoLayout, SourceFormat};
 pub use deb::DebSpec;
+pub use el::{ElRelease, ElSandbox};
 pub use http::HttpServer;
 pub use namespace::Sandbox;
-pub use el::{ElRelease, ElSandbox};
 pub use rpm::RpmSpec;
 pub use rpm_repo::RpmRepo;

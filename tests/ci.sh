@@ -16,8 +16,17 @@ fi
 step "system packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# apt side: dpkg-dev (dpkg-deb), apt-utils (apt-ftparchive), gnupg;
+# EL side: dnf, rpm (rpmbuild, rpmsign, rpmkeys), createrepo-c;
+# units: systemd (systemd-analyze, systemd-socket-activate);
+# SELinux: the reference policy's devel Makefile, the policy and its
+# sources (rpm module), the tools to link and query it.
 apt-get install -y -qq --no-install-recommends \
-    dpkg-dev apt-utils gnupg util-linux systemd python3 coreutils ca-certificates >/dev/null
+    dpkg-dev apt-utils gnupg util-linux systemd python3 coreutils ca-certificates \
+    dnf rpm rpm-common createrepo-c \
+    selinux-policy-dev selinux-policy-default selinux-policy-src policycoreutils \
+    semodule-utils checkpolicy setools selinux-utils python3-selinux make bzip2 zstd \
+    >/dev/null
 
 step "cargo-deny"
 if ! command -v cargo-deny >/dev/null 2>&1; then
@@ -57,6 +66,12 @@ cargo run --release --locked -p patchman-tests --bin sandbox
 
 step "tests"
 cargo test --workspace --locked
+
+step "systemd units: verify and exposure targets"
+bash deploy/check-units.sh
+
+step "SELinux module: build, link with the reference policy, check"
+bash selinux/check.sh
 
 step "fuzz smoke run (every target, 15 s each)"
 bash fuzz/run.sh 15

@@ -164,13 +164,10 @@ pub struct VerifiedCopy {
     pub size: u64,
 }
 
-/// Opens `dir/name` (no links followed, no FIFOs waited on), checks it,
-/// and copies it into `private`, hashing as it goes.
-pub fn copy_verified(
-    dir: &Path,
-    name: &str,
-    private: &PrivateDir,
-) -> Result<VerifiedCopy, FileError> {
+/// Opens `dir/name` without following a link or waiting on a FIFO, and
+/// checks what it is: a regular file, root-owned, not group/world-writable,
+/// one link, not too large, in a root-only directory chain.
+fn open_checked(dir: &Path, name: &str) -> Result<(File, fs::Metadata, PathBuf), FileError> {
     let refused = FileError::Refused;
     if name.is_empty() || name.starts_with('.') || name.contains('/') || name.contains('\0') {
         return Err(refused(VerificationFailure::Missing));
@@ -202,7 +199,7 @@ pub fn copy_verified(
         return Err(refused(VerificationFailure::UnsafeOwnerOrMode));
     }
     if m.nlink() != 1 {
-        // A hard link planted to another file: not what apt wrote.
+        // A hard link planted to another file: not what the tool wrote.
         return Err(refused(VerificationFailure::NotRegularFile));
     }
     if m.len() > MAX_PACKAGE_SIZE {
@@ -211,6 +208,39 @@ pub fn copy_verified(
             found: format!("{} bytes", m.len()),
         }));
     }
+    Ok((file, m, source_path))
+}
+
+/// Checks a file the package manager wrote into our own private directory
+/// (dnf's `--downloaddir`), where it is installed from as it is.
+pub fn verify_in_place(private: &PrivateDir, name: &str) -> Result<PathBuf, FileError> {
+    let (_, _, path) = open_checked(private.path(), name)?;
+    Ok(path)
+}
+
+/// The names of the entries of our private directory, in order.
+pub fn list_private(private: &PrivateDir) -> Result<Vec<String>, FileError> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(private.path()).map_err(io_err("list", private.path()))? {
+        let entry = entry.map_err(io_err("list", private.path()))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+        if names.len() > 1000 {
+            break;
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Opens `dir/name` (see [`open_checked`]) and copies it into `private`,
+/// hashing as it goes.
+pub fn copy_verified(
+    dir: &Path,
+    name: &str,
+    private: &PrivateDir,
+) -> Result<VerifiedCopy, FileError> {
+    let refused = FileError::Refused;
+    let (file, m, source_path) = open_checked(dir, name)?;
     let dest_path = private.path().join(name);
     let mut dest = OpenOptions::new()
         .write(true)

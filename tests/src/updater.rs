@@ -53,6 +53,34 @@ impl Updater {
         })
     }
 
+    /// An EL sandbox (`release`'s release files, EL dnf.conf, a fresh rpm
+    /// database) with user `patchman`, `repo` as the yum repository named
+    /// `patchman`, served from `repos_root`, and `installed` installed with
+    /// `rpm -U`.
+    pub fn new_el(
+        release: crate::sandbox::el::ElRelease,
+        repo: &crate::sandbox::RpmRepo,
+        installed: &[&Path],
+    ) -> Result<Updater> {
+        use crate::sandbox::el::ElSandbox;
+        let fx = crate::el_fixture();
+        let sandbox = Sandbox::new()?;
+        let http = HttpServer::start(&fx.repos_root)?;
+        sandbox.add_system_user(AGENT_USER)?;
+        sandbox.make_el(release, fx)?;
+        sandbox.add_rpm_repo("patchman", repo, &http.url())?;
+        if !installed.is_empty() {
+            sandbox.install_rpms(installed)?;
+        }
+        let log = sandbox.dir().join("helper.log");
+        Ok(Updater {
+            sandbox,
+            http,
+            helper: None,
+            log,
+        })
+    }
+
     /// Adds another source (`name.list`) serving `repo` from the same server.
     pub fn add_source(&self, name: &str, repo: &AptRepo) -> Result<()> {
         self.sandbox

@@ -10,11 +10,18 @@ The unprivileged half of the patchman updater. It decides when to update
 patchman-client and asks patchman-helper (root) to do it.
 
 Commands:
-  run              the daemon: check and update on a schedule
+  run              the daemon: check and update on a schedule ([updates]
+                   interval plus a random delay up to jitter), only while
+                   automatic updates are allowed: [updates] automatic = yes,
+                   the server group's <state-dir>/server-group.json allows
+                   it, and the installed client is at least 1.7.0-1.
+                   SIGHUP re-reads the configuration; SIGTERM stops it.
   update           update now, showing each step (exit 0 updated or up to
-                   date, 1 failed)
+                   date, 1 failed); not gated: a person is watching
   check            is an update available? (exit 0 no, 100 yes, 1 error)
-  status [--json]  installed versions, family, helper and lock state
+  status [--json]  installed versions, family, helper and lock state,
+                   automatic updates on/off and why, last check, its result
+                   and error, next check
 
 Options:
   --socket PATH     the helper's socket (default /run/patchman/helper.sock)
@@ -23,10 +30,19 @@ Options:
   -h, --help        this text
   -V, --version     the version
 
+Configuration (/etc/patchman/patchman.ini):
+  [updates]
+  automatic = yes   # unattended updates by `run` (default yes)
+  interval = 6h     # between checks (default 6h; 30s, 15m, 6h, 1d)
+  jitter = 1h       # random delay added to each (default 1h)
+
 Examples:
   sudo -u patchman patchman-agent status
+  sudo -u patchman patchman-agent status --json | jq .automatic
   sudo -u patchman patchman-agent check; echo $?
   sudo -u patchman patchman-agent update
+  sudo -u patchman patchman-agent --state-dir /var/lib/patchman run
+  systemctl reload patchman-agent     # SIGHUP: re-read patchman.ini
 ";
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,10 @@ use std::time::Instant;
 use patchman_shared::{Failure, Installed, LockState, Reply, Request, StatusReport, Step};
 
 use crate::client::{Client, ClientError};
+use crate::config::Config;
+use crate::policy::{self, Gate};
+use crate::state::State;
+use crate::time::rfc3339;
 
 /// Exit codes (DESIGN.md's interface).
 pub const EXIT_OK: i32 = 0;
@@ -72,12 +76,17 @@ fn fail(e: impl std::fmt::Display) -> i32 {
     EXIT_FAILED
 }
 
-pub fn status(socket: &Path, json: bool) -> i32 {
+/// `status [--json]`: the helper's view (installed versions, family, lock)
+/// and the agent's own (automatic on/off and why, last and next check).
+pub fn status(socket: &Path, config: &Path, state_dir: &Path, json: bool) -> i32 {
     let reply = Client::connect(socket).and_then(|mut c| c.request(Request::Status, |_| {}));
     match reply {
         Ok(Reply::Status(s)) => {
+            let agent = AgentView::gather(config, state_dir, &s);
             if json {
-                println!("{}", status_json(&s));
+                let mut v = status_json(&s);
+                agent.add_to_json(&mut v);
+                println!("{v}");
             } else {
                 println!("family:                   {}", s.family);
                 println!("patchman-client:          {}", describe(&s.client));
@@ -90,6 +99,7 @@ pub fn status(socket: &Path, json: bool) -> i32 {
                     LockState::Held { pid: None } => println!("package manager lock:     held"),
                 }
                 println!("helper version:           {}", s.helper_version);
+                agent.print();
             }
             EXIT_OK
         }
@@ -220,5 +230,144 @@ pub fn update(socket: &Path) -> i32 {
         Ok(Reply::Busy) => fail("an update is already running; try again shortly"),
         Ok(other) => fail(ClientError::Unexpected(format!("{other:?}"))),
         Err(e) => fail(e),
+    }
+}
+
+/// The agent's side of `status`: what the daemon recorded, and the gates
+/// evaluated now from patchman.ini, server-group.json and the helper's
+/// report.
+#[derive(Debug, Clone)]
+pub struct AgentView {
+    pub config: Result<Config, String>,
+    /// `Err(code, reason)` when a gate is closed or the config is unusable.
+    pub automatic: Result<(), (&'static str, String)>,
+    pub rollout_window: Option<std::time::Duration>,
+    pub state: State,
+    pub state_problem: Option<String>,
+    pub daemon_running: bool,
+}
+
+/// Whether `pid` is a `patchman-agent … run` process.
+fn is_daemon(pid: u32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let mut args = cmdline.split(|b| *b == 0);
+    let is_agent = args
+        .next()
+        .is_some_and(|a0| a0.ends_with(b"patchman-agent"));
+    is_agent && args.any(|a| a == b"run")
+}
+
+fn time_or_null(t: Option<u64>) -> serde_json::Value {
+    t.map_or(serde_json::Value::Null, |t| rfc3339(t).into())
+}
+
+impl AgentView {
+    pub fn gather(config: &Path, state_dir: &Path, s: &StatusReport) -> AgentView {
+        let config = crate::config::load(config).map_err(|e| e.to_string());
+        let group = policy::read_server_group(state_dir);
+        let automatic = match &config {
+            Err(e) => Err(("config_invalid", format!("patchman.ini is unusable: {e}"))),
+            Ok(c) => match policy::evaluate(c.automatic, &group, s.family, s.client.as_ref()) {
+                Gate::Allowed => Ok(()),
+                g => Err((g.code(), g.to_string())),
+            },
+        };
+        let (state, state_problem) = crate::state::peek(state_dir);
+        let daemon_running = state.daemon_pid.is_some_and(is_daemon);
+        AgentView {
+            config,
+            automatic,
+            rollout_window: group.rollout_window(),
+            state,
+            state_problem,
+            daemon_running,
+        }
+    }
+
+    fn automatic_text(&self) -> (bool, &str, String) {
+        match &self.automatic {
+            Ok(()) => (true, "enabled", Gate::Allowed.to_string()),
+            Err((code, why)) => (false, code, why.clone()),
+        }
+    }
+
+    /// Adds the agent's fields to `status --json`'s object.
+    pub fn add_to_json(&self, v: &mut serde_json::Value) {
+        let Some(obj) = v.as_object_mut() else {
+            return;
+        };
+        let st = &self.state;
+        let (enabled, code, reason) = self.automatic_text();
+        let rollout = self.rollout_window.map(|w| {
+            serde_json::json!({
+                "window_seconds": w.as_secs(),
+                "first_seen": st.first_seen.iter()
+                    .map(|(v, t)| (v.clone(), rfc3339(*t).into()))
+                    .collect::<serde_json::Map<String, serde_json::Value>>(),
+            })
+        });
+        let extra = serde_json::json!({
+            "automatic": {"enabled": enabled, "code": code, "reason": reason},
+            "schedule": self.config.as_ref().ok().map(|c| serde_json::json!({
+                "interval_seconds": c.interval.as_secs(),
+                "jitter_seconds": c.jitter.as_secs(),
+            })),
+            "last_check": time_or_null(st.last_check),
+            "last_result": st.last_result,
+            "last_result_detail": st.last_result_detail,
+            "last_error": st.last_error,
+            "last_error_at": time_or_null(st.last_error_at),
+            "next_check": if self.daemon_running { time_or_null(st.next_check) } else { serde_json::Value::Null },
+            "consecutive_failures": st.consecutive_failures,
+            "rollout": rollout,
+            "restart": st.restart.as_ref().map(|r| serde_json::json!({
+                "version": r.version,
+                "at": rfc3339(r.at),
+                "confirmed": r.confirmed,
+            })),
+            "daemon": {"running": self.daemon_running, "pid": st.daemon_pid},
+            "state_problem": self.state_problem,
+        });
+        if let serde_json::Value::Object(extra) = extra {
+            obj.extend(extra);
+        }
+    }
+
+    /// The same for a person.
+    pub fn print(&self) {
+        let st = &self.state;
+        let (enabled, _, reason) = self.automatic_text();
+        let on = if enabled { "on" } else { "off" };
+        println!("automatic updates:        {on} — {reason}");
+        if let Ok(c) = &self.config {
+            println!(
+                "schedule:                 every {} s plus up to {} s",
+                c.interval.as_secs(),
+                c.jitter.as_secs()
+            );
+        }
+        let when = |t: Option<u64>| t.map_or_else(|| "never".to_string(), rfc3339);
+        match (&st.last_result, &st.last_result_detail) {
+            (Some(r), Some(d)) => println!(
+                "last check:               {} — {r}: {d}",
+                when(st.last_check)
+            ),
+            _ => println!("last check:               {}", when(st.last_check)),
+        }
+        if let Some(e) = &st.last_error {
+            println!("last error:               {} — {e}", when(st.last_error_at));
+        }
+        if self.daemon_running {
+            println!("next check:               {}", when(st.next_check));
+        } else {
+            println!(
+                "next check:               none (the daemon `patchman-agent run` is not running)"
+            );
+        }
+        if let Some(p) = &self.state_problem {
+            println!("state file:               unusable ({p})");
+        }
     }
 }

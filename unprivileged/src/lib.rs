@@ -6,7 +6,15 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod policy;
 pub mod privs;
+pub mod restart;
+pub mod rollout;
+pub mod schedule;
+pub mod state;
+pub mod time;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DEFAULT_SOCKET: &str = "/run/patchman/helper.sock";

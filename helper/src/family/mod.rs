@@ -4,7 +4,7 @@
 pub mod apt;
 pub mod rpm;
 
-use patchman_shared::{CheckReport, Failure, Family, Request, StatusReport, Step, UpdateReport};
+use patchman_shared::{CheckReport, Failure, Family, StatusReport, Step, UpdateReport};
 
 use crate::Helper;
 
@@ -21,20 +21,13 @@ pub fn status(h: &Helper) -> Result<StatusReport, Failure> {
 pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Failure> {
     match h.family {
         Family::Apt => apt::check(h, progress),
-        Family::Dnf | Family::Yum => Err(not_supported(h, Request::Check)),
+        Family::Dnf | Family::Yum => rpm::check(h, progress),
     }
 }
 
 pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, Failure> {
     match h.family {
         Family::Apt => apt::update(h, progress),
-        Family::Dnf | Family::Yum => Err(not_supported(h, Request::Update)),
-    }
-}
-
-fn not_supported(h: &Helper, request: Request) -> Failure {
-    Failure::NotSupported {
-        family: h.family,
-        request: request.name().to_string(),
+        Family::Dnf | Family::Yum => rpm::update(h, progress),
     }
 }

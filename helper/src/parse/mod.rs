@@ -19,6 +19,7 @@ pub mod apt_madison;
 pub mod apt_policy;
 pub mod apt_show;
 pub mod apt_simulate;
+pub mod check_update;
 pub mod dnf;
 pub mod dpkg_deb;
 pub mod dpkg_query;

@@ -3,6 +3,7 @@
 //! ([`http`]), a private mount namespace to run dpkg and apt in
 //! ([`namespace`]), and the shared package set ([`fixture`]).
 
+pub mod agent_fixture;
 pub mod apt_repo;
 pub mod deb;
 pub mod el;

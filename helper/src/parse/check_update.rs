@@ -1,0 +1,152 @@
+//! `dnf|yum check-update --disablerepo=* --enablerepo=REPO patchman-client …`:
+//! the read-only query `Check` adds on the rpm families (the vendor's steps
+//! download to find out; a check should change nothing).
+//!
+//! ```text
+//! Last metadata expiration check: 0:00:01 ago on …
+//!
+//! patchman-client.noarch                  1.7.1-1                 patchman
+//! ```
+//!
+//! Exit 100 with such lines when updates exist, 0 without, 1 on error.
+//! A name too long for its column is printed alone and its version and
+//! repository follow on the next line, so rows are read as a stream of
+//! three fields. An `Obsoleting Packages` section ends the table.
+
+use patchman_shared::{Evr, Package};
+
+use super::{check_size, parse_evr, ParseError};
+
+const TOOL: &str = "check-update";
+
+/// One available update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Available {
+    pub package: Package,
+    pub arch: String,
+    pub evr: Evr,
+    pub repository: String,
+}
+
+fn is_chatter(line: &str) -> bool {
+    let t = line.trim();
+    t.is_empty()
+        || t.starts_with("Last metadata expiration check")
+        || t.starts_with("Loaded plugins")
+        || t.starts_with("Loading mirror speeds")
+        || t.starts_with("Security:")
+        || t.starts_with("Repository ")
+        || t.starts_with(" * ")
+}
+
+/// Parses the table of available updates (stdout). Only our two packages
+/// may appear: we asked for nothing else.
+pub fn parse(output: &str) -> Result<Vec<Available>, ParseError> {
+    check_size(TOOL, output)?;
+    let mut fields: Vec<(usize, &str)> = Vec::new();
+    for (index, line) in output.lines().enumerate() {
+        if line.trim_start().starts_with("Obsoleting Packages") {
+            break;
+        }
+        if is_chatter(line) {
+            continue;
+        }
+        fields.extend(line.split_whitespace().map(|w| (index + 1, w)));
+    }
+    if fields.len() % 3 != 0 {
+        return Err(ParseError::Truncated {
+            tool: TOOL,
+            detail: format!(
+                "{} fields do not make rows of name, version, repository",
+                fields.len()
+            ),
+        });
+    }
+    let mut out: Vec<Available> = Vec::new();
+    for row in fields.chunks_exact(3) {
+        let [(line, name_arch), (vline, version), (_, repository)] = [row[0], row[1], row[2]];
+        let (name, arch) = name_arch
+            .rsplit_once('.')
+            .ok_or_else(|| ParseError::Malformed {
+                tool: TOOL,
+                line,
+                expected: "`name.arch version repository`",
+                excerpt: super::quote(name_arch, 80),
+            })?;
+        let package = Package::from_name(name).ok_or_else(|| ParseError::Inconsistent {
+            tool: TOOL,
+            detail: format!("lists {}, which was not asked for", super::quote(name, 80)),
+        })?;
+        if out.iter().any(|a| a.package == package) {
+            return Err(ParseError::Duplicate {
+                tool: TOOL,
+                line,
+                key: format!("package {name}"),
+            });
+        }
+        out.push(Available {
+            package,
+            arch: arch.to_string(),
+            evr: parse_evr(TOOL, vline, version)?,
+            repository: repository.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn one_update_with_chatter() {
+        let out = "Last metadata expiration check: 0:00:01 ago on Tue 24 Nov 2026.\n\npatchman-client.noarch                  1.7.1-1                 patchman\n";
+        let got = parse(out).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].package, Package::Client);
+        assert_eq!(got[0].evr, Evr::parse("1.7.1-1").unwrap());
+        assert_eq!(got[0].repository, "patchman");
+        assert_eq!(got[0].arch, "noarch");
+    }
+
+    #[test]
+    fn a_wrapped_long_name_and_an_epoch() {
+        let out = "patchman-client-realtime.noarch\n                                 1:1.2.7-1.el8              patchman\npatchman-client.noarch   1:1.2.7-1.el8   patchman\n";
+        let got = parse(out).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].package, Package::Realtime);
+        assert_eq!(got[0].evr.epoch, 1);
+    }
+
+    #[test]
+    fn nothing_available_is_empty() {
+        assert!(parse("").unwrap().is_empty());
+        assert!(parse("Last metadata expiration check: 0:00:01 ago.\n")
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn refuses_what_was_not_asked_and_broken_rows() {
+        assert!(parse("bash.x86_64 5.1-2 baseos\n").is_err());
+        assert!(parse("patchman-client.noarch 1.7.1-1\n").is_err());
+        assert!(parse("patchman-client 1.7.1-1 patchman\n").is_err());
+        assert!(parse("patchman-client.noarch -o patchman\n").is_err());
+        let dup = "patchman-client.noarch 1.7.1-1 a\npatchman-client.noarch 1.7.2-1 b\n";
+        assert!(matches!(parse(dup), Err(ParseError::Duplicate { .. })));
+    }
+
+    #[test]
+    fn obsoletes_end_the_table() {
+        let out = "patchman-client.noarch 1.7.1-1 patchman\nObsoleting Packages\nfoo.noarch 1-1 x\n    bar.noarch 1-1 @System\n";
+        assert_eq!(parse(out).unwrap().len(), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in ".{0,400}") {
+            let _ = parse(&s);
+        }
+    }
+}

@@ -3,15 +3,12 @@
 //! agent. Other keys of the file belong to the agent and are ignored here.
 
 use std::fmt;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 pub const DEFAULT_CONFIG: &str = "/etc/patchman/patchman.ini";
 pub const DEFAULT_REPOSITORY: &str = "patchman";
 
-/// Largest configuration file read.
-const MAX_CONFIG: u64 = 64 * 1024;
 const MAX_REPOSITORY_LEN: usize = 100;
 
 /// A validated repository name: `[A-Za-z0-9._-]`, no leading `-`, not
@@ -84,13 +81,8 @@ impl Default for Config {
 
 #[derive(Debug)]
 pub enum ConfigError {
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    TooLarge {
-        path: PathBuf,
-    },
+    /// The file could not be read, or is too large.
+    Read(patchman_shared::config_file::ReadError),
     Syntax(String),
     BadRepository {
         value: String,
@@ -105,12 +97,7 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Read { path, error } => {
-                write!(f, "cannot read {}: {error}", path.display())
-            }
-            ConfigError::TooLarge { path } => {
-                write!(f, "{} is larger than {MAX_CONFIG} bytes", path.display())
-            }
+            ConfigError::Read(e) => write!(f, "{e}"),
             ConfigError::Syntax(e) => write!(f, "cannot parse the configuration: {e}"),
             ConfigError::BadValue { key, why } => write!(f, "[updates] {key}: {why}"),
             ConfigError::BadRepository { value, why } => {
@@ -158,29 +145,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 /// Reads and parses `path`. A missing file means every default (the vendor
 /// says "create it if it does not yet exist").
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-        Err(error) => {
-            return Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                error,
-            })
-        }
-    };
-    let mut text = String::new();
-    file.take(MAX_CONFIG + 1)
-        .read_to_string(&mut text)
-        .map_err(|error| ConfigError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
-    if text.len() as u64 > MAX_CONFIG {
-        return Err(ConfigError::TooLarge {
-            path: path.to_path_buf(),
-        });
+    match patchman_shared::read_config(path).map_err(ConfigError::Read)? {
+        Some(text) => parse(&text),
+        None => Ok(Config::default()),
     }
-    parse(&text)
 }
 
 #[cfg(test)]
@@ -251,6 +219,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("patchman.ini");
         std::fs::write(&p, format!("[updates]\n#{}\n", "x".repeat(70_000))).unwrap();
-        assert!(matches!(load(&p), Err(ConfigError::TooLarge { .. })));
+        assert!(matches!(
+            load(&p),
+            Err(ConfigError::Read(
+                patchman_shared::config_file::ReadError::TooLarge { .. }
+            ))
+        ));
     }
 }

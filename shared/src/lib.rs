@@ -5,11 +5,11 @@
 //! the package managers' version ordering. Nothing else lives here.
 #![forbid(unsafe_code)]
 
-pub mod duration;
+pub mod config_file;
 pub mod frame;
 pub mod protocol;
 pub mod version;
 
-pub use duration::{parse_duration, DurationError};
+pub use config_file::{parse_duration, read_config, DurationError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
 pub use protocol::*;

@@ -81,3 +81,13 @@ pub fn stdout(cmd: &mut Command) -> Result<String> {
     String::from_utf8(out.stdout)
         .with_context(|| format!("stdout of `{}` is not UTF-8", describe(cmd)))
 }
+
+/// A command's exit code, stdout and stderr, for an assertion message.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

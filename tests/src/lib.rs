@@ -12,6 +12,7 @@
 pub mod cmd;
 pub mod host;
 pub mod sandbox;
+pub mod scenario;
 pub mod updater;
 
 use std::path::{Path, PathBuf};

@@ -7,96 +7,38 @@
 use std::process::Output;
 use std::time::Duration;
 
+use patchman_tests::cmd::output_text;
 use patchman_tests::sandbox::apt_repo::{AptRepo, SourceFormat};
 use patchman_tests::sandbox::fixture::{CLIENT, CONFFILE, NEW_DEP, REALTIME};
-use patchman_tests::updater::{changed_packages, db_changes, Updater};
+use patchman_tests::scenario::{Db, Scenario};
+use patchman_tests::updater::Updater;
 use patchman_tests::{apt_fixture, host_package_state};
 
 fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    output_text(out)
 }
 
-/// One scenario: the host's state before, the sandbox, its db before.
-struct Scenario {
-    host_before: String,
-    db_before: String,
-    u: Updater,
+fn new(repo: &AptRepo, installed: &[(&str, &str)]) -> Scenario {
+    with_format(repo, SourceFormat::List, installed, |_| {})
 }
 
-impl Scenario {
-    fn new(repo: &AptRepo, installed: &[(&str, &str)]) -> Scenario {
-        Scenario::with_format(repo, SourceFormat::List, installed, |_| {})
-    }
-
-    fn with_format(
-        repo: &AptRepo,
-        format: SourceFormat,
-        installed: &[(&str, &str)],
-        prepare: impl FnOnce(&Updater),
-    ) -> Scenario {
-        let host_before = host_package_state();
-        let fx = apt_fixture();
-        let debs: Vec<&std::path::Path> = installed.iter().map(|(p, v)| fx.deb(p, v)).collect();
-        let mut u = Updater::new(&fx.repos_root, repo, format, &debs).expect("sandbox");
-        prepare(&u);
-        let db_before = u.sandbox.package_db_snapshot().unwrap();
-        u.start_helper().expect("helper");
-        Scenario {
-            host_before,
-            db_before,
-            u,
-        }
-    }
-
-    fn agent(&self, args: &[&str]) -> Output {
-        self.u.agent(args).unwrap()
-    }
-
-    /// The packages whose database lines changed since the start.
-    fn changed(&self) -> std::collections::BTreeSet<String> {
-        let after = self.u.sandbox.package_db_snapshot().unwrap();
-        changed_packages(&db_changes(&self.db_before, &after))
-    }
-
-    fn assert_nothing_changed(&self) {
-        assert!(
-            self.changed().is_empty(),
-            "the package database changed: {:?}",
-            self.changed()
-        );
-    }
-
-    fn assert_only_changed(&self, packages: &[&str]) {
-        let want: std::collections::BTreeSet<String> =
-            packages.iter().map(|s| s.to_string()).collect();
-        assert_eq!(self.changed(), want);
-    }
-
-    fn version(&self, package: &str) -> Option<String> {
-        self.u.installed(package).unwrap()
-    }
-
-    /// Drops the sandbox and checks the host never changed.
-    fn finish(self) {
-        let host_before = self.host_before.clone();
-        drop(self);
-        assert_eq!(
-            host_package_state(),
-            host_before,
-            "the host's package state changed"
-        );
-    }
+fn with_format(
+    repo: &AptRepo,
+    format: SourceFormat,
+    installed: &[(&str, &str)],
+    prepare: impl FnOnce(&Updater),
+) -> Scenario {
+    let host_before = host_package_state();
+    let fx = apt_fixture();
+    let debs: Vec<&std::path::Path> = installed.iter().map(|(p, v)| fx.deb(p, v)).collect();
+    let u = Updater::new(&fx.repos_root, repo, format, &debs).expect("sandbox");
+    Scenario::start(Db::Dpkg, u, host_before, prepare)
 }
 
 #[test]
 fn update_available_is_checked_then_installed() {
     let fx = apt_fixture();
-    let mut s = Scenario::new(&fx.patchman, &[(CLIENT, "1.7.0-1")]);
+    let mut s = new(&fx.patchman, &[(CLIENT, "1.7.0-1")]);
     let check = s.agent(&["check"]);
     assert_eq!(check.status.code(), Some(100), "{}", text(&check));
     assert!(
@@ -151,7 +93,7 @@ fn update_available_is_checked_then_installed() {
 #[test]
 fn up_to_date_changes_nothing() {
     let fx = apt_fixture();
-    let mut s = Scenario::new(&fx.patchman, &[(CLIENT, "1.7.1-1")]);
+    let mut s = new(&fx.patchman, &[(CLIENT, "1.7.1-1")]);
     let check = s.agent(&["check"]);
     assert_eq!(check.status.code(), Some(0), "{}", text(&check));
     let out = s.agent(&["update"]);
@@ -172,7 +114,7 @@ fn up_to_date_changes_nothing() {
 #[test]
 fn client_not_installed_installs_nothing() {
     let fx = apt_fixture();
-    let s = Scenario::new(&fx.patchman, &[]);
+    let s = new(&fx.patchman, &[]);
     let out = s.agent(&["update"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -191,7 +133,7 @@ fn client_not_installed_installs_nothing() {
 #[test]
 fn realtime_installed_moves_in_one_transaction() {
     let fx = apt_fixture();
-    let s = Scenario::new(&fx.patchman, &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")]);
+    let s = new(&fx.patchman, &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")]);
     let out = s.agent(&["update"]);
     assert_eq!(
         out.status.code(),
@@ -221,7 +163,7 @@ fn realtime_installed_moves_in_one_transaction() {
 #[test]
 fn realtime_in_the_repository_but_not_installed_stays_absent() {
     let fx = apt_fixture();
-    let s = Scenario::new(&fx.patchman, &[(CLIENT, "1.7.0-1")]);
+    let s = new(&fx.patchman, &[(CLIENT, "1.7.0-1")]);
     let out = s.agent(&["update"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
@@ -233,7 +175,7 @@ fn realtime_in_the_repository_but_not_installed_stays_absent() {
 #[test]
 fn a_new_dependency_missing_from_the_repository_is_refused() {
     let fx = apt_fixture();
-    let s = Scenario::new(&fx.newdep, &[(CLIENT, "1.7.1-1")]);
+    let s = new(&fx.newdep, &[(CLIENT, "1.7.1-1")]);
     let out = s.agent(&["update"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -251,7 +193,7 @@ fn a_new_dependency_missing_from_the_repository_is_refused() {
 #[test]
 fn a_new_dependency_present_in_the_repository_is_still_refused() {
     let fx = apt_fixture();
-    let s = Scenario::new(&fx.newdep_lib, &[(CLIENT, "1.7.1-1")]);
+    let s = new(&fx.newdep_lib, &[(CLIENT, "1.7.1-1")]);
     let out = s.agent(&["update"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -264,7 +206,7 @@ fn a_new_dependency_present_in_the_repository_is_still_refused() {
 #[test]
 fn an_epoch_version_is_found_downloaded_and_installed() {
     let fx = apt_fixture();
-    let s = Scenario::new(&fx.epoch, &[(CLIENT, "1.7.1-1")]);
+    let s = new(&fx.epoch, &[(CLIENT, "1.7.1-1")]);
     let out = s.agent(&["update"]);
     assert_eq!(
         out.status.code(),
@@ -288,7 +230,7 @@ fn an_epoch_version_is_found_downloaded_and_installed() {
 fn a_locally_modified_conffile_is_kept_and_the_update_succeeds() {
     let fx = apt_fixture();
     let local = "[updates]\nrepository = patchman\n# edited by the admin\n";
-    let s = Scenario::with_format(
+    let s = with_format(
         &fx.patchman,
         SourceFormat::List,
         &[(CLIENT, "1.7.0-1")],
@@ -318,7 +260,7 @@ fn a_locally_modified_conffile_is_kept_and_the_update_succeeds() {
 #[test]
 fn a_deb822_sources_file_works_like_a_list() {
     let fx = apt_fixture();
-    let s = Scenario::with_format(
+    let s = with_format(
         &fx.patchman,
         SourceFormat::Deb822,
         &[(CLIENT, "1.7.0-1")],
@@ -340,7 +282,7 @@ fn a_deb822_sources_file_works_like_a_list() {
 #[test]
 fn a_lock_held_by_another_frontend_gives_lock_held_after_the_bounded_wait() {
     let fx = apt_fixture();
-    let s = Scenario::with_format(
+    let s = with_format(
         &fx.patchman,
         SourceFormat::List,
         &[(CLIENT, "1.7.0-1")],
@@ -398,7 +340,7 @@ fn a_lock_held_by_another_frontend_gives_lock_held_after_the_bounded_wait() {
 #[test]
 fn a_higher_client_from_another_source_is_ignored() {
     let fx = apt_fixture();
-    let s = Scenario::with_format(
+    let s = with_format(
         &fx.patchman,
         SourceFormat::List,
         &[(CLIENT, "1.7.0-1")],
@@ -429,7 +371,7 @@ fn a_higher_client_from_another_source_is_ignored() {
 #[test]
 fn only_an_older_version_offered_changes_nothing() {
     let fx = apt_fixture();
-    let s = Scenario::new(&fx.patchman, &[(CLIENT, "1:1.2.7-1")]);
+    let s = new(&fx.patchman, &[(CLIENT, "1:1.2.7-1")]);
     let out = s.agent(&["update"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
@@ -445,7 +387,7 @@ fn only_an_older_version_offered_changes_nothing() {
 #[test]
 fn an_unsigned_repository_is_a_typed_error() {
     let fx = apt_fixture();
-    let s = Scenario::new(&fx.unsigned, &[(CLIENT, "1.7.0-1")]);
+    let s = new(&fx.unsigned, &[(CLIENT, "1.7.0-1")]);
     let out = s.agent(&["update"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -477,7 +419,7 @@ fn sabotage_after_download(u: &Updater, sabotage: &str) {
 #[test]
 fn a_deb_tampered_with_after_download_is_refused() {
     let fx = apt_fixture();
-    let s = Scenario::with_format(
+    let s = with_format(
         &fx.patchman,
         SourceFormat::List,
         &[(CLIENT, "1.7.0-1")],
@@ -506,7 +448,7 @@ fn a_deb_tampered_with_after_download_is_refused() {
 #[test]
 fn a_symlink_planted_where_the_deb_should_be_is_refused() {
     let fx = apt_fixture();
-    let s = Scenario::with_format(
+    let s = with_format(
         &fx.patchman,
         SourceFormat::List,
         &[(CLIENT, "1.7.0-1")],
@@ -532,7 +474,7 @@ fn a_symlink_planted_where_the_deb_should_be_is_refused() {
 #[test]
 fn an_install_left_unpacked_by_a_crash_is_finished_first() {
     let fx = apt_fixture();
-    let s = Scenario::with_format(
+    let s = with_format(
         &fx.patchman,
         SourceFormat::List,
         &[(CLIENT, "1.7.0-1")],
@@ -579,7 +521,7 @@ fn an_install_left_unpacked_by_a_crash_is_finished_first() {
 #[test]
 fn a_second_update_while_one_runs_is_busy() {
     let fx = apt_fixture();
-    let s = Scenario::new(&fx.patchman, &[(CLIENT, "1.7.0-1")]);
+    let s = new(&fx.patchman, &[(CLIENT, "1.7.0-1")]);
     // Slow the repository down so the first update is still running.
     s.u.http.set_hang(true);
     let first = {
@@ -618,7 +560,7 @@ fn a_second_update_while_one_runs_is_busy() {
 #[test]
 fn a_flat_repository_works_too() {
     let fx = apt_fixture();
-    let s = Scenario::new(&fx.flat, &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")]);
+    let s = new(&fx.flat, &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")]);
     let out = s.agent(&["update"]);
     assert_eq!(
         out.status.code(),

@@ -7,102 +7,42 @@
 //! rpm state, that the sandbox's rpm database changed in nothing but the
 //! intended packages, and that the host's package state did not change.
 
-use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::Duration;
 
+use patchman_tests::cmd::output_text;
 use patchman_tests::sandbox::el::{ElRelease, ElSandbox};
 use patchman_tests::sandbox::fixture::{CLIENT, NEW_DEP, REALTIME};
 use patchman_tests::sandbox::RpmRepo;
+use patchman_tests::scenario::{Db, Scenario};
 use patchman_tests::updater::Updater;
 use patchman_tests::{el_fixture, host_package_state};
 
 fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    output_text(out)
 }
 
-struct Scenario {
-    host_before: String,
-    db_before: String,
-    u: Updater,
+fn new(release: ElRelease, repo: &RpmRepo, installed: &[(&str, &str)]) -> Scenario {
+    prepared(release, repo, installed, |_| {})
 }
 
-impl Scenario {
-    fn new(release: ElRelease, repo: &RpmRepo, installed: &[(&str, &str)]) -> Scenario {
-        Scenario::prepared(release, repo, installed, |_| {})
-    }
-
-    fn prepared(
-        release: ElRelease,
-        repo: &RpmRepo,
-        installed: &[(&str, &str)],
-        prepare: impl FnOnce(&Updater),
-    ) -> Scenario {
-        let host_before = host_package_state();
-        let fx = el_fixture();
-        let rpms: Vec<&std::path::Path> = installed.iter().map(|(p, v)| fx.rpm(p, v)).collect();
-        let mut u = Updater::new_el(release, repo, &rpms).expect("EL sandbox");
-        prepare(&u);
-        let db_before = u.sandbox.rpm_db_snapshot().unwrap();
-        u.start_helper().expect("helper");
-        Scenario {
-            host_before,
-            db_before,
-            u,
-        }
-    }
-
-    fn agent(&self, args: &[&str]) -> Output {
-        self.u.agent(args).unwrap()
-    }
-
-    fn version(&self, package: &str) -> Option<String> {
-        self.u.sandbox.rpm_query(package).unwrap()
-    }
-
-    /// Package names whose line in the rpm database changed.
-    fn changed(&self) -> BTreeSet<String> {
-        let after = self.u.sandbox.rpm_db_snapshot().unwrap();
-        let b: BTreeSet<&str> = self.db_before.lines().collect();
-        let a: BTreeSet<&str> = after.lines().collect();
-        b.symmetric_difference(&a)
-            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-            .collect()
-    }
-
-    fn assert_nothing_changed(&self) {
-        assert!(
-            self.changed().is_empty(),
-            "the rpm database changed: {:?}",
-            self.changed()
-        );
-    }
-
-    fn assert_only_changed(&self, packages: &[&str]) {
-        let want: BTreeSet<String> = packages.iter().map(|s| s.to_string()).collect();
-        assert_eq!(self.changed(), want);
-    }
-
-    fn finish(self) {
-        let host_before = self.host_before.clone();
-        drop(self);
-        assert_eq!(
-            host_package_state(),
-            host_before,
-            "the host's package state changed"
-        );
-    }
+fn prepared(
+    release: ElRelease,
+    repo: &RpmRepo,
+    installed: &[(&str, &str)],
+    prepare: impl FnOnce(&Updater),
+) -> Scenario {
+    let host_before = host_package_state();
+    let fx = el_fixture();
+    let rpms: Vec<&std::path::Path> = installed.iter().map(|(p, v)| fx.rpm(p, v)).collect();
+    let u = Updater::new_el(release, repo, &rpms).expect("EL sandbox");
+    Scenario::start(Db::Rpm, u, host_before, prepare)
 }
 
 #[test]
 fn dnf_update_available_is_checked_then_installed() {
     let fx = el_fixture();
-    let mut s = Scenario::new(ElRelease::AlmaLinux8, &fx.patchman, &[(CLIENT, "1.7.0-1")]);
+    let mut s = new(ElRelease::AlmaLinux8, &fx.patchman, &[(CLIENT, "1.7.0-1")]);
     let status = s.agent(&["status", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(json["family"], "dnf", "{}", text(&status));
@@ -164,7 +104,7 @@ fn dnf_update_available_is_checked_then_installed() {
 #[test]
 fn dnf_up_to_date_changes_nothing() {
     let fx = el_fixture();
-    let s = Scenario::new(ElRelease::AlmaLinux8, &fx.patchman, &[(CLIENT, "1.7.1-1")]);
+    let s = new(ElRelease::AlmaLinux8, &fx.patchman, &[(CLIENT, "1.7.1-1")]);
     let check = s.agent(&["check"]);
     assert_eq!(
         check.status.code(),
@@ -193,7 +133,7 @@ fn dnf_up_to_date_changes_nothing() {
 #[test]
 fn dnf_client_not_installed_installs_nothing() {
     let fx = el_fixture();
-    let s = Scenario::new(ElRelease::AlmaLinux8, &fx.patchman, &[]);
+    let s = new(ElRelease::AlmaLinux8, &fx.patchman, &[]);
     let out = s.agent(&["update"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("patchman-client is not installed"));
@@ -205,7 +145,7 @@ fn dnf_client_not_installed_installs_nothing() {
 #[test]
 fn dnf_realtime_installed_moves_in_one_transaction() {
     let fx = el_fixture();
-    let s = Scenario::new(
+    let s = new(
         ElRelease::AlmaLinux8,
         &fx.patchman,
         &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
@@ -239,7 +179,7 @@ fn dnf_realtime_installed_moves_in_one_transaction() {
 #[test]
 fn dnf_realtime_in_the_repository_but_not_installed_stays_absent() {
     let fx = el_fixture();
-    let s = Scenario::new(ElRelease::AlmaLinux8, &fx.patchman, &[(CLIENT, "1.7.0-1")]);
+    let s = new(ElRelease::AlmaLinux8, &fx.patchman, &[(CLIENT, "1.7.0-1")]);
     let out = s.agent(&["update"]);
     assert_eq!(
         out.status.code(),
@@ -256,7 +196,7 @@ fn dnf_realtime_in_the_repository_but_not_installed_stays_absent() {
 #[test]
 fn dnf_a_new_dependency_missing_from_the_repository_is_refused() {
     let fx = el_fixture();
-    let s = Scenario::new(ElRelease::AlmaLinux8, &fx.newdep, &[(CLIENT, "1.7.1-1")]);
+    let s = new(ElRelease::AlmaLinux8, &fx.newdep, &[(CLIENT, "1.7.1-1")]);
     let out = s.agent(&["update"]);
     assert_eq!(
         out.status.code(),
@@ -275,7 +215,7 @@ fn dnf_a_new_dependency_missing_from_the_repository_is_refused() {
 #[test]
 fn dnf_a_new_dependency_present_in_the_repository_is_still_refused() {
     let fx = el_fixture();
-    let s = Scenario::new(
+    let s = new(
         ElRelease::AlmaLinux8,
         &fx.newdep_lib,
         &[(CLIENT, "1.7.1-1")],
@@ -298,7 +238,7 @@ fn dnf_a_new_dependency_present_in_the_repository_is_still_refused() {
 #[test]
 fn dnf_an_epoch_version_is_installed() {
     let fx = el_fixture();
-    let s = Scenario::new(ElRelease::AlmaLinux8, &fx.epoch, &[(CLIENT, "1.7.1-1")]);
+    let s = new(ElRelease::AlmaLinux8, &fx.epoch, &[(CLIENT, "1.7.1-1")]);
     let out = s.agent(&["update"]);
     assert_eq!(
         out.status.code(),
@@ -315,7 +255,7 @@ fn dnf_an_epoch_version_is_installed() {
 #[test]
 fn dnf_an_unsigned_repository_is_refused() {
     let fx = el_fixture();
-    let s = Scenario::new(
+    let s = new(
         ElRelease::AlmaLinux8,
         &fx.unsigned_repo,
         &[(CLIENT, "1.7.0-1")],
@@ -341,7 +281,7 @@ fn dnf_an_unsigned_repository_is_refused() {
 #[test]
 fn dnf_a_package_signed_by_an_unknown_key_is_refused() {
     let fx = el_fixture();
-    let s = Scenario::new(
+    let s = new(
         ElRelease::AlmaLinux8,
         &fx.foreign_repo,
         &[(CLIENT, "1.7.0-1")],
@@ -366,7 +306,7 @@ fn dnf_a_package_signed_by_an_unknown_key_is_refused() {
 #[test]
 fn dnf_an_unknown_repository_name_is_a_typed_error() {
     let fx = el_fixture();
-    let s = Scenario::prepared(
+    let s = prepared(
         ElRelease::AlmaLinux8,
         &fx.patchman,
         &[(CLIENT, "1.7.0-1")],
@@ -395,7 +335,7 @@ fn dnf_an_unknown_repository_name_is_a_typed_error() {
 #[test]
 fn dnf_a_higher_client_in_another_repository_is_ignored() {
     let fx = el_fixture();
-    let s = Scenario::prepared(
+    let s = prepared(
         ElRelease::AlmaLinux8,
         &fx.patchman,
         &[(CLIENT, "1.7.0-1")],
@@ -420,7 +360,7 @@ fn dnf_a_higher_client_in_another_repository_is_ignored() {
 #[test]
 fn dnf_an_rpm_lock_held_gives_lock_held_after_the_bounded_wait() {
     let fx = el_fixture();
-    let s = Scenario::prepared(
+    let s = prepared(
         ElRelease::AlmaLinux8,
         &fx.patchman,
         &[(CLIENT, "1.7.0-1")],
@@ -468,7 +408,7 @@ fn dnf_an_rpm_lock_held_gives_lock_held_after_the_bounded_wait() {
 #[test]
 fn dnf_an_rpm_tampered_with_after_download_is_refused() {
     let fx = el_fixture();
-    let s = Scenario::prepared(
+    let s = prepared(
         ElRelease::AlmaLinux8,
         &fx.patchman,
         &[(CLIENT, "1.7.0-1")],
@@ -506,7 +446,7 @@ fn dnf_an_rpm_tampered_with_after_download_is_refused() {
 #[test]
 fn yum_on_centos_7_updates_through_the_yum_command_line() {
     let fx = el_fixture();
-    let s = Scenario::new(
+    let s = new(
         ElRelease::CentOS7,
         &fx.patchman,
         &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
@@ -546,7 +486,7 @@ fn yum_on_centos_7_updates_through_the_yum_command_line() {
 #[test]
 fn yum_a_new_dependency_missing_is_refused() {
     let fx = el_fixture();
-    let s = Scenario::new(ElRelease::CentOS7, &fx.newdep, &[(CLIENT, "1.7.1-1")]);
+    let s = new(ElRelease::CentOS7, &fx.newdep, &[(CLIENT, "1.7.1-1")]);
     let out = s.agent(&["update"]);
     assert_eq!(
         out.status.code(),
@@ -567,7 +507,7 @@ fn yum_a_new_dependency_missing_is_refused() {
 #[test]
 fn centos_6_with_only_redhat_release_is_the_yum_family() {
     let fx = el_fixture();
-    let s = Scenario::new(ElRelease::CentOS6, &fx.patchman, &[(CLIENT, "1.7.0-1")]);
+    let s = new(ElRelease::CentOS6, &fx.patchman, &[(CLIENT, "1.7.0-1")]);
     assert!(!s.u.sandbox.exists("/etc/os-release").unwrap());
     let status = s.agent(&["status", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();

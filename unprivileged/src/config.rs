@@ -4,8 +4,7 @@
 //! ours are ignored here.
 
 use std::fmt;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use patchman_shared::parse_duration;
@@ -40,13 +39,8 @@ impl Default for Config {
 
 #[derive(Debug)]
 pub enum ConfigError {
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    TooLarge {
-        path: PathBuf,
-    },
+    /// The file could not be read, or is too large.
+    Read(patchman_shared::config_file::ReadError),
     Syntax(String),
     BadValue {
         key: &'static str,
@@ -57,12 +51,7 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Read { path, error } => {
-                write!(f, "cannot read {}: {error}", path.display())
-            }
-            ConfigError::TooLarge { path } => {
-                write!(f, "{} is larger than {MAX_CONFIG} bytes", path.display())
-            }
+            ConfigError::Read(e) => write!(f, "{e}"),
             ConfigError::Syntax(e) => write!(f, "cannot parse the configuration: {e}"),
             ConfigError::BadValue { key, why } => write!(f, "[updates] {key}: {why}"),
         }
@@ -119,29 +108,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 
 /// Reads and parses `path`; a missing file means every default.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-        Err(error) => {
-            return Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                error,
-            })
-        }
-    };
-    let mut text = String::new();
-    file.take(MAX_CONFIG + 1)
-        .read_to_string(&mut text)
-        .map_err(|error| ConfigError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
-    if text.len() as u64 > MAX_CONFIG {
-        return Err(ConfigError::TooLarge {
-            path: path.to_path_buf(),
-        });
+    match patchman_shared::read_config(path).map_err(ConfigError::Read)? {
+        Some(text) => parse(&text),
+        None => Ok(Config::default()),
     }
-    parse(&text)
 }
 
 #[cfg(test)]

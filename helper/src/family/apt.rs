@@ -35,7 +35,7 @@ use crate::parse::{apt_policy, apt_show, apt_simulate};
 use crate::Helper;
 use patchman_shared::version::deb as deb_version;
 
-use super::Progress;
+use super::{internal, unexpected, Progress};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -47,19 +47,6 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(1800);
 const DPKG_QUERY_FORMAT: &str = "${Package}\t${db:Status-Abbrev}\t${Version}\t${Status}\n";
 
 // ---------------------------------------------------------------- helpers
-
-fn internal(e: impl std::fmt::Display) -> Failure {
-    Failure::Internal {
-        detail: e.to_string(),
-    }
-}
-
-fn unexpected(step: Step, e: impl std::fmt::Display) -> Failure {
-    Failure::UnexpectedOutput {
-        step,
-        detail: e.to_string(),
-    }
-}
 
 /// The pid in apt's and dpkg's lock messages ("It is held by process
 /// 1234", "locked by another process with pid 1234"), if any.

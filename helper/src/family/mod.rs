@@ -31,3 +31,18 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
         Family::Dnf | Family::Yum => rpm::update(h, progress),
     }
 }
+
+/// A failure on the helper's side (I/O, spawning), for a person to read.
+pub(crate) fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::Internal {
+        detail: e.to_string(),
+    }
+}
+
+/// A tool's output that could not be understood at `step`.
+pub(crate) fn unexpected(step: Step, e: impl std::fmt::Display) -> Failure {
+    Failure::UnexpectedOutput {
+        step,
+        detail: e.to_string(),
+    }
+}

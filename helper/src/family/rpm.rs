@@ -36,7 +36,7 @@ use crate::parse::rpm_query::{self, RpmPackage, RpmQuery};
 use crate::parse::{check_update, dnf, rpmkeys, yum, MAX_EXCERPT};
 use crate::Helper;
 
-use super::Progress;
+use super::{internal, unexpected, Progress};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 const CLEAN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -47,19 +47,6 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Where yum and dnf read repository definitions.
 const REPOS_DIR: &str = "/etc/yum.repos.d";
 const MAX_REPO_FILES: usize = 200;
-
-fn internal(e: impl std::fmt::Display) -> Failure {
-    Failure::Internal {
-        detail: e.to_string(),
-    }
-}
-
-fn unexpected(step: Step, e: impl std::fmt::Display) -> Failure {
-    Failure::UnexpectedOutput {
-        step,
-        detail: e.to_string(),
-    }
-}
 
 fn tool(h: &Helper) -> Tool {
     match h.family {
@@ -167,6 +154,32 @@ enum Downloaded {
     NothingNewer,
 }
 
+/// The solver's `nothing provides X needed by Y` lines, for a person.
+fn nothing_provides(problems: &[dnf::DependencyProblem]) -> Vec<String> {
+    problems
+        .iter()
+        .flat_map(|p| p.nothing_provides.iter())
+        .map(|n| {
+            format!(
+                "nothing provides {} needed by {}",
+                n.requirement, n.needed_by
+            )
+        })
+        .collect()
+}
+
+/// A manual upgrade is needed: what the solver said (or its excerpt).
+fn dependency_problem(detail: Vec<String>, excerpt: String, command: String) -> Failure {
+    Failure::DependencyProblem {
+        detail: if detail.is_empty() {
+            excerpt
+        } else {
+            detail.join("; ")
+        },
+        command,
+    }
+}
+
 /// Step 2: download the newest of our installed packages into `dir`.
 fn download(
     h: &Helper,
@@ -239,25 +252,9 @@ fn download(
                 return Err(Failure::RepositoryMissing { repository })
             }
             yum::YumOutcome::DependencyProblem { problems, requires } => {
-                let mut detail: Vec<String> = problems
-                    .iter()
-                    .flat_map(|p| p.nothing_provides.iter())
-                    .map(|n| {
-                        format!(
-                            "nothing provides {} needed by {}",
-                            n.requirement, n.needed_by
-                        )
-                    })
-                    .collect();
+                let mut detail = nothing_provides(&problems);
                 detail.extend(requires.iter().map(|r| format!("requires {r}")));
-                return Err(Failure::DependencyProblem {
-                    detail: if detail.is_empty() {
-                        y.excerpt
-                    } else {
-                        detail.join("; ")
-                    },
-                    command: manual,
-                });
+                return Err(dependency_problem(detail, y.excerpt, manual));
             }
             yum::YumOutcome::Failed => {}
         }
@@ -268,26 +265,11 @@ fn download(
             resolved: resolved_of(&d.resolved),
         }),
         dnf::DnfOutcome::NothingToDo => Ok(Downloaded::NothingNewer),
-        dnf::DnfOutcome::DependencyProblem(problems) => {
-            let detail: Vec<String> = problems
-                .iter()
-                .flat_map(|p| p.nothing_provides.iter())
-                .map(|n| {
-                    format!(
-                        "nothing provides {} needed by {}",
-                        n.requirement, n.needed_by
-                    )
-                })
-                .collect();
-            Err(Failure::DependencyProblem {
-                detail: if detail.is_empty() {
-                    d.excerpt
-                } else {
-                    detail.join("; ")
-                },
-                command: manual,
-            })
-        }
+        dnf::DnfOutcome::DependencyProblem(problems) => Err(dependency_problem(
+            nothing_provides(&problems),
+            d.excerpt,
+            manual,
+        )),
         dnf::DnfOutcome::UnknownRepo(_) => Err(Failure::RepositoryMissing { repository }),
         dnf::DnfOutcome::NoMatch(_) => Err(Failure::NotInstalled),
         dnf::DnfOutcome::GpgCheckFailed => Err(Failure::Verification {

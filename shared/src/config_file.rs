@@ -1,8 +1,64 @@
-//! Durations as patchman.ini writes them (`30s`, `15m`, `6h`, `1d`): read
-//! by both halves from the same file, so parsed by the same code.
+//! `/etc/patchman/patchman.ini`, which both halves read: the same bounded
+//! read of the file, and durations as it writes them (`30s`, `15m`, `6h`,
+//! `1d`), parsed by the same code on both sides.
 
 use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Largest configuration file read.
+pub const MAX_CONFIG: u64 = 64 * 1024;
+
+/// Why the configuration file could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    TooLarge {
+        path: PathBuf,
+    },
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Io { path, error } => write!(f, "cannot read {}: {error}", path.display()),
+            ReadError::TooLarge { path } => {
+                write!(f, "{} is larger than {MAX_CONFIG} bytes", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Reads the configuration file, at most [`MAX_CONFIG`] bytes. `None` when
+/// it does not exist: every setting then has its default (the vendor says
+/// "create it if it does not yet exist").
+pub fn read_config(path: &Path) -> Result<Option<String>, ReadError> {
+    let io = |error| ReadError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let mut text = String::new();
+    file.take(MAX_CONFIG + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_CONFIG {
+        return Err(ReadError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Some(text))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DurationError(pub String);

@@ -73,5 +73,5 @@ bash deploy/check-units.sh
 step "SELinux module: build, link with the reference policy, check"
 bash selinux/check.sh
 
-step "fuzz smoke run (every target, 15 s each)"
-bash fuzz/run.sh 15
+step "fuzz smoke run (every target, 10 s each)"
+bash fuzz/run.sh 10

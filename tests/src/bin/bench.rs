@@ -1,4 +1,5 @@
-//! `cargo run --release -p patchman-tests --bin bench [-- RUNS]` (as root):
+//! `cargo run --release -p patchman-tests --bin bench [-- RUNS [WINDOW]]`
+//! (as root):
 //! the benchmark. Prints figures; asserts nothing.
 //!
 //! * The whole update through agent and helper (`patchman-agent update`,
@@ -6,8 +7,14 @@
 //!   a shell script, in the same kind of sandbox, against the same
 //!   repository: median wall time of each over RUNS fresh sandboxes (default
 //!   7), and their ratio.
+//! * The same update by Debian's `unattended-upgrades`, configured to
+//!   upgrade only `patchman-client` from that repository (`apt-get update`
+//!   plus `unattended-upgrade`, as its timer would run them); installed
+//!   inside the sandbox from the .debs `apt-get download` fetches.
 //! * The helper's cold start to `Welcome` (median of RUNS), and its RSS
 //!   while serving.
+//! * The agent daemon (`run`) idle between checks: RSS, and context
+//!   switches of all its threads over WINDOW seconds (default 60).
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
@@ -37,6 +44,121 @@ dpkg-query -W -f '${Status} ${Version}' patchman-client | grep -q 'install ok in
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+/// The .debs of unattended-upgrades and what the host lacks of its
+/// dependencies, fetched once with `apt-get download` (no change to the
+/// host's package database).
+fn unattended_upgrades_debs(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let status = Command::new("apt-get")
+        .args([
+            "download",
+            "-q",
+            "unattended-upgrades",
+            "python3-distro-info",
+            "distro-info-data",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("apt-get download")?;
+    if !status.success() {
+        bail!("apt-get download unattended-upgrades failed (run apt-get update first)");
+    }
+    let mut debs: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    debs.sort();
+    Ok(debs)
+}
+
+/// unattended-upgrades limited to our package from our repository.
+const UU_CONF: &str = r#"Unattended-Upgrade::Origins-Pattern { "origin=patchman"; };
+Unattended-Upgrade::Package-Whitelist { "patchman-client"; };
+Unattended-Upgrade::Package-Whitelist-Strict "true";
+Unattended-Upgrade::Allowed-Origins { };
+Unattended-Upgrade::OnlyOnACPower "false";
+Unattended-Upgrade::Skip-Updates-On-Metered-Connections "false";
+"#;
+
+fn uu_once(debs: &[std::path::PathBuf]) -> Result<Duration> {
+    let u = fresh()?;
+    let refs: Vec<&std::path::Path> = debs.iter().map(|p| p.as_path()).collect();
+    u.sandbox.install_debs(&refs)?;
+    u.sandbox
+        .write_file("/etc/apt/apt.conf.d/51patchman-bench", UU_CONF)?;
+    let t = Instant::now();
+    let out = u.sandbox.run_unchecked(&[
+        "sh",
+        "-c",
+        "apt-get update -q >/dev/null 2>&1 && unattended-upgrade",
+    ])?;
+    let took = t.elapsed();
+    if !out.status.success() || u.installed(CLIENT)?.as_deref() != Some("1.7.1-1") {
+        bail!(
+            "unattended-upgrade did not update: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(took)
+}
+
+/// Context switches (voluntary + involuntary) of every thread of `pid`.
+fn context_switches(pid: u32) -> Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let status = std::fs::read_to_string(task?.path().join("status"))?;
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>()?;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// The agent daemon between checks: (RSS KiB, context switches in window).
+fn agent_idle(window: Duration) -> Result<(u64, u64)> {
+    let mut u = fresh()?;
+    u.start_helper()?;
+    u.configure("interval = 6h\njitter = 1h\n")?;
+    u.sandbox.run(&[
+        "install",
+        "-d",
+        "-o",
+        "patchman",
+        "-g",
+        "patchman",
+        "/var/lib/patchman",
+    ])?;
+    let agent = workspace_bin("patchman-agent");
+    let mut child = u.sandbox.spawn_as(
+        "patchman",
+        &[
+            agent.to_str().context("path")?,
+            "--socket",
+            patchman_tests::updater::SOCKET,
+            "--state-dir",
+            "/var/lib/patchman",
+            "run",
+        ],
+    )?;
+    let pid = child.id();
+    // Let it start, read its state and go to sleep.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = context_switches(pid)?;
+    std::thread::sleep(window);
+    let after = context_switches(pid)?;
+    let rss = rss_kib(pid).unwrap_or(0);
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok((rss, after - before))
 }
 
 fn fresh() -> Result<Updater> {
@@ -144,6 +266,14 @@ fn main() -> Result<()> {
         .transpose()
         .context("RUNS")?
         .unwrap_or(7);
+    let window = Duration::from_secs(
+        std::env::args()
+            .nth(2)
+            .map(|a| a.parse())
+            .transpose()
+            .context("WINDOW")?
+            .unwrap_or(60),
+    );
     if runs == 0 {
         bail!("RUNS must be at least 1");
     }
@@ -183,6 +313,25 @@ fn main() -> Result<()> {
         mo.as_secs_f64() / mb.as_secs_f64()
     )?;
 
+    let dir = tempfile::tempdir()?;
+    let debs = unattended_upgrades_debs(dir.path())?;
+    let mut uu = Vec::new();
+    for _ in 0..runs {
+        uu.push(uu_once(&debs)?);
+    }
+    let mu = median(uu.clone());
+    writeln!(
+        out,
+        "apt update, unattended-upgrades (apt-get update + unattended-upgrade): median {:.1} ms  (runs: {})",
+        ms(mu),
+        list(&uu)
+    )?;
+    writeln!(
+        out,
+        "ratio agent+helper / unattended-upgrades: {:.2}",
+        mo.as_secs_f64() / mu.as_secs_f64()
+    )?;
+
     let mut starts = Vec::new();
     let mut rss = 0;
     for _ in 0..runs {
@@ -197,6 +346,12 @@ fn main() -> Result<()> {
         list(&starts)
     )?;
     writeln!(out, "helper RSS while serving: {rss} KiB")?;
+    let (agent_rss, switches) = agent_idle(window)?;
+    writeln!(
+        out,
+        "agent daemon idle: RSS {agent_rss} KiB, {switches} context switches in {} s",
+        window.as_secs()
+    )?;
     Ok(())
 }
 

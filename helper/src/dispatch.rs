@@ -8,7 +8,7 @@
 //! | AwaitingHello   | `Hello{ours}`      | `Welcome` → Ready                        |
 //! | AwaitingHello   | `Hello{other}`     | `Unsupported`, close                     |
 //! | AwaitingHello   | anything else      | `Failed(Protocol)`, close                |
-//! | Ready           | `Status`           | [`family::status`] (read-only)           |
+//! | Ready           | `Status`           | [`family::status`] (read-only; at most 4 at once, else `Busy`) |
 //! | Ready           | `Check`            | [`family::check`], exclusive, else `Busy`|
 //! | Ready           | `Update`           | [`family::update`], exclusive, else `Busy`|
 //! | Ready           | `Hello`            | `Failed(Protocol)`, close                |
@@ -137,6 +137,11 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                 ("out of order".to_string(), false)
             }
             Route::Status => {
+                let Some(_slot) = helper.try_query() else {
+                    conn.send(&Reply::Busy);
+                    log_request(uid, pid, &request, "busy", started);
+                    continue;
+                };
                 let reply = match family::status(helper) {
                     Ok(s) => Reply::Status(s),
                     Err(f) => Reply::Failed(f),

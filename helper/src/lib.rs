@@ -100,6 +100,19 @@ pub fn tools_for(family: Family) -> &'static [exec::Tool] {
     }
 }
 
+/// How many `Status` queries may run at once: a flood of them from the
+/// agent's account gets `Busy`, not a process per connection.
+pub const MAX_CONCURRENT_QUERIES: usize = 4;
+
+/// A held query slot; released when dropped.
+pub struct QuerySlot<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for QuerySlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Everything a request handler may use. Shared by all connections.
 pub struct Helper {
     pub family: Family,
@@ -110,6 +123,8 @@ pub struct Helper {
     config: RwLock<Config>,
     /// Held for the whole of a `Check` or `Update`: one at a time.
     exclusive: Mutex<()>,
+    /// `Status` requests running now (each runs one query process).
+    queries: std::sync::atomic::AtomicUsize,
     /// Run before the process exits (removes the socket we created).
     on_exit: Box<dyn Fn() + Send + Sync>,
 }
@@ -132,6 +147,7 @@ impl Helper {
             config_path: config_path.to_path_buf(),
             config: RwLock::new(config),
             exclusive: Mutex::new(()),
+            queries: std::sync::atomic::AtomicUsize::new(0),
             on_exit,
         }
     }
@@ -173,6 +189,18 @@ impl Helper {
         self.exclusive.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A slot for a read-only query (`Status`), at most
+    /// [`MAX_CONCURRENT_QUERIES`] at once, or `None`: busy.
+    pub fn try_query(&self) -> Option<QuerySlot<'_>> {
+        use std::sync::atomic::Ordering;
+        let prev = self.queries.fetch_add(1, Ordering::AcqRel);
+        if prev >= MAX_CONCURRENT_QUERIES {
+            self.queries.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(QuerySlot(&self.queries))
+    }
+
     pub fn update_running(&self) -> bool {
         self.exclusive.try_lock().is_err()
     }
@@ -181,5 +209,43 @@ impl Helper {
     pub fn exit(&self, code: i32) -> ! {
         (self.on_exit)();
         std::process::exit(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn helper() -> Helper {
+        Helper::new(
+            Family::Apt,
+            Programs::default(),
+            1000,
+            Limits::default(),
+            Path::new("/nonexistent.ini"),
+            Config::default(),
+            Box::new(|| {}),
+        )
+    }
+
+    #[test]
+    fn status_queries_are_bounded_and_slots_come_back() {
+        let h = helper();
+        let slots: Vec<_> = (0..MAX_CONCURRENT_QUERIES)
+            .map(|_| h.try_query().expect("a free slot"))
+            .collect();
+        assert!(h.try_query().is_none(), "one more than the bound is busy");
+        drop(slots);
+        assert!(h.try_query().is_some(), "released slots are reusable");
+    }
+
+    #[test]
+    fn one_exclusive_procedure_at_a_time() {
+        let h = helper();
+        let held = h.try_exclusive().expect("free");
+        assert!(h.try_exclusive().is_none());
+        assert!(h.update_running());
+        drop(held);
+        assert!(!h.update_running());
     }
 }

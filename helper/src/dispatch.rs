@@ -150,7 +150,7 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                 (outcome, conn.send(&reply))
             }
             Route::Check | Route::Update => {
-                let Some(_exclusive) = helper.try_exclusive() else {
+                let Some(exclusive) = helper.try_exclusive() else {
                     conn.send(&Reply::Busy);
                     log_request(uid, pid, &request, "busy", started);
                     continue;
@@ -169,16 +169,22 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                 }
                 .unwrap_or_else(Reply::Failed);
                 let outcome = outcome_of(&reply);
-                let sent = conn.send(&reply);
-                if let Reply::Updated(report) = &reply {
-                    if report.helper_restarting {
-                        log_request(uid, pid, &request, &outcome, started);
-                        tracing::info!(
-                            "a package changed: exiting so the next connection runs the new helper"
-                        );
-                        helper.exit(0);
-                    }
+                let restarting = matches!(&reply, Reply::Updated(r) if r.helper_restarting);
+                if restarting {
+                    // Keep the lock through the answer and the exit: no
+                    // other update may start in a process about to end.
+                    conn.send(&reply);
+                    log_request(uid, pid, &request, &outcome, started);
+                    tracing::info!(
+                        "a package changed: exiting so the next connection runs the new helper"
+                    );
+                    helper.exit(0);
                 }
+                // Released before the answer: a client that sends its
+                // next request as soon as it reads this one (Check, then
+                // Update) must not find the lock still held.
+                drop(exclusive);
+                let sent = conn.send(&reply);
                 (outcome, sent)
             }
         };

@@ -572,11 +572,18 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        let alive = nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
-            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .unwrap_or_default()
-                .contains(") Z ");
-        assert!(!alive, "grandchild {pid} survived the timeout");
+        // SIGKILL is delivered asynchronously: give it a moment to land.
+        let alive = || {
+            nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z ")
+        };
+        let t1 = Instant::now();
+        while alive() && t1.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(), "grandchild {pid} survived the timeout");
     }
 
     #[test]

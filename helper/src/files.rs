@@ -63,6 +63,10 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FileErro
 /// Checks that `dir` and every directory above it is a real directory
 /// (not a symlink), owned by root, not writable by group or others.
 pub fn check_root_dir(dir: &Path) -> Result<(), FileError> {
+    // "archives/" as apt prints it: lstat of a path ending in '/' follows
+    // a symlink at its last component, so look at the components only.
+    let dir: PathBuf = dir.components().collect();
+    let dir = dir.as_path();
     let unsafe_dir = |p: &Path, why: &str| FileError::UnsafeDir {
         path: p.to_path_buf(),
         why: why.to_string(),
@@ -393,6 +397,17 @@ mod tests {
         std::os::unix::fs::symlink(&open, t.path().join("link")).unwrap();
         assert!(matches!(
             copy_verified(&t.path().join("link"), "p.deb", &private),
+            Err(FileError::UnsafeDir { .. })
+        ));
+        // With a trailing slash, as apt-config prints directories.
+        let safe = t.path().join("safe");
+        fs::create_dir(&safe).unwrap();
+        fs::write(safe.join("p.deb"), b"x").unwrap();
+        std::os::unix::fs::symlink(&safe, t.path().join("link2")).unwrap();
+        let mut with_slash = t.path().join("link2").into_os_string();
+        with_slash.push("/");
+        assert!(matches!(
+            copy_verified(Path::new(&with_slash), "p.deb", &private),
             Err(FileError::UnsafeDir { .. })
         ));
     }

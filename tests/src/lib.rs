@@ -9,6 +9,7 @@
 //! a skipped test.
 #![forbid(unsafe_code)]
 
+pub mod attack_support;
 pub mod cmd;
 pub mod host;
 pub mod sandbox;

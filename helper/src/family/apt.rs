@@ -55,6 +55,8 @@ fn lock_holder(text: &str) -> Option<Option<u32>> {
         l.contains("Could not get lock")
             || l.contains("lock was locked by another process")
             || l.contains("Unable to acquire the dpkg frontend lock")
+            || l.contains("Unable to lock the administration directory")
+            || l.contains("Unable to lock directory")
     })?;
     let pid = ["held by process ", "another process with pid "]
         .iter()
@@ -643,6 +645,8 @@ mod tests {
             Some(None)
         );
         assert_eq!(lock_holder("E: Unable to locate package"), None);
+        let admin = "E: Unable to lock the administration directory (/var/lib/dpkg/), is another process using it?";
+        assert_eq!(lock_holder(admin), Some(None));
         let timeout = "E: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?";
         assert_eq!(lock_holder(timeout), Some(None));
     }

@@ -182,6 +182,7 @@ pub fn classify_install(exit_code: Option<i32>, stdout: &str, stderr: &str) -> D
     let mut in_failed_list = false;
     let mut error_lines: Vec<&str> = Vec::new();
     let mut in_error_block = false;
+    let mut script_lines: Vec<&str> = Vec::new();
     for line in stderr.lines() {
         if in_failed_list {
             if let Some(name) = line.strip_prefix(' ') {
@@ -206,6 +207,11 @@ pub fn classify_install(exit_code: Option<i32>, stdout: &str, stderr: &str) -> D
             error_lines.push(line);
         } else {
             in_error_block = false;
+            // A maintainer script's own words (why it failed) are lines
+            // that are not dpkg's: keep the last few beside dpkg's error.
+            if !line.starts_with("dpkg") && !line.trim().is_empty() {
+                script_lines.push(line);
+            }
         }
 
         if let Some(rest) = line.strip_prefix("dpkg: dependency problems prevent configuration of ")
@@ -242,7 +248,13 @@ pub fn classify_install(exit_code: Option<i32>, stdout: &str, stderr: &str) -> D
         // Nothing recognisable: the last lines of stderr say most.
         tail_lines(stderr, 6)
     } else {
-        error_lines.join("\n")
+        let from = script_lines.len().saturating_sub(3);
+        script_lines[from..]
+            .iter()
+            .chain(error_lines.iter())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     DpkgInstall {
         result,
@@ -377,6 +389,13 @@ mod tests {
         assert!(r.configured().is_empty());
         assert!(
             r.excerpt.contains("post-installation script"),
+            "{}",
+            r.excerpt
+        );
+        // The script's own reason comes first.
+        assert!(
+            r.excerpt
+                .starts_with("postinst of patchman-client failing on purpose"),
             "{}",
             r.excerpt
         );

@@ -5,6 +5,7 @@
 
 pub mod agent_fixture;
 pub mod apt_repo;
+pub mod attack_fixture;
 pub mod deb;
 pub mod el;
 pub mod el_fixture;

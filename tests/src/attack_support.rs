@@ -1,0 +1,131 @@
+//! Shared by `tests/tests/attacks.rs` and `tests/tests/faults.rs`: finding
+//! the helper's process inside a sandbox, reading its `/proc` status,
+//! driving the `probe` client inside the sandbox as the agent user, and
+//! wrapping a tool inside the sandbox.
+
+use std::path::Path;
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use crate::updater::{Updater, AGENT_USER, SOCKET};
+use crate::workspace_bin;
+
+/// Polls `f` every 25 ms until it is true or `within` has passed.
+pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if t0.elapsed() >= within {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The host pid of the sandbox's running `patchman-helper`, if any.
+pub fn helper_pid(u: &Updater) -> Option<u32> {
+    u.sandbox.processes().into_iter().find(|pid| {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+            exe.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("patchman-helper"))
+        })
+    })
+}
+
+/// A numeric field (`VmRSS`, `Threads`, …) of `/proc/<pid>/status`.
+pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Host pids in the sandbox whose command line's first word ends with
+/// `name` (e.g. `dpkg`, `rpm`).
+pub fn processes_named(u: &Updater, name: &str) -> Vec<u32> {
+    u.sandbox
+        .processes()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let first = c.split(|b| *b == 0).next().unwrap_or_default();
+                Path::new(std::str::from_utf8(first).unwrap_or_default())
+                    .file_name()
+                    .is_some_and(|n| n == name)
+            })
+        })
+        .collect()
+}
+
+/// Runs `probe SOCKET actions…` inside the sandbox as the agent user;
+/// returns its stdout.
+pub fn probe(u: &Updater, actions: &[&str]) -> String {
+    let probe = workspace_bin("probe");
+    let mut argv = vec![probe.to_str().expect("probe path"), SOCKET];
+    argv.extend_from_slice(actions);
+    let out = u
+        .sandbox
+        .run_as_unchecked(AGENT_USER, &argv)
+        .expect("running probe");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `probe SOCKET actions…` inside as the agent user, not waiting.
+pub fn spawn_probe(u: &Updater, actions: &[&str]) -> Child {
+    let probe = workspace_bin("probe");
+    let mut argv = vec![probe.to_str().expect("probe path"), SOCKET];
+    argv.extend_from_slice(actions);
+    u.sandbox
+        .spawn_as(AGENT_USER, &argv)
+        .expect("starting probe")
+}
+
+/// Starts `patchman-agent --socket SOCKET args…` inside as the agent
+/// user, not waiting. The child's pid is the agent's own (nsenter and
+/// setpriv exec in place).
+pub fn spawn_agent(u: &Updater, args: &[&str]) -> Child {
+    let agent = workspace_bin("patchman-agent");
+    let mut argv = vec![agent.to_str().expect("agent path"), "--socket", SOCKET];
+    argv.extend_from_slice(args);
+    u.sandbox
+        .spawn_as(AGENT_USER, &argv)
+        .expect("starting the agent")
+}
+
+/// Replaces the executable `path` inside the sandbox by a `/bin/sh`
+/// wrapper: `before` runs first (with the arguments in `"$@"`), then the
+/// real program (moved to `<path>.real`) is exec'd with the same
+/// arguments. The wrapper is root-owned 0755, as the helper demands of
+/// what it runs.
+pub fn wrap_tool(u: &Updater, path: &str, before: &str) {
+    let real = format!("{path}.real");
+    u.sandbox
+        .run(&["mv", path, &real])
+        .expect("moving the tool");
+    let wrapper = format!("#!/bin/sh\n{before}\nexec {real} \"$@\"\n");
+    u.sandbox
+        .write_file_mode(path, wrapper, 0o755)
+        .expect("writing the wrapper");
+}
+
+/// stdout and stderr of `out`, for failure messages.
+pub fn text(out: &Output) -> String {
+    crate::cmd::output_text(out)
+}
+
+/// Like [`wrap_tool`], but `after` runs once the real program has exited
+/// (its exit code in `$rc`, returned by the wrapper).
+pub fn wrap_tool_after(u: &Updater, path: &str, after: &str) {
+    let real = format!("{path}.real");
+    u.sandbox
+        .run(&["mv", path, &real])
+        .expect("moving the tool");
+    let wrapper = format!("#!/bin/sh\n{real} \"$@\"\nrc=$?\n{after}\nexit $rc\n");
+    u.sandbox
+        .write_file_mode(path, wrapper, 0o755)
+        .expect("writing the wrapper");
+}

@@ -61,6 +61,10 @@ test -x target/release/patchman-helper
 test -x target/release/patchman-agent
 cargo build --workspace --locked
 
+step "packages: patchman-client .deb and .rpm from the release build"
+sh deploy/package/build.sh --bin-dir target/release 0.1.0-1 target/packages
+ls -l target/packages
+
 step "the main job: the sandbox demo (README's first command)"
 cargo run --release --locked -p patchman-tests --bin sandbox
 

@@ -7,6 +7,7 @@
 //!   a shell script, in the same kind of sandbox, against the same
 //!   repository: median wall time of each over RUNS fresh sandboxes (default
 //!   7), and their ratio.
+//! * The same on dnf (an AlmaLinux 8 sandbox, the vendor's dnf sequence).
 //! * The same update by Debian's `unattended-upgrades`, configured to
 //!   upgrade only `patchman-client` from that repository (`apt-get update`
 //!   plus `unattended-upgrade`, as its timer would run them); installed
@@ -40,6 +41,55 @@ test -f "$f"
 dpkg -i "$f" >/dev/null
 dpkg-query -W -f '${Status} ${Version}' patchman-client | grep -q 'install ok installed 1.7.1-1'
 "#;
+
+/// The vendor's dnf sequence (EL 8), as a person would script it.
+const BARE_DNF_SEQUENCE: &str = r#"set -e
+dnf clean all --disablerepo="*" --enablerepo="patchman" >/dev/null 2>&1
+d=/var/cache/patchman-bench; rm -rf "$d"; mkdir -m 0700 "$d"
+dnf install -y --downloadonly --downloaddir="$d" --verbose patchman-client >/dev/null 2>&1
+f=$(ls "$d"/patchman-client-*.rpm)
+rpm -U "$f"
+rpm -q patchman-client | grep -q 1.7.1-1
+"#;
+
+fn fresh_el() -> Result<Updater> {
+    let fx = patchman_tests::el_fixture();
+    Updater::new_el(
+        patchman_tests::sandbox::el::ElRelease::AlmaLinux8,
+        &fx.patchman,
+        &[fx.client("1.7.0-1")],
+    )
+}
+
+fn dnf_ours_once() -> Result<Duration> {
+    use patchman_tests::sandbox::el::ElSandbox;
+    let mut u = fresh_el()?;
+    u.start_helper()?;
+    let t = Instant::now();
+    let out = u.agent(&["update"])?;
+    let took = t.elapsed();
+    if !out.status.success() || u.sandbox.rpm_query(CLIENT)?.as_deref() != Some("1.7.1-1") {
+        bail!(
+            "our dnf update failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(took)
+}
+
+fn dnf_bare_once() -> Result<Duration> {
+    let u = fresh_el()?;
+    let t = Instant::now();
+    let out = u.sandbox.run_unchecked(&["sh", "-c", BARE_DNF_SEQUENCE])?;
+    let took = t.elapsed();
+    if !out.status.success() {
+        bail!(
+            "the bare dnf sequence failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(took)
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -311,6 +361,36 @@ fn main() -> Result<()> {
         out,
         "ratio agent+helper / bare: {:.2}",
         mo.as_secs_f64() / mb.as_secs_f64()
+    )?;
+
+    let _ = patchman_tests::el_fixture();
+    let (mut dours, mut dbare) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        if i % 2 == 0 {
+            dours.push(dnf_ours_once()?);
+            dbare.push(dnf_bare_once()?);
+        } else {
+            dbare.push(dnf_bare_once()?);
+            dours.push(dnf_ours_once()?);
+        }
+    }
+    let (mdo, mdb) = (median(dours.clone()), median(dbare.clone()));
+    writeln!(
+        out,
+        "dnf update, agent+helper (all checks): median {:.1} ms  (runs: {})",
+        ms(mdo),
+        list(&dours)
+    )?;
+    writeln!(
+        out,
+        "dnf update, bare vendor sequence (sh): median {:.1} ms  (runs: {})",
+        ms(mdb),
+        list(&dbare)
+    )?;
+    writeln!(
+        out,
+        "ratio agent+helper / bare (dnf): {:.2}",
+        mdo.as_secs_f64() / mdb.as_secs_f64()
     )?;
 
     let dir = tempfile::tempdir()?;

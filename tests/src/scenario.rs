@@ -49,6 +49,21 @@ impl Scenario {
         self.u.agent(args).expect("running the agent")
     }
 
+    /// Runs the agent with `args` and asserts its exit code, showing its
+    /// output and the helper's log when it differs.
+    pub fn agent_exits(&self, args: &[&str], code: i32) -> Output {
+        let out = self.agent(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "patchman-agent {}: {}\n--- helper log\n{}",
+            args.join(" "),
+            crate::cmd::output_text(&out),
+            self.u.helper_log()
+        );
+        out
+    }
+
     /// The installed version of `package` (`install ok installed` for dpkg).
     pub fn version(&self, package: &str) -> Option<String> {
         match self.db {

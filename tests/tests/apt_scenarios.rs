@@ -39,8 +39,7 @@ fn with_format(
 fn update_available_is_checked_then_installed() {
     let fx = apt_fixture();
     let mut s = new(&fx.patchman, &[(CLIENT, "1.7.0-1")]);
-    let check = s.agent(&["check"]);
-    assert_eq!(check.status.code(), Some(100), "{}", text(&check));
+    let check = s.agent_exits(&["check"], 100);
     assert!(
         String::from_utf8_lossy(&check.stdout).contains("1.7.0-1 → 1.7.1-1 available"),
         "{}",
@@ -48,14 +47,7 @@ fn update_available_is_checked_then_installed() {
     );
     s.assert_nothing_changed();
 
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     for step in [
         "Reading apt's configuration…",
@@ -94,10 +86,8 @@ fn update_available_is_checked_then_installed() {
 fn up_to_date_changes_nothing() {
     let fx = apt_fixture();
     let mut s = new(&fx.patchman, &[(CLIENT, "1.7.1-1")]);
-    let check = s.agent(&["check"]);
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
-    let out = s.agent(&["update"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    s.agent_exits(&["check"], 0);
+    let out = s.agent_exits(&["update"], 0);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("Already up to date"),
         "{}",
@@ -115,15 +105,13 @@ fn up_to_date_changes_nothing() {
 fn client_not_installed_installs_nothing() {
     let fx = apt_fixture();
     let s = new(&fx.patchman, &[]);
-    let out = s.agent(&["update"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = s.agent_exits(&["update"], 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("patchman-client is not installed"),
         "{}",
         text(&out)
     );
-    let check = s.agent(&["check"]);
-    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    s.agent_exits(&["check"], 1);
     assert_eq!(s.version(CLIENT), None);
     assert_eq!(s.version(REALTIME), None);
     s.assert_nothing_changed();
@@ -134,14 +122,7 @@ fn client_not_installed_installs_nothing() {
 fn realtime_installed_moves_in_one_transaction() {
     let fx = apt_fixture();
     let s = new(&fx.patchman, &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")]);
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     assert_eq!(s.version(REALTIME).as_deref(), Some("1.7.1-1"));
     s.assert_only_changed(&[CLIENT, REALTIME]);
@@ -164,8 +145,7 @@ fn realtime_installed_moves_in_one_transaction() {
 fn realtime_in_the_repository_but_not_installed_stays_absent() {
     let fx = apt_fixture();
     let s = new(&fx.patchman, &[(CLIENT, "1.7.0-1")]);
-    let out = s.agent(&["update"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     assert_eq!(s.u.dpkg(REALTIME).unwrap(), None);
     s.assert_only_changed(&[CLIENT]);
@@ -176,8 +156,7 @@ fn realtime_in_the_repository_but_not_installed_stays_absent() {
 fn a_new_dependency_missing_from_the_repository_is_refused() {
     let fx = apt_fixture();
     let s = new(&fx.newdep, &[(CLIENT, "1.7.1-1")]);
-    let out = s.agent(&["update"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = s.agent_exits(&["update"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("manual upgrade required"), "{err}");
     assert!(err.contains(NEW_DEP), "{err}");
@@ -194,8 +173,7 @@ fn a_new_dependency_missing_from_the_repository_is_refused() {
 fn a_new_dependency_present_in_the_repository_is_still_refused() {
     let fx = apt_fixture();
     let s = new(&fx.newdep_lib, &[(CLIENT, "1.7.1-1")]);
-    let out = s.agent(&["update"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = s.agent_exits(&["update"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("would also change libpatchman-new"), "{err}");
     assert_eq!(s.u.dpkg(NEW_DEP).unwrap(), None);
@@ -207,14 +185,7 @@ fn a_new_dependency_present_in_the_repository_is_still_refused() {
 fn an_epoch_version_is_found_downloaded_and_installed() {
     let fx = apt_fixture();
     let s = new(&fx.epoch, &[(CLIENT, "1.7.1-1")]);
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1:1.2.7-1"));
     assert!(
         s.u.helper_log()
@@ -238,14 +209,7 @@ fn a_locally_modified_conffile_is_kept_and_the_update_succeeds() {
             u.sandbox.write_file(CONFFILE, local).unwrap();
         },
     );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     assert_eq!(s.u.sandbox.read_to_string(CONFFILE).unwrap(), local);
     assert!(
@@ -266,14 +230,7 @@ fn a_deb822_sources_file_works_like_a_list() {
         &[(CLIENT, "1.7.0-1")],
         |_| {},
     );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     assert!(s.u.helper_log().contains("sources.list.d/patchman.sources"));
     s.finish();
@@ -309,8 +266,7 @@ fn a_lock_held_by_another_frontend_gives_lock_held_after_the_bounded_wait() {
     .unwrap();
     assert_eq!(line.trim(), "locked");
     let t0 = std::time::Instant::now();
-    let out = s.agent(&["update"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = s.agent_exits(&["update"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("lock is held by process"),
@@ -355,14 +311,7 @@ fn a_higher_client_from_another_source_is_ignored() {
             assert!(policy.contains("Candidate: 9.9.9-1"), "{policy}");
         },
     );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     s.assert_only_changed(&[CLIENT]);
     s.finish();
@@ -372,8 +321,7 @@ fn a_higher_client_from_another_source_is_ignored() {
 fn only_an_older_version_offered_changes_nothing() {
     let fx = apt_fixture();
     let s = new(&fx.patchman, &[(CLIENT, "1:1.2.7-1")]);
-    let out = s.agent(&["update"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = s.agent_exits(&["update"], 0);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("Already up to date"),
         "{}",
@@ -388,8 +336,7 @@ fn only_an_older_version_offered_changes_nothing() {
 fn an_unsigned_repository_is_a_typed_error() {
     let fx = apt_fixture();
     let s = new(&fx.unsigned, &[(CLIENT, "1.7.0-1")]);
-    let out = s.agent(&["update"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = s.agent_exits(&["update"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("refreshing the patchman repository metadata failed"),
@@ -430,14 +377,7 @@ fn a_deb_tampered_with_after_download_is_refused() {
             );
         },
     );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("SHA-256 does not match"), "{err}");
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
@@ -456,14 +396,7 @@ fn a_symlink_planted_where_the_deb_should_be_is_refused() {
             sabotage_after_download(u, "mv $f /root/moved.deb; ln -s /root/moved.deb $f");
         },
     );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a regular file"), "{err}");
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
@@ -497,14 +430,7 @@ fn an_install_left_unpacked_by_a_crash_is_finished_first() {
         "{}",
         text(&status)
     );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 0);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("Finishing an interrupted install…"),
         "{}",
@@ -539,8 +465,7 @@ fn a_second_update_while_one_runs_is_busy() {
             .unwrap()
     };
     std::thread::sleep(Duration::from_millis(1500));
-    let second = s.agent(&["update"]);
-    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    let second = s.agent_exits(&["update"], 1);
     assert!(
         String::from_utf8_lossy(&second.stderr).contains("already running"),
         "{}",
@@ -561,14 +486,7 @@ fn a_second_update_while_one_runs_is_busy() {
 fn a_flat_repository_works_too() {
     let fx = apt_fixture();
     let s = new(&fx.flat, &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")]);
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     assert_eq!(s.version(REALTIME).as_deref(), Some("1.7.1-1"));
     s.assert_only_changed(&[CLIENT, REALTIME]);

@@ -47,24 +47,10 @@ fn dnf_update_available_is_checked_then_installed() {
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(json["family"], "dnf", "{}", text(&status));
     assert_eq!(json["installed"]["client"], "1.7.0-1");
-    let check = s.agent(&["check"]);
-    assert_eq!(
-        check.status.code(),
-        Some(100),
-        "{}\n{}",
-        text(&check),
-        s.u.helper_log()
-    );
+    let check = s.agent_exits(&["check"], 100);
     assert!(String::from_utf8_lossy(&check.stdout).contains("1.7.0-1 → 1.7.1-1 available"));
     s.assert_nothing_changed();
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     for step in [
         "Refreshing the patchman repository metadata…",
@@ -105,22 +91,8 @@ fn dnf_update_available_is_checked_then_installed() {
 fn dnf_up_to_date_changes_nothing() {
     let fx = el_fixture();
     let s = new(ElRelease::AlmaLinux8, &fx.patchman, &[(CLIENT, "1.7.1-1")]);
-    let check = s.agent(&["check"]);
-    assert_eq!(
-        check.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&check),
-        s.u.helper_log()
-    );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["check"], 0);
+    let out = s.agent_exits(&["update"], 0);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("Already up to date"),
         "{}",
@@ -134,8 +106,7 @@ fn dnf_up_to_date_changes_nothing() {
 fn dnf_client_not_installed_installs_nothing() {
     let fx = el_fixture();
     let s = new(ElRelease::AlmaLinux8, &fx.patchman, &[]);
-    let out = s.agent(&["update"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = s.agent_exits(&["update"], 1);
     assert!(String::from_utf8_lossy(&out.stderr).contains("patchman-client is not installed"));
     assert_eq!(s.version(CLIENT), None);
     s.assert_nothing_changed();
@@ -150,14 +121,7 @@ fn dnf_realtime_installed_moves_in_one_transaction() {
         &fx.patchman,
         &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
     );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     assert_eq!(s.version(REALTIME).as_deref(), Some("1.7.1-1"));
     s.assert_only_changed(&[CLIENT, REALTIME]);
@@ -180,14 +144,7 @@ fn dnf_realtime_installed_moves_in_one_transaction() {
 fn dnf_realtime_in_the_repository_but_not_installed_stays_absent() {
     let fx = el_fixture();
     let s = new(ElRelease::AlmaLinux8, &fx.patchman, &[(CLIENT, "1.7.0-1")]);
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(REALTIME), None);
     s.assert_only_changed(&[CLIENT]);
     s.finish();
@@ -197,14 +154,7 @@ fn dnf_realtime_in_the_repository_but_not_installed_stays_absent() {
 fn dnf_a_new_dependency_missing_from_the_repository_is_refused() {
     let fx = el_fixture();
     let s = new(ElRelease::AlmaLinux8, &fx.newdep, &[(CLIENT, "1.7.1-1")]);
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("manual upgrade required"), "{err}");
     assert!(err.contains(NEW_DEP), "{err}");
@@ -220,14 +170,7 @@ fn dnf_a_new_dependency_present_in_the_repository_is_still_refused() {
         &fx.newdep_lib,
         &[(CLIENT, "1.7.1-1")],
     );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("would also install libpatchman-new"), "{err}");
     assert_eq!(s.version(NEW_DEP), None);
@@ -239,14 +182,7 @@ fn dnf_a_new_dependency_present_in_the_repository_is_still_refused() {
 fn dnf_an_epoch_version_is_installed() {
     let fx = el_fixture();
     let s = new(ElRelease::AlmaLinux8, &fx.epoch, &[(CLIENT, "1.7.1-1")]);
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1:1.2.7-1"));
     s.assert_only_changed(&[CLIENT]);
     s.finish();
@@ -260,14 +196,7 @@ fn dnf_an_unsigned_repository_is_refused() {
         &fx.unsigned_repo,
         &[(CLIENT, "1.7.0-1")],
     );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("signature"),
         "{}",
@@ -286,14 +215,7 @@ fn dnf_a_package_signed_by_an_unknown_key_is_refused() {
         &fx.foreign_repo,
         &[(CLIENT, "1.7.0-1")],
     );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("signature"),
         "{}",
@@ -314,14 +236,7 @@ fn dnf_an_unknown_repository_name_is_a_typed_error() {
             u.configure("repository = not-configured\n").unwrap();
         },
     );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 1);
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("repository \"not-configured\" is not configured"),
@@ -345,14 +260,7 @@ fn dnf_a_higher_client_in_another_repository_is_ignored() {
                 .unwrap();
         },
     );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     s.finish();
 }
@@ -454,22 +362,8 @@ fn yum_on_centos_7_updates_through_the_yum_command_line() {
     let status = s.agent(&["status", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(json["family"], "yum", "{}", text(&status));
-    let check = s.agent(&["check"]);
-    assert_eq!(
-        check.status.code(),
-        Some(100),
-        "{}\n{}",
-        text(&check),
-        s.u.helper_log()
-    );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["check"], 100);
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     assert_eq!(s.version(REALTIME).as_deref(), Some("1.7.1-1"));
     s.assert_only_changed(&[CLIENT, REALTIME]);
@@ -487,14 +381,7 @@ fn yum_on_centos_7_updates_through_the_yum_command_line() {
 fn yum_a_new_dependency_missing_is_refused() {
     let fx = el_fixture();
     let s = new(ElRelease::CentOS7, &fx.newdep, &[(CLIENT, "1.7.1-1")]);
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("manual upgrade required"),
         "{}",
@@ -513,14 +400,7 @@ fn centos_6_with_only_redhat_release_is_the_yum_family() {
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(json["family"], "yum", "{}", text(&status));
     assert_eq!(json["installed"]["client"], "1.7.0-1");
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     s.finish();
 }

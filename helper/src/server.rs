@@ -189,16 +189,31 @@ pub fn bind(path: &Path, gid: Gid) -> Result<Bound, SocketError> {
         }
     }
     match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            fs::remove_file(path).map_err(io_err("remove stale socket", path))?
+        Ok(m) if !m.file_type().is_socket() => {
+            return Err(SocketError::Occupied(path.to_path_buf()))
         }
-        Ok(_) => return Err(SocketError::Occupied(path.to_path_buf())),
-        Err(_) => {}
+        // A stale socket is replaced by the rename below.
+        _ => {}
     }
-    let listener = UnixListener::bind(path).map_err(io_err("bind", path))?;
-    nix::unistd::chown(path, Some(Uid::from_raw(0)), Some(gid))
-        .map_err(|e| io_err("chown", path)(e.into()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o660)).map_err(io_err("chmod", path))?;
+    // Bound under a temporary name, given its owner and mode, then renamed
+    // into place: a client can never find the socket before its mode is
+    // right (nor is refused for connecting in between).
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| SocketError::Parent {
+            path: path.to_path_buf(),
+            why: "no file name".into(),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let staging = parent.join(format!(".{file_name}.{}.new", std::process::id()));
+    let _ = fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging).map_err(io_err("bind", &staging))?;
+    nix::unistd::chown(&staging, Some(Uid::from_raw(0)), Some(gid))
+        .map_err(|e| io_err("chown", &staging)(e.into()))?;
+    fs::set_permissions(&staging, fs::Permissions::from_mode(0o660))
+        .map_err(io_err("chmod", &staging))?;
+    fs::rename(&staging, path).map_err(io_err("move into place", path))?;
     let ino = fs::symlink_metadata(path)
         .map_err(io_err("inspect", path))?
         .ino();

@@ -117,23 +117,41 @@ pub fn archive_name(p: Package, v: &Evr, arch: &str) -> String {
 }
 
 /// The restriction of step 3's hardening, used from step 2 on: apt sees
-/// only the patchman source, and does not rewrite the system's binary
-/// caches from that partial view. (`Dir::Etc::sourceparts=/dev/null`
-/// rather than the vendor's `-`: apt reads `-` as a directory under
-/// /etc/apt, and warns when it is missing; /dev/null is its own "none".)
-fn restricted(source: &Path) -> Vec<OsString> {
-    let mut sourcelist = OsString::from("Dir::Etc::sourcelist=");
-    sourcelist.push(source.as_os_str());
-    vec![
-        "-o".into(),
-        sourcelist,
-        "-o".into(),
-        "Dir::Etc::sourceparts=/dev/null".into(),
-        "-o".into(),
-        "Dir::Cache::pkgcache=".into(),
-        "-o".into(),
-        "Dir::Cache::srcpkgcache=".into(),
-    ]
+/// only the patchman source, and keeps its binary caches in this run's
+/// private directory, so the system's caches are never rewritten from that
+/// partial view (and every call after the first reuses the cache instead of
+/// parsing the indexes again). (`Dir::Etc::sourceparts=/dev/null` rather
+/// than the vendor's `-`: apt reads `-` as a directory under /etc/apt, and
+/// warns when it is missing; /dev/null is its own "none".)
+struct Restriction {
+    source: PathBuf,
+    cache_dir: PathBuf,
+}
+
+impl Restriction {
+    fn args(&self) -> Vec<OsString> {
+        let opt = |key: &str, value: &Path| {
+            let mut o = OsString::from(key);
+            o.push(value.as_os_str());
+            o
+        };
+        vec![
+            "-o".into(),
+            opt("Dir::Etc::sourcelist=", &self.source),
+            "-o".into(),
+            "Dir::Etc::sourceparts=/dev/null".into(),
+            "-o".into(),
+            opt(
+                "Dir::Cache::pkgcache=",
+                &self.cache_dir.join("pkgcache.bin"),
+            ),
+            "-o".into(),
+            opt(
+                "Dir::Cache::srcpkgcache=",
+                &self.cache_dir.join("srcpkgcache.bin"),
+            ),
+        ]
+    }
 }
 
 // ------------------------------------------------------- installed state
@@ -243,11 +261,15 @@ fn read_apt_config(h: &Helper, progress: &mut Progress<'_>) -> Result<(AptDirs, 
 }
 
 /// Step 2: refresh the metadata of the patchman source only.
-fn refresh_metadata(h: &Helper, source: &Path, progress: &mut Progress<'_>) -> Result<(), Failure> {
+fn refresh_metadata(
+    h: &Helper,
+    source: &Restriction,
+    progress: &mut Progress<'_>,
+) -> Result<(), Failure> {
     progress(Step::RefreshMetadata);
     let cmd = Cmd::new(Tool::AptGet, UPDATE_TIMEOUT)
         .arg("update")
-        .args(restricted(source))
+        .args(source.args())
         .args(["-o", "APT::Get::List-Cleanup=0"]);
     let out = run(h, Step::RefreshMetadata, &cmd)?;
     // apt-get update exits 0 when a source could not be fetched, and then
@@ -270,13 +292,13 @@ fn refresh_metadata(h: &Helper, source: &Path, progress: &mut Progress<'_>) -> R
 /// candidate if it is newer and comes from the patchman source.
 fn query_candidates(
     h: &Helper,
-    source: &Path,
+    source: &Restriction,
     installed: &[(Package, Evr)],
     progress: &mut Progress<'_>,
 ) -> Result<Vec<Candidate>, Failure> {
     progress(Step::QueryCandidate);
     let cmd = Cmd::new(Tool::AptCache, QUERY_TIMEOUT)
-        .args(restricted(source))
+        .args(source.args())
         .arg("policy")
         .args(installed.iter().map(|(p, _)| p.name()));
     let out = run(h, Step::QueryCandidate, &cmd)?;
@@ -313,14 +335,14 @@ fn query_candidates(
 /// our packages? Decided by apt's own resolver before any download.
 fn check_dependencies(
     h: &Helper,
-    source: &Path,
+    source: &Restriction,
     targets: &[(Package, Evr, Evr)],
     progress: &mut Progress<'_>,
 ) -> Result<(), Failure> {
     progress(Step::CheckDependencies);
     let cmd = Cmd::new(Tool::AptGet, QUERY_TIMEOUT)
         .args(["-s", "install"])
-        .args(restricted(source))
+        .args(source.args())
         // A simulation plans a dpkg run, and apt logs every plan to
         // /var/log/apt/eipp.log.xz (xz of the whole state: most of the
         // command's time). Nothing is run, so nothing needs logging.
@@ -386,7 +408,7 @@ fn check_dependencies(
 /// Step 4: download exactly the candidates into apt's archives directory.
 fn download(
     h: &Helper,
-    source: &Path,
+    source: &Restriction,
     targets: &[(Package, Evr, Evr)],
     progress: &mut Progress<'_>,
 ) -> Result<(), Failure> {
@@ -394,7 +416,7 @@ fn download(
     let wait = h.config().lock_wait.as_secs().to_string();
     let cmd = Cmd::new(Tool::AptGet, DOWNLOAD_TIMEOUT)
         .args(["-y", "-d", "install"])
-        .args(restricted(source))
+        .args(source.args())
         .args(["-o".to_string(), format!("DPkg::Lock::Timeout={wait}")])
         .args(targets.iter().map(|(p, _, to)| pinned(*p, to)));
     run(h, Step::Download, &cmd)?;
@@ -405,7 +427,7 @@ fn download(
 /// copies in the run's private directory.
 fn locate_and_verify(
     h: &Helper,
-    source: &Path,
+    source: &Restriction,
     archives: &Path,
     targets: &[(Package, Evr, Evr)],
     private: &PrivateDir,
@@ -416,7 +438,7 @@ fn locate_and_verify(
     let mut records = Vec::new();
     for (package, _, to) in targets {
         let cmd = Cmd::new(Tool::AptCache, QUERY_TIMEOUT)
-            .args(restricted(source))
+            .args(source.args())
             .arg("show")
             .arg(pinned(*package, to));
         let out = run(h, Step::LocateFile, &cmd)?;
@@ -485,7 +507,7 @@ fn locate_and_verify(
 /// then its output, `dpkg-query` and `apt-get check`.
 fn install_and_confirm(
     h: &Helper,
-    source: &Path,
+    source: &Restriction,
     targets: &[(Package, Evr, Evr)],
     copies: &[PathBuf],
     progress: &mut Progress<'_>,
@@ -533,7 +555,7 @@ fn install_and_confirm(
     // `apt-get check` takes the frontend lock itself: release ours first.
     drop(lock);
     let cmd = Cmd::new(Tool::AptGet, QUERY_TIMEOUT)
-        .args(restricted(source))
+        .args(source.args())
         .arg("check");
     run(h, Step::Confirm, &cmd)?;
     Ok(())
@@ -565,17 +587,22 @@ fn candidates(
     h: &Helper,
     q: &DpkgQuery,
     progress: &mut Progress<'_>,
-) -> Result<(AptDirs, PathBuf, Vec<Candidate>), Failure> {
+) -> Result<(AptDirs, Restriction, PrivateDir, Vec<Candidate>), Failure> {
     let installed = installed_targets(q)?;
     let (dirs, source) = read_apt_config(h, progress)?;
+    let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
+    let source = Restriction {
+        source,
+        cache_dir: private.path().to_path_buf(),
+    };
     refresh_metadata(h, &source, progress)?;
     let candidates = query_candidates(h, &source, &installed, progress)?;
-    Ok((dirs, source, candidates))
+    Ok((dirs, source, private, candidates))
 }
 
 pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Failure> {
     let q = query_installed(h, Step::QueryCandidate)?;
-    let (_, _, packages) = candidates(h, &q, progress)?;
+    let (_, _, _private, packages) = candidates(h, &q, progress)?;
     Ok(CheckReport { packages })
 }
 
@@ -586,7 +613,7 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
     if !changes.is_empty() {
         q = query_installed(h, Step::FinishInterrupted)?;
     }
-    let (dirs, source, candidates) = candidates(h, &q, progress)?;
+    let (dirs, source, private, candidates) = candidates(h, &q, progress)?;
     let targets: Vec<(Package, Evr, Evr)> = candidates
         .into_iter()
         .filter_map(|c| Some((c.package, c.installed, c.candidate?)))
@@ -600,7 +627,6 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
     }
     check_dependencies(h, &source, &targets, progress)?;
     download(h, &source, &targets, progress)?;
-    let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
     let copies = locate_and_verify(h, &source, &dirs.archives, &targets, &private, progress)?;
     install_and_confirm(h, &source, &targets, &copies, progress)?;
     progress(Step::Cleanup);
@@ -653,7 +679,11 @@ mod tests {
 
     #[test]
     fn restriction_names_only_our_source() {
-        let args = restricted(Path::new("/etc/apt/sources.list.d/patchman.list"));
+        let args = Restriction {
+            source: PathBuf::from("/etc/apt/sources.list.d/patchman.list"),
+            cache_dir: PathBuf::from("/var/cache/patchman-helper/run-1-0"),
+        }
+        .args();
         let text: Vec<String> = args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -666,9 +696,9 @@ mod tests {
                 "-o",
                 "Dir::Etc::sourceparts=/dev/null",
                 "-o",
-                "Dir::Cache::pkgcache=",
+                "Dir::Cache::pkgcache=/var/cache/patchman-helper/run-1-0/pkgcache.bin",
                 "-o",
-                "Dir::Cache::srcpkgcache="
+                "Dir::Cache::srcpkgcache=/var/cache/patchman-helper/run-1-0/srcpkgcache.bin"
             ]
         );
     }

@@ -169,12 +169,13 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                 }
                 .unwrap_or_else(Reply::Failed);
                 let outcome = outcome_of(&reply);
-                let restarting = matches!(&reply, Reply::Updated(r) if r.helper_restarting);
-                if restarting {
+                // Logged before the answer, so the log never lags behind
+                // what the agent already printed.
+                log_request(uid, pid, &request, &outcome, started);
+                if matches!(&reply, Reply::Updated(r) if r.helper_restarting) {
                     // Keep the lock through the answer and the exit: no
                     // other update may start in a process about to end.
                     conn.send(&reply);
-                    log_request(uid, pid, &request, &outcome, started);
                     tracing::info!(
                         "a package changed: exiting so the next connection runs the new helper"
                     );
@@ -184,8 +185,10 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                 // next request as soon as it reads this one (Check, then
                 // Update) must not find the lock still held.
                 drop(exclusive);
-                let sent = conn.send(&reply);
-                (outcome, sent)
+                if !conn.send(&reply) {
+                    return;
+                }
+                continue;
             }
         };
         log_request(uid, pid, &request, &outcome, started);

@@ -9,19 +9,26 @@
 //! an argv.
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::ffi::OsString;
 use std::fmt;
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::spawn::{posix_spawn, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+use nix::sys::signal::{killpg, SigSet, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{pipe2, Pid};
 
 /// The environment every child runs with, and nothing else.
 const BASE_ENV: [(&str, &str); 3] = [
@@ -282,16 +289,6 @@ pub enum Exit {
     Signal(i32),
 }
 
-impl From<ExitStatus> for Exit {
-    fn from(s: ExitStatus) -> Exit {
-        match (s.code(), s.signal()) {
-            (Some(c), _) => Exit::Code(c),
-            (None, Some(sig)) => Exit::Signal(sig),
-            (None, None) => Exit::Signal(0),
-        }
-    }
-}
-
 /// What a child did.
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -356,83 +353,114 @@ fn read_capped(mut r: impl Read, cap: usize) -> (Vec<u8>, bool) {
     (kept, truncated)
 }
 
+/// The environment block of a child: [`BASE_ENV`] and the extras.
+fn envp(cmd: &Cmd) -> Vec<CString> {
+    BASE_ENV
+        .iter()
+        .copied()
+        .chain(cmd.env.iter().map(ExtraEnv::pair))
+        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
+        .collect()
+}
+
+/// Starts the child with `posix_spawn`: its own process group, an empty
+/// signal mask and default dispositions (the helper blocks the signals it
+/// waits for, and Rust ignores SIGPIPE; neither may leak into dpkg, rpm or
+/// a maintainer script), stdin from /dev/null, stdout and stderr to pipes.
+/// The helper's own working directory is `/` (set at start).
+fn spawn(path: &Path, cmd: &Cmd) -> nix::Result<(Pid, File, File)> {
+    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_open(0, "/dev/null", OFlag::O_RDONLY, Mode::empty())?;
+    actions.add_dup2(out_w.as_raw_fd(), 1)?;
+    actions.add_dup2(err_w.as_raw_fd(), 2)?;
+    let mut attr = PosixSpawnAttr::init()?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+    )?;
+    attr.set_pgroup(Pid::from_raw(0))?;
+    attr.set_sigmask(&SigSet::empty())?;
+    let defaults: SigSet = [
+        Signal::SIGPIPE,
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGCHLD,
+    ]
+    .into_iter()
+    .collect();
+    attr.set_sigdefault(&defaults)?;
+    let mut argv = vec![CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?];
+    for a in &cmd.args {
+        argv.push(CString::new(a.as_bytes()).map_err(|_| Errno::EINVAL)?);
+    }
+    let pid = posix_spawn(path, &actions, &attr, &argv, &envp(cmd))?;
+    // The parent keeps only the read ends.
+    drop(out_w);
+    drop(err_w);
+    Ok((pid, File::from(out_r), File::from(err_r)))
+}
+
+/// Waits for `pid` (retrying on EINTR) and says how it ended.
+fn wait_for(pid: Pid) -> Exit {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Exit::Code(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Exit::Signal(sig as i32),
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(_) => return Exit::Signal(0),
+        }
+    }
+}
+
 fn run_path(path: &Path, cmd: &Cmd) -> Result<Output, ExecError> {
     let started = Instant::now();
-    let mut command = Command::new(path);
-    command
-        .args(&cmd.args)
-        .env_clear()
-        .envs(BASE_ENV)
-        .envs(cmd.env.iter().map(ExtraEnv::pair))
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = command.spawn().map_err(|error| ExecError::Spawn {
+    let (pid, stdout, stderr) = spawn(path, cmd).map_err(|e| ExecError::Spawn {
         tool: cmd.tool,
-        error,
+        error: e.into(),
     })?;
-    let pgid = Pid::from_raw(child.id() as i32);
+    let pgid = pid;
 
     let (out_tx, out_rx) = mpsc::channel();
-    for (which, pipe) in [
-        (
-            0u8,
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-        (
-            1u8,
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-    ] {
+    for (which, pipe) in [(0u8, stdout), (1u8, stderr)] {
         let tx = out_tx.clone();
         let cap = cmd.output_cap;
         thread::spawn(move || {
-            let result = pipe.map(|p| read_capped(p, cap)).unwrap_or_default();
-            let _ = tx.send((which, result));
+            let _ = tx.send((which, read_capped(pipe, cap)));
         });
     }
     drop(out_tx);
 
     let (status_tx, status_rx) = mpsc::channel();
     thread::spawn(move || {
-        let _ = status_tx.send(child.wait());
+        let _ = status_tx.send(wait_for(pid));
     });
 
     let mut timed_out = false;
-    let status = match status_rx.recv_timeout(cmd.timeout) {
+    let exit = match status_rx.recv_timeout(cmd.timeout) {
         Ok(s) => s,
         Err(_) => {
             timed_out = true;
             match cmd.on_timeout {
                 OnTimeout::Kill => {
                     tracing::warn!(command = %cmd.display(), timeout = ?cmd.timeout, "timed out, killing its process group");
+                    // Sent while the leader is not reaped: the group id
+                    // cannot have been reused.
                     let _ = killpg(pgid, Signal::SIGKILL);
                 }
                 OnTimeout::Wait => {
                     tracing::warn!(command = %cmd.display(), timeout = ?cmd.timeout, "past its time limit; it must not be interrupted, waiting for it");
                 }
             }
-            status_rx
-                .recv()
-                .unwrap_or_else(|_| Err(io::ErrorKind::Other.into()))
+            status_rx.recv().unwrap_or(Exit::Signal(0))
         }
     };
-    let exit = match status {
-        Ok(s) => Exit::from(s),
-        Err(_) => Exit::Signal(0),
-    };
-    // A timed-out group may have left stragglers holding the pipes.
-    if timed_out && cmd.on_timeout == OnTimeout::Kill {
-        let _ = killpg(pgid, Signal::SIGKILL);
-    }
 
     let mut streams: [(Vec<u8>, bool); 2] = Default::default();
     let grace_end = Instant::now() + PIPE_GRACE;
@@ -525,15 +553,48 @@ mod tests {
     }
 
     #[test]
-    fn stdin_is_dev_null_and_cwd_is_root() {
+    fn stdin_is_dev_null() {
         let out = run_program(
             Path::new("/bin/sh"),
-            &["-c", "cat; pwd; readlink /proc/self/fd/0"],
+            &["-c", "cat; readlink /proc/self/fd/0"],
             LONG,
             OnTimeout::Kill,
             OUTPUT_CAP,
         );
-        assert_eq!(out.stdout, "/\n/dev/null\n");
+        assert_eq!(out.stdout, "/dev/null\n");
+    }
+
+    #[test]
+    fn children_start_with_no_blocked_or_ignored_signals() {
+        // The helper blocks SIGTERM/SIGHUP/SIGINT in every thread (they are
+        // waited for in one) and Rust ignores SIGPIPE: none of it may reach
+        // dpkg or a maintainer script. Block them here as main does.
+        let blocked: SigSet = [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT]
+            .into_iter()
+            .collect();
+        let out = std::thread::spawn(move || {
+            blocked.thread_block().unwrap();
+            run_program(
+                Path::new("/bin/sh"),
+                &["-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status"],
+                LONG,
+                OnTimeout::Kill,
+                OUTPUT_CAP,
+            )
+        })
+        .join()
+        .unwrap();
+        let mask = |name: &str| {
+            out.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .expect("the mask")
+        };
+        assert_eq!(mask("SigBlk:"), 0, "{out:?}");
+        // Signals 1–31; glibc keeps its two internal real-time signals
+        // (32, 33) ignored across posix_spawn, which no tool uses.
+        assert_eq!(mask("SigIgn:") & 0x7fff_ffff, 0, "{out:?}");
     }
 
     #[test]

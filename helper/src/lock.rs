@@ -2,8 +2,13 @@
 //! dpkg's `lock-frontend` as a frontend does before running dpkg.
 //!
 //! dpkg, apt and rpm all use POSIX record locks (`fcntl(F_SETLK)`) on whole
-//! files, so that is what we test and take. We never remove or break a lock
-//! file: another program's lock is waited for with a bound, then reported.
+//! files. We test and take open-file-description locks (`F_OFD_*`), which
+//! conflict with those both ways but belong to one open file, not to the
+//! whole process: with classic locks, a `Status` probe that opens and
+//! closes `lock-frontend` would silently drop the lock an `Update` in
+//! another thread holds. (Kernels before 3.15 lack OFD locks: there the
+//! classic calls are used.) We never remove or break a lock file: another
+//! program's lock is waited for with a bound, then reported.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -44,7 +49,14 @@ pub fn probe(path: &Path) -> LockState {
         Err(_) => return LockState::Free,
     };
     let mut fl = whole_file(libc::F_WRLCK);
-    match fcntl(&file, FcntlArg::F_GETLK(&mut fl)) {
+    let asked = match fcntl(&file, FcntlArg::F_OFD_GETLK(&mut fl)) {
+        Err(nix::errno::Errno::EINVAL) => {
+            fl = whole_file(libc::F_WRLCK);
+            fcntl(&file, FcntlArg::F_GETLK(&mut fl))
+        }
+        other => other,
+    };
+    match asked {
         Ok(_) if fl.l_type == libc::F_UNLCK as libc::c_short => LockState::Free,
         Ok(_) => LockState::Held {
             pid: u32::try_from(fl.l_pid).ok().filter(|&p| p > 0),
@@ -93,7 +105,11 @@ pub fn acquire(path: &Path, wait: Duration) -> Result<HeldLock, LockError> {
     let deadline = Instant::now() + wait;
     loop {
         let fl = whole_file(libc::F_WRLCK);
-        match fcntl(&file, FcntlArg::F_SETLK(&fl)) {
+        let taken = match fcntl(&file, FcntlArg::F_OFD_SETLK(&fl)) {
+            Err(nix::errno::Errno::EINVAL) => fcntl(&file, FcntlArg::F_SETLK(&fl)),
+            other => other,
+        };
+        match taken {
             Ok(_) => {
                 return Ok(HeldLock {
                     _file: file,
@@ -164,6 +180,28 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         let held = acquire(&path, Duration::from_secs(5)).expect("free after the holder died");
+        drop(held);
+        assert_eq!(probe(&path), LockState::Free);
+    }
+
+    #[test]
+    fn a_probe_does_not_drop_a_lock_this_process_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock-frontend");
+        let held = acquire(&path, Duration::ZERO).unwrap();
+        // What Status does while Update holds the lock, in another thread.
+        assert!(matches!(probe(&path), LockState::Held { .. }));
+        assert!(matches!(probe(&path), LockState::Held { .. }));
+        // Another process (dpkg, apt) must still find it taken.
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import fcntl,sys\nf=open(sys.argv[1],'a')\ntry:\n fcntl.lockf(f,fcntl.LOCK_EX|fcntl.LOCK_NB)\n print('got it')\nexcept OSError:\n print('held')",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "held");
         drop(held);
         assert_eq!(probe(&path), LockState::Free);
     }

@@ -110,6 +110,8 @@ fn run() -> Result<()> {
     let signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
     signals.thread_block().context("blocking signals")?;
     umask(Mode::from_bits_truncate(0o022));
+    // Children inherit it (posix_spawn cannot change it per child).
+    std::env::set_current_dir("/").context("changing to /")?;
     init_logging();
 
     if !nix::unistd::geteuid().is_root() {

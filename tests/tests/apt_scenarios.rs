@@ -76,7 +76,7 @@ fn update_available_is_checked_then_installed() {
         "{log}"
     );
     assert!(
-        log.contains("dpkg -i --force-confdef --force-confold"),
+        log.contains("dpkg -i --refuse-downgrade --force-confdef --force-confold"),
         "{log}"
     );
     s.finish();

@@ -379,6 +379,22 @@ fn check_dependencies(
     for other in sim.others() {
         problems.push(format!("the update would also change {other}"));
     }
+    // One of ours that is not a target (realtime where it is not
+    // installed, pulled in by a new dependency) is refused too: it is
+    // never installed here, and `dpkg -i` of the client alone would then
+    // stop half-way on the missing dependency.
+    let ours_planned = sim
+        .installs
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain(sim.configures.iter().map(String::as_str));
+    for name in ours_planned {
+        if let Some(p) = Package::from_name(name) {
+            if !targets.iter().any(|(t, _, _)| *t == p) {
+                problems.push(format!("the update would also install {name}"));
+            }
+        }
+    }
     for unmet in &sim.unmet {
         problems.push(format!("unmet dependency: {unmet}"));
     }
@@ -514,8 +530,28 @@ fn install_and_confirm(
 ) -> Result<(), Failure> {
     progress(Step::Install);
     let lock = take_frontend_lock(h)?;
+    // Under the lock, what is installed must still be what the plan was
+    // made for (a person or unattended-upgrades may have run meanwhile).
+    let now = query_installed(h, Step::Install)?;
+    let unchanged = targets.iter().all(|(p, from, _)| {
+        now.get(*p)
+            .filter(|r| r.is_present())
+            .and_then(|r| r.version.as_ref())
+            == Some(from)
+    });
+    if !unchanged {
+        return Err(internal(
+            "the installed packages changed while this update ran (another package operation); nothing was installed, the next run starts over",
+        ));
+    }
     let cmd = Cmd::new(Tool::Dpkg, INSTALL_TIMEOUT)
-        .args(["-i", "--force-confdef", "--force-confold"])
+        // Never a downgrade, whatever happened since the checks.
+        .args([
+            "-i",
+            "--refuse-downgrade",
+            "--force-confdef",
+            "--force-confold",
+        ])
         .args(copies)
         .env(ExtraEnv::DpkgFrontendLocked)
         .never_kill();

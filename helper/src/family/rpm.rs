@@ -459,6 +459,19 @@ fn install_and_confirm(
 ) -> Result<(), Failure> {
     progress(Step::Install);
     wait_for_rpm_lock(h)?;
+    // What is installed must still be what the plan was made for (a person
+    // may have run dnf meanwhile); rpm -U would install a package of ours
+    // that was removed since, and rpm refuses downgrades itself.
+    let now = query_installed(h, Step::Install)?;
+    let unchanged = files.iter().all(|(p, from, _, _)| {
+        now.get(*p)
+            .is_some_and(|r| rpm_version::compare(&r.evr, from) == Ordering::Equal)
+    });
+    if !unchanged {
+        return Err(internal(
+            "the installed packages changed while this update ran (another package operation); nothing was installed, the next run starts over",
+        ));
+    }
     let cmd = Cmd::new(Tool::Rpm, INSTALL_TIMEOUT)
         .arg("-U")
         .args(files.iter().map(|(.., path)| path.clone()))

@@ -454,6 +454,14 @@ pub fn run(
                 confirmed: false,
             });
             save(&opts.state_dir, &st);
+            // A stop asked for while the update ran wins over the re-exec:
+            // the new process would not know of it and run on.
+            if stop_pending(events) {
+                tracing::info!(
+                    "stop requested during the update: exiting instead of re-executing; the next start runs the new binary"
+                );
+                return Ok(());
+            }
             tracing::info!(
                 exe = %opts.relaunch.exe.display(),
                 version = %version,
@@ -472,6 +480,17 @@ pub fn run(
         }
         save(&opts.state_dir, &st);
     }
+}
+
+/// Whether a stop arrived while the daemon was busy (other events are
+/// dropped: a reload is moot when the process is about to be replaced).
+fn stop_pending(events: &Receiver<Event>) -> bool {
+    while let Ok(event) = events.try_recv() {
+        if event == Event::Stop {
+            return true;
+        }
+    }
+    false
 }
 
 fn reload(opts: &Options, config: &mut Config, next: &mut u64, rng: &mut dyn Random) {
@@ -900,5 +919,21 @@ mod tests {
         }
         assert_eq!(at, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
         assert!(!st.restart.unwrap().confirmed);
+    }
+}
+
+#[cfg(test)]
+mod stop_tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_that_arrived_during_an_update_is_seen_before_the_re_exec() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        assert!(!stop_pending(&rx));
+        tx.send(Event::Reload).unwrap();
+        assert!(!stop_pending(&rx));
+        tx.send(Event::Reload).unwrap();
+        tx.send(Event::Stop).unwrap();
+        assert!(stop_pending(&rx));
     }
 }

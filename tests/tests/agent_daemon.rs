@@ -501,6 +501,15 @@ fn a_missing_helper_is_logged_and_retried_with_back_off() {
         d.log(),
         s.u.helper_log()
     );
+    // Stop it once the re-executed process runs (its signals are set up
+    // before it logs its start), not in the instant of the exec itself.
+    assert!(
+        wait_until(Duration::from_secs(30), || d
+            .log()
+            .contains("resumed_after_update=true")),
+        "{}",
+        d.log()
+    );
     assert_eq!(d.stop(), Some(0));
     s.finish();
 }

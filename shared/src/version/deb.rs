@@ -125,23 +125,12 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator (xorshift), so the comparison with
-    /// dpkg is reproducible without a randomness crate.
-    struct Gen(u64);
+    use super::super::testgen::Gen;
+
     impl Gen {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            let n = items.len() as u64;
-            items.get((self.next() % n) as usize).copied().unwrap_or("")
-        }
         /// A valid dpkg version: epoch optional, upstream starting with a
         /// digit, revision optional (upstream may then contain '-').
-        fn version(&mut self) -> String {
+        fn deb_version(&mut self) -> String {
             let pieces = [
                 "0", "1", "2", "9", "10", "01", "a", "b", "z", "A", "~", "+", ".", "~~", "rc",
                 "~rc1",
@@ -216,13 +205,13 @@ done"#;
         let mut gen = Gen(0x9e37_79b9_7f4a_7c15);
         let pairs: Vec<(String, String)> = (0..3000)
             .map(|i| {
-                let a = gen.version();
+                let a = gen.deb_version();
                 // Every fifth pair compares near-equal versions, where the
                 // subtle rules (leading zeros, empty revision) live.
                 let b = if i % 5 == 0 {
                     format!("{a}0")
                 } else {
-                    gen.version()
+                    gen.deb_version()
                 };
                 (a, b)
             })

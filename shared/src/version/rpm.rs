@@ -191,25 +191,14 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator (xorshift), so the comparison with
-    /// rpm is reproducible without a randomness crate.
-    struct Gen(u64);
+    use super::super::testgen::Gen;
+
     impl Gen {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            let n = items.len() as u64;
-            items.get((self.next() % n) as usize).copied().unwrap_or("")
-        }
         /// A version [`Evr::parse`] accepts (starting with a letter or
         /// digit): epoch optional, release usually present, pieces where
         /// rpm's subtle rules live (`~`,
         /// `^`, leading zeros, letters against digits, separators).
-        fn version(&mut self) -> String {
+        fn rpm_version(&mut self) -> String {
             let pieces = [
                 "0",
                 "1",
@@ -294,7 +283,7 @@ mod tests {
         let mut gen = Gen(0x2545_f491_4f6c_dd1d);
         let pairs: Vec<(String, String)> = (0..4000)
             .map(|i| {
-                let a = gen.version();
+                let a = gen.rpm_version();
                 // Near-equal pairs, where leading zeros, `~`, `^` and
                 // trailing separators decide.
                 let b = match i % 7 {
@@ -302,7 +291,7 @@ mod tests {
                     1 => format!("{a}~"),
                     2 => format!("{a}^"),
                     3 => format!("{a}."),
-                    _ => gen.version(),
+                    _ => gen.rpm_version(),
                 };
                 (a, b)
             })

@@ -77,8 +77,8 @@ pub fn check_root_dir(dir: &Path) -> Result<(), FileError> {
         }
         let m = fs::symlink_metadata(p).map_err(io_err("inspect", p))?;
         if m.file_type().is_symlink() {
-            // Only a merged-/usr style link at the top is acceptable;
-            // below a path apt or we chose, a link is refused.
+            // Any link on the way is refused: whoever can change where it
+            // points would choose the directory we read packages from.
             return Err(unsafe_dir(p, "is a symbolic link"));
         }
         if !m.is_dir() {
@@ -279,26 +279,6 @@ pub fn copy_verified(
         sha256: hasher.finish(),
         size,
     })
-}
-
-/// Removes `dir/name` if it is a regular file or a symlink (never follows).
-pub fn remove_if_present(dir: &Path, name: &str) -> Result<(), FileError> {
-    let p = dir.join(name);
-    match fs::symlink_metadata(&p) {
-        Ok(m) if m.is_file() || m.file_type().is_symlink() => {
-            fs::remove_file(&p).map_err(io_err("remove", &p))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Opens a file for reading without following links (for tests and the
-/// rpm family's directory listing).
-pub fn open_nofollow(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
-        .open(path)
 }
 
 #[cfg(test)]

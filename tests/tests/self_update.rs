@@ -35,7 +35,9 @@ use patchman_tests::sandbox::el::{ElRelease, ElSandbox};
 use patchman_tests::sandbox::rpm::{export_armored, host_rpm_command, sign_rpms};
 use patchman_tests::sandbox::rpm_repo::build_rpm_repo;
 use patchman_tests::sandbox::{HttpServer, SourceFormat};
-use patchman_tests::{cmd, el_fixture, host_package_state, profile_dir, workspace_bin, Sandbox};
+use patchman_tests::{
+    cmd, el_fixture, host_package_state, packages, profile_dir, workspace_bin, Sandbox,
+};
 
 const PACKAGE: &str = "patchman-client";
 /// The installed version, and the one the repository offers.
@@ -60,10 +62,10 @@ enum Family {
 }
 
 impl Family {
-    fn build_flag(self) -> &'static str {
+    fn format(self) -> packages::Format {
         match self {
-            Family::Apt => "--deb",
-            Family::Dnf => "--rpm",
+            Family::Apt => packages::Format::Deb,
+            Family::Dnf => packages::Format::Rpm,
         }
     }
 
@@ -92,13 +94,8 @@ fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// `deploy/package/build.sh` of this workspace.
-fn build_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/package/build.sh")
-}
-
-/// Builds the `.deb` or `.rpm` of each version (one build.sh each, in
-/// parallel) from the binaries the tests use; returns their paths.
+/// Builds the `.deb` or `.rpm` of each version from the binaries the tests
+/// use; returns their paths.
 fn build_packages(family: Family, versions: &[&str], out: &Path) -> Vec<PathBuf> {
     let agent = workspace_bin("patchman-agent");
     let bin_dir = agent.parent().unwrap().to_path_buf();
@@ -107,44 +104,7 @@ fn build_packages(family: Family, versions: &[&str], out: &Path) -> Vec<PathBuf>
         Some(bin_dir.as_path()),
         "patchman-helper and patchman-agent are not built into the same directory"
     );
-    let children: Vec<(Child, String)> = versions
-        .iter()
-        .map(|v| {
-            let mut c = Command::new("sh");
-            c.arg(build_script())
-                .arg("--bin-dir")
-                .arg(&bin_dir)
-                .arg(family.build_flag())
-                // The tests' unoptimised binaries are large: xz takes ~10x longer.
-                .args(["--compress", "gzip", v])
-                .arg(out.join(v))
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let child = c
-                .spawn()
-                .unwrap_or_else(|e| panic!("{}: {e}", cmd::describe(&c)));
-            (child, cmd::describe(&c))
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|(child, argv)| {
-            let output = child.wait_with_output().unwrap();
-            assert!(
-                output.status.success(),
-                "`{argv}` failed:\n{}",
-                text(&output)
-            );
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let mut files = stdout.lines().map(PathBuf::from);
-            let file = files
-                .next()
-                .unwrap_or_else(|| panic!("`{argv}` printed no package"));
-            assert!(file.is_file(), "{}", file.display());
-            file
-        })
-        .collect()
+    packages::build_packages(&bin_dir, family.format(), versions, out).unwrap()
 }
 
 /// The helper as systemd's socket would run it: started again (here at

@@ -37,7 +37,18 @@ impl Updater {
         format: SourceFormat,
         installed: &[&Path],
     ) -> Result<Updater> {
-        let sandbox = Sandbox::new()?;
+        Self::in_sandbox(Sandbox::new()?, repos_root, repo, format, installed)
+    }
+
+    /// [`new`](Self::new) in a sandbox the caller made (e.g.
+    /// [`Sandbox::with_host_indexes`]).
+    pub fn in_sandbox(
+        sandbox: Sandbox,
+        repos_root: &Path,
+        repo: &AptRepo,
+        format: SourceFormat,
+        installed: &[&Path],
+    ) -> Result<Updater> {
         let http = HttpServer::start(repos_root)?;
         sandbox.add_system_user(AGENT_USER)?;
         sandbox.add_apt_repo("patchman", repo, &http.url(), format)?;
@@ -128,6 +139,12 @@ impl Updater {
             std::thread::sleep(Duration::from_millis(25));
         }
         Ok(())
+    }
+
+    /// The helper's pid (this process's child: `nsenter` execs it), while
+    /// it has not been waited for.
+    pub fn helper_pid(&self) -> Option<u32> {
+        self.helper.as_ref().map(Child::id)
     }
 
     /// What the helper logged so far.

@@ -1,21 +1,40 @@
 //! `cargo run --release -p patchman-tests --bin bench [-- RUNS [WINDOW]]`
-//! (as root):
+//! (as root, after `apt-get update` on the host):
 //! the benchmark. Prints figures; asserts nothing.
 //!
-//! * The whole update through agent and helper (`patchman-agent update`,
+//! Two setups for apt, side by side:
+//! * "only the patchman index": a sandbox whose apt sees only the patchman
+//!   source (the host's sources, lists and caches hidden);
+//! * "the host's own indexes": a sandbox that keeps the host's sources,
+//!   lists and binary caches, as a real server's apt has them. The vendor's
+//!   steps 3 and 4 are unrestricted, so there they parse every index the
+//!   server has. Fails if the host has no indexes.
+//!
+//! In each:
+//! * the whole update through agent and helper (`patchman-agent update`,
 //!   every check included) against the bare vendor command sequence run by
-//!   a shell script, in the same kind of sandbox, against the same
-//!   repository: median wall time of each over RUNS fresh sandboxes (default
-//!   7), and their ratio.
-//! * The same on dnf (an AlmaLinux 8 sandbox, the vendor's dnf sequence).
-//! * The same update by Debian's `unattended-upgrades`, configured to
-//!   upgrade only `patchman-client` from that repository (`apt-get update`
-//!   plus `unattended-upgrade`, as its timer would run them); installed
-//!   inside the sandbox from the .debs `apt-get download` fetches.
-//! * The helper's cold start to `Welcome` (median of RUNS), and its RSS
-//!   while serving.
-//! * The agent daemon (`run`) idle between checks: RSS, and context
-//!   switches of all its threads over WINDOW seconds (default 60).
+//!   a shell script, same sandbox, same repository, 1.7.0-1 → 1.7.1-1 in a
+//!   fresh sandbox per run;
+//! * the up-to-date check (`patchman-agent check`, 1.7.1-1 installed and the
+//!   newest) against the vendor's steps 1–3, as a host runs it every few
+//!   hours: the second check in the same sandbox (the first, which fetches
+//!   the index for the first time, is printed too);
+//! * per update and per check, the wall time and the CPU seconds (user +
+//!   sys) of every process involved: the agent, the helper from its start to
+//!   its exit, and every process they ran, or the shell and every process it
+//!   ran. Measured as the change in `getrusage(RUSAGE_CHILDREN)` of this
+//!   process: each of those is a descendant that is waited for before the
+//!   figure is read (the helper is stopped with SIGTERM after a check). The
+//!   HTTP server answering on 127.0.0.1 (threads of this process) is the
+//!   repository's side and is not counted.
+//!
+//! Then, as before: the dnf family (an AlmaLinux 8 sandbox, the vendor's dnf
+//! sequence); Debian's `unattended-upgrades` limited to `patchman-client`
+//! (`apt-get update` plus `unattended-upgrade`, as its timer runs them), in
+//! the first setup; the helper's cold start to `Welcome` and its RSS; the
+//! agent daemon (`run`) idle between checks: RSS, and context switches of
+//! all its threads over WINDOW seconds (default 60). Medians over RUNS
+//! (default 7).
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
@@ -23,19 +42,25 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use nix::sys::resource::{getrusage, UsageWho};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use patchman_tests::sandbox::apt_repo::SourceFormat;
 use patchman_tests::sandbox::fixture::CLIENT;
 use patchman_tests::updater::Updater;
-use patchman_tests::{apt_fixture, workspace_bin};
+use patchman_tests::{apt_fixture, workspace_bin, Sandbox};
 
-/// The vendor's sequence for one package, as a person would script it
-/// (DESIGN.md's apt steps 1–7 without our hardening; `-y` because stdin is
-/// not a terminal).
-const BARE_SEQUENCE: &str = r#"set -e
+/// The vendor's apt steps 1–3 (DESIGN.md, without our hardening): whether
+/// 1.7.1-1 is the candidate.
+const BARE_CHECK: &str = r#"set -e
 apt-config dump >/dev/null
 apt-get update -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/patchman.list -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 >/dev/null 2>&1
 apt-cache policy patchman-client | grep -q 'Candidate: 1.7.1-1'
-apt-get -y -d install patchman-client >/dev/null 2>&1
+"#;
+
+/// The rest of the vendor's sequence for one package, steps 4–7, as a
+/// person would script it (`-y` because stdin is not a terminal).
+const BARE_INSTALL: &str = r#"apt-get -y -d install patchman-client >/dev/null 2>&1
 f=/var/cache/apt/archives/patchman-client_1.7.1-1_all.deb
 test -f "$f"
 dpkg -i "$f" >/dev/null
@@ -61,34 +86,83 @@ fn fresh_el() -> Result<Updater> {
     )
 }
 
-fn dnf_ours_once() -> Result<Duration> {
+fn dnf_ours_once() -> Result<Sample> {
     use patchman_tests::sandbox::el::ElSandbox;
     let mut u = fresh_el()?;
-    u.start_helper()?;
-    let t = Instant::now();
-    let out = u.agent(&["update"])?;
-    let took = t.elapsed();
+    let (out, sample) = agent_measured(&mut u, "update")?;
     if !out.status.success() || u.sandbox.rpm_query(CLIENT)?.as_deref() != Some("1.7.1-1") {
         bail!(
             "our dnf update failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(took)
+    Ok(sample)
 }
 
-fn dnf_bare_once() -> Result<Duration> {
+fn dnf_bare_once() -> Result<Sample> {
     let u = fresh_el()?;
+    shell_measured(&u.sandbox, BARE_DNF_SEQUENCE, "the bare dnf sequence")
+}
+
+/// One measurement: wall time, and CPU (user + sys) of every process
+/// involved.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// User + sys of every descendant of this process waited for so far.
+fn children_cpu() -> Result<Duration> {
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage")?;
+    let micros = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(u64::try_from(t.tv_sec()).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
+    };
+    Ok(micros(usage.user_time()) + micros(usage.system_time()))
+}
+
+/// `patchman-agent <command>` against a helper started for it: wall time of
+/// the agent, CPU of the agent and of the helper from its start to its exit
+/// (it exits by itself after a changing update, else on SIGTERM), their
+/// children included.
+fn agent_measured(u: &mut Updater, command: &str) -> Result<(std::process::Output, Sample)> {
+    let cpu0 = children_cpu()?;
+    u.start_helper()?;
     let t = Instant::now();
-    let out = u.sandbox.run_unchecked(&["sh", "-c", BARE_DNF_SEQUENCE])?;
-    let took = t.elapsed();
-    if !out.status.success() {
-        bail!(
-            "the bare dnf sequence failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let out = u.agent(&[command])?;
+    let wall = t.elapsed();
+    stop_helper(u)?;
+    let cpu = children_cpu()? - cpu0;
+    Ok((out, Sample { wall, cpu }))
+}
+
+/// Waits for the helper to exit (SIGTERM unless it is leaving already) and
+/// reaps it, so its CPU is in `RUSAGE_CHILDREN`.
+fn stop_helper(u: &mut Updater) -> Result<()> {
+    if u.helper_exited_within(Duration::from_millis(500)) {
+        return Ok(());
     }
-    Ok(took)
+    let pid = u.helper_pid().context("the helper's pid")?;
+    kill(Pid::from_raw(i32::try_from(pid)?), Signal::SIGTERM).context("SIGTERM to the helper")?;
+    if !u.helper_exited_within(Duration::from_secs(20)) {
+        bail!("the helper did not exit on SIGTERM:\n{}", u.helper_log());
+    }
+    Ok(())
+}
+
+/// `sh -c script` inside: wall time, and CPU of the shell and everything
+/// it ran.
+fn shell_measured(sandbox: &Sandbox, script: &str, what: &str) -> Result<Sample> {
+    let cpu0 = children_cpu()?;
+    let t = Instant::now();
+    let out = sandbox.run_unchecked(&["sh", "-c", script])?;
+    let wall = t.elapsed();
+    let cpu = children_cpu()? - cpu0;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(Sample { wall, cpu })
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -133,27 +207,21 @@ Unattended-Upgrade::OnlyOnACPower "false";
 Unattended-Upgrade::Skip-Updates-On-Metered-Connections "false";
 "#;
 
-fn uu_once(debs: &[std::path::PathBuf]) -> Result<Duration> {
-    let u = fresh()?;
+fn uu_once(debs: &[std::path::PathBuf]) -> Result<Sample> {
+    let u = fresh(Setup::PatchmanOnly, "1.7.0-1")?;
     let refs: Vec<&std::path::Path> = debs.iter().map(|p| p.as_path()).collect();
     u.sandbox.install_debs(&refs)?;
     u.sandbox
         .write_file("/etc/apt/apt.conf.d/51patchman-bench", UU_CONF)?;
-    let t = Instant::now();
-    let out = u.sandbox.run_unchecked(&[
-        "sh",
-        "-c",
+    let sample = shell_measured(
+        &u.sandbox,
         "apt-get update -q >/dev/null 2>&1 && unattended-upgrade",
-    ])?;
-    let took = t.elapsed();
-    if !out.status.success() || u.installed(CLIENT)?.as_deref() != Some("1.7.1-1") {
-        bail!(
-            "unattended-upgrade did not update: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        "unattended-upgrade",
+    )?;
+    if u.installed(CLIENT)?.as_deref() != Some("1.7.1-1") {
+        bail!("unattended-upgrade did not update patchman-client");
     }
-    Ok(took)
+    Ok(sample)
 }
 
 /// Context switches (voluntary + involuntary) of every thread of `pid`.
@@ -175,7 +243,7 @@ fn context_switches(pid: u32) -> Result<u64> {
 
 /// The agent daemon between checks: (RSS KiB, context switches in window).
 fn agent_idle(window: Duration) -> Result<(u64, u64)> {
-    let mut u = fresh()?;
+    let mut u = fresh(Setup::PatchmanOnly, "1.7.0-1")?;
     u.start_helper()?;
     u.configure("interval = 6h\njitter = 1h\n")?;
     u.sandbox.run(&[
@@ -211,43 +279,184 @@ fn agent_idle(window: Duration) -> Result<(u64, u64)> {
     Ok((rss, after - before))
 }
 
-fn fresh() -> Result<Updater> {
+/// What apt in the sandbox sees besides the patchman source.
+#[derive(Clone, Copy, PartialEq)]
+enum Setup {
+    PatchmanOnly,
+    HostIndexes,
+}
+
+impl Setup {
+    fn name(self) -> &'static str {
+        match self {
+            Setup::PatchmanOnly => "only the patchman index",
+            Setup::HostIndexes => "the host's own indexes",
+        }
+    }
+}
+
+/// The host's apt indexes (`*_Packages*` in `/var/lib/apt/lists`): their
+/// number and the age of the newest, or an error saying what to do.
+fn host_indexes() -> Result<(usize, Duration)> {
+    let mut count = 0;
+    let mut newest = None;
+    for entry in std::fs::read_dir("/var/lib/apt/lists").context("/var/lib/apt/lists")? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().contains("_Packages") {
+            count += 1;
+            let modified = entry.metadata()?.modified()?;
+            newest = newest.max(Some(modified));
+        }
+    }
+    match newest {
+        Some(t) if count > 0 => Ok((count, t.elapsed().unwrap_or_default())),
+        _ => bail!(
+            "the host has no apt indexes (no *_Packages in /var/lib/apt/lists): \
+             run `apt-get update` on the host first; the second setup measures \
+             what a server with its standard indexes sees"
+        ),
+    }
+}
+
+fn fresh(setup: Setup, installed: &str) -> Result<Updater> {
     let fx = apt_fixture();
-    Updater::new(
+    let sandbox = match setup {
+        Setup::PatchmanOnly => Sandbox::new()?,
+        Setup::HostIndexes => Sandbox::with_host_indexes()?,
+    };
+    Updater::in_sandbox(
+        sandbox,
         &fx.repos_root,
         &fx.patchman,
         SourceFormat::List,
-        &[fx.client("1.7.0-1")],
+        &[fx.client(installed)],
     )
 }
 
-fn ours_once() -> Result<Duration> {
-    let mut u = fresh()?;
-    u.start_helper()?;
-    let t = Instant::now();
-    let out = u.agent(&["update"])?;
-    let took = t.elapsed();
+fn ours_once(setup: Setup) -> Result<Sample> {
+    let mut u = fresh(setup, "1.7.0-1")?;
+    let (out, sample) = agent_measured(&mut u, "update")?;
     if !out.status.success() || u.installed(CLIENT)?.as_deref() != Some("1.7.1-1") {
         bail!(
             "our update failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(took)
+    Ok(sample)
 }
 
-fn bare_once() -> Result<Duration> {
-    let u = fresh()?;
-    let t = Instant::now();
-    let out = u.sandbox.run_unchecked(&["sh", "-c", BARE_SEQUENCE])?;
-    let took = t.elapsed();
-    if !out.status.success() {
-        bail!(
-            "the bare sequence failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+fn bare_once(setup: Setup) -> Result<Sample> {
+    let u = fresh(setup, "1.7.0-1")?;
+    let sample = shell_measured(
+        &u.sandbox,
+        &format!("{BARE_CHECK}{BARE_INSTALL}"),
+        "the bare sequence",
+    )?;
+    Ok(sample)
+}
+
+/// Two up-to-date checks by the agent in one sandbox: (first, second).
+fn ours_check_once(setup: Setup) -> Result<(Sample, Sample)> {
+    let mut u = fresh(setup, "1.7.1-1")?;
+    let mut check = || -> Result<Sample> {
+        let (out, sample) = agent_measured(&mut u, "check")?;
+        if out.status.code() != Some(0) {
+            bail!(
+                "our check did not say up to date ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(sample)
+    };
+    Ok((check()?, check()?))
+}
+
+/// The vendor's steps 1–3 twice in one sandbox: (first, second).
+fn bare_check_once(setup: Setup) -> Result<(Sample, Sample)> {
+    let u = fresh(setup, "1.7.1-1")?;
+    let first = shell_measured(&u.sandbox, BARE_CHECK, "the vendor's steps 1-3")?;
+    let second = shell_measured(&u.sandbox, BARE_CHECK, "the vendor's steps 1-3")?;
+    Ok((first, second))
+}
+
+/// Runs `a` and `b` `runs` times, alternating which goes first so drift in
+/// the machine's load hits both alike.
+fn alternate<T>(
+    runs: usize,
+    mut a: impl FnMut() -> Result<T>,
+    mut b: impl FnMut() -> Result<T>,
+) -> Result<(Vec<T>, Vec<T>)> {
+    let (mut va, mut vb) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        if i % 2 == 0 {
+            va.push(a()?);
+            vb.push(b()?);
+        } else {
+            vb.push(b()?);
+            va.push(a()?);
+        }
     }
-    Ok(took)
+    Ok((va, vb))
+}
+
+/// Medians of a series: (wall, cpu).
+fn medians(v: &[Sample]) -> (Duration, Duration) {
+    (
+        median(v.iter().map(|s| s.wall).collect()),
+        median(v.iter().map(|s| s.cpu).collect()),
+    )
+}
+
+/// One line: median wall and CPU, and every run's wall time; returns the
+/// medians.
+fn report(out: &mut impl Write, label: &str, v: &[Sample]) -> Result<(Duration, Duration)> {
+    let (wall, cpu) = medians(v);
+    writeln!(
+        out,
+        "{label}: median {:.1} ms, CPU {:.3} s  (runs, ms: {}; CPU, s: {})",
+        ms(wall),
+        cpu.as_secs_f64(),
+        list(&v.iter().map(|s| s.wall).collect::<Vec<_>>()),
+        v.iter()
+            .map(|s| format!("{:.3}", s.cpu.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    Ok((wall, cpu))
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+/// The apt figures of one setup: the update and the up-to-date check, ours
+/// against the vendor's; returns the median wall time of our update.
+fn apt_setup(out: &mut impl Write, setup: Setup, runs: usize) -> Result<Duration> {
+    writeln!(out, "\n[apt, {}]", setup.name())?;
+    let (ours, bare) = alternate(runs, || ours_once(setup), || bare_once(setup))?;
+    let (mo, co) = report(out, "update, agent+helper (all checks)", &ours)?;
+    let (mb, cb) = report(out, "update, vendor sequence (sh)", &bare)?;
+    writeln!(
+        out,
+        "update ratio agent+helper / vendor: wall {:.2}, CPU {:.2}",
+        ratio(mo, mb),
+        ratio(co, cb)
+    )?;
+    let (ours, bare) = alternate(runs, || ours_check_once(setup), || bare_check_once(setup))?;
+    let first = |v: &[(Sample, Sample)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+    let second = |v: &[(Sample, Sample)]| v.iter().map(|p| p.1).collect::<Vec<_>>();
+    report(out, "first check, agent+helper", &first(&ours))?;
+    report(out, "first check, vendor steps 1-3", &first(&bare))?;
+    let (wo, ko) = report(out, "up-to-date check, agent+helper", &second(&ours))?;
+    let (wb, kb) = report(out, "up-to-date check, vendor steps 1-3", &second(&bare))?;
+    writeln!(
+        out,
+        "up-to-date check ratio agent+helper / vendor: wall {:.2}, CPU {:.2}",
+        ratio(wo, wb),
+        ratio(ko, kb)
+    )?;
+    Ok(mo)
 }
 
 /// Spawn to `Welcome`: how long a socket-activated helper makes the first
@@ -327,90 +536,49 @@ fn main() -> Result<()> {
     if runs == 0 {
         bail!("RUNS must be at least 1");
     }
+    let (indexes, age) = host_indexes()?;
     let _ = apt_fixture();
     let mut out = std::io::stdout();
     writeln!(
         out,
-        "benchmark: {runs} runs each, fresh sandbox per run, alternating"
+        "benchmark: {runs} runs each, fresh sandbox per run, alternating; \
+         the host has {indexes} Packages indexes, the newest {} min old",
+        age.as_secs() / 60
     )?;
-    let (mut ours, mut bare) = (Vec::new(), Vec::new());
-    for i in 0..runs {
-        // Alternate so drift in the machine's load hits both alike.
-        if i % 2 == 0 {
-            ours.push(ours_once()?);
-            bare.push(bare_once()?);
-        } else {
-            bare.push(bare_once()?);
-            ours.push(ours_once()?);
-        }
-    }
-    let (mo, mb) = (median(ours.clone()), median(bare.clone()));
-    writeln!(
-        out,
-        "apt update, agent+helper (all checks): median {:.1} ms  (runs: {})",
-        ms(mo),
-        list(&ours)
-    )?;
-    writeln!(
-        out,
-        "apt update, bare vendor sequence (sh): median {:.1} ms  (runs: {})",
-        ms(mb),
-        list(&bare)
-    )?;
-    writeln!(
-        out,
-        "ratio agent+helper / bare: {:.2}",
-        mo.as_secs_f64() / mb.as_secs_f64()
-    )?;
+    let mo = apt_setup(&mut out, Setup::PatchmanOnly, runs)?;
+    apt_setup(&mut out, Setup::HostIndexes, runs)?;
 
+    writeln!(out, "\n[dnf, only the patchman repository]")?;
     let _ = patchman_tests::el_fixture();
-    let (mut dours, mut dbare) = (Vec::new(), Vec::new());
-    for i in 0..runs {
-        if i % 2 == 0 {
-            dours.push(dnf_ours_once()?);
-            dbare.push(dnf_bare_once()?);
-        } else {
-            dbare.push(dnf_bare_once()?);
-            dours.push(dnf_ours_once()?);
-        }
-    }
-    let (mdo, mdb) = (median(dours.clone()), median(dbare.clone()));
+    let (dours, dbare) = alternate(runs, dnf_ours_once, dnf_bare_once)?;
+    let (mdo, cdo) = report(&mut out, "update, agent+helper (all checks)", &dours)?;
+    let (mdb, cdb) = report(&mut out, "update, vendor sequence (sh)", &dbare)?;
     writeln!(
         out,
-        "dnf update, agent+helper (all checks): median {:.1} ms  (runs: {})",
-        ms(mdo),
-        list(&dours)
-    )?;
-    writeln!(
-        out,
-        "dnf update, bare vendor sequence (sh): median {:.1} ms  (runs: {})",
-        ms(mdb),
-        list(&dbare)
-    )?;
-    writeln!(
-        out,
-        "ratio agent+helper / bare (dnf): {:.2}",
-        mdo.as_secs_f64() / mdb.as_secs_f64()
+        "update ratio agent+helper / vendor: wall {:.2}, CPU {:.2}",
+        ratio(mdo, mdb),
+        ratio(cdo, cdb)
     )?;
 
+    writeln!(out, "\n[apt, unattended-upgrades, only the patchman index]")?;
     let dir = tempfile::tempdir()?;
     let debs = unattended_upgrades_debs(dir.path())?;
     let mut uu = Vec::new();
     for _ in 0..runs {
         uu.push(uu_once(&debs)?);
     }
-    let mu = median(uu.clone());
-    writeln!(
-        out,
-        "apt update, unattended-upgrades (apt-get update + unattended-upgrade): median {:.1} ms  (runs: {})",
-        ms(mu),
-        list(&uu)
+    let (mu, _) = report(
+        &mut out,
+        "update, unattended-upgrades (apt-get update + unattended-upgrade)",
+        &uu,
     )?;
     writeln!(
         out,
         "ratio agent+helper / unattended-upgrades: {:.2}",
-        mo.as_secs_f64() / mu.as_secs_f64()
+        ratio(mo, mu)
     )?;
+
+    writeln!(out, "\n[helper and agent]")?;
 
     let mut starts = Vec::new();
     let mut rss = 0;

@@ -54,6 +54,13 @@ find /var/lib/apt/lists -maxdepth 1 -type f ! -name lock -delete
 rm -f /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*
 "#;
 
+/// [`SETUP_SCRIPT`] for [`Sandbox::with_host_indexes`]: the host's sources,
+/// lists and binary caches stay, as on a real server.
+const HOST_INDEXES_SETUP_SCRIPT: &str = r#"set -e
+rm -f /etc/apt/apt.conf.d/docker-clean
+mkdir -p /var/lib/apt/lists/partial /etc/apt/keyrings /var/cache/apt/archives/partial
+"#;
+
 /// A private mount namespace whose package state is a throwaway overlay of
 /// the host's; see the module documentation.
 #[derive(Debug)]
@@ -75,18 +82,33 @@ impl Sandbox {
     /// Fails with a clear message without root, without the `sandbox-init`
     /// binary, or without `nsenter`.
     pub fn new() -> Result<Sandbox> {
+        Self::start(&Self::build_dir_binds(), SETUP_SCRIPT)
+    }
+
+    /// Like [`new`](Self::new), but apt inside keeps the host's sources,
+    /// lists and binary caches (what a server's apt sees; the benchmark's
+    /// second setup). Commands that fetch then reach the host's sources.
+    pub fn with_host_indexes() -> Result<Sandbox> {
+        Self::start(&Self::build_dir_binds(), HOST_INDEXES_SETUP_SCRIPT)
+    }
+
+    fn build_dir_binds() -> Vec<PathBuf> {
         let mut binds = Vec::new();
         if let Some(dir) = crate::profile_dir().and_then(|d| d.canonicalize().ok()) {
             if dir.starts_with("/tmp") || dir.starts_with("/run") {
                 binds.push(dir);
             }
         }
-        Self::with_binds(&binds)
+        binds
     }
 
     /// Starts a sandbox with these host paths bound read-only at the same
     /// paths inside (and nothing else bound).
     pub fn with_binds(binds: &[PathBuf]) -> Result<Sandbox> {
+        Self::start(binds, SETUP_SCRIPT)
+    }
+
+    fn start(binds: &[PathBuf], setup: &str) -> Result<Sandbox> {
         if !nix::unistd::geteuid().is_root() {
             bail!(
                 "the sandbox needs root: it mounts overlayfs and tmpfs in a private \
@@ -152,7 +174,7 @@ impl Sandbox {
         // Only now: Drop kills every process of this namespace.
         sandbox.mount_ns = mount_ns;
         sandbox
-            .run(&["sh", "-c", SETUP_SCRIPT])
+            .run(&["sh", "-c", setup])
             .context("preparing apt inside the sandbox")?;
         Ok(sandbox)
     }

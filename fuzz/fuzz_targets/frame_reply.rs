@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
+use patchman_helper::patchman_shared;
 
 fuzz_target!(|data: &[u8]| {
     let _ =

@@ -23,6 +23,9 @@ use patchman_shared::Family;
 
 pub use config::Config;
 pub use exec::Programs;
+/// For the fuzz targets, a workspace of their own that reaches the protocol
+/// crate through the helper.
+pub use patchman_shared;
 pub use server::Limits;
 
 /// This helper's version, reported in `Welcome` and `Status`.

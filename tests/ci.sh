@@ -80,16 +80,18 @@ advisory_db_from_bundle() {
 online=0
 timeout 60 cargo deny --locked check advisories 2>deny-advisories.log || online=$?
 if [ "$online" -eq 0 ]; then
+    rm -f deny-advisories.log
     echo "advisories ok (database fetched online)"
 elif [ "$online" -eq 124 ] || grep -q "failed to fetch advisory database" deny-advisories.log; then
+    rm -f deny-advisories.log
     echo "advisory database not fetched online; checking against the offline snapshot"
     advisory_db_from_bundle
     cargo deny --locked --offline check advisories
 else
     cat deny-advisories.log >&2
+    rm -f deny-advisories.log
     exit 1
 fi
-rm -f deny-advisories.log
 
 step "build (release: the interface; debug: what the tests run)"
 cargo build --release --workspace --locked

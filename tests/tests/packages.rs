@@ -15,7 +15,13 @@
 //!   bullseye tree (`tests/rootfs.sh bullseye`), in a private mount
 //!   namespace, so the cached tree is never written; and the debug build of
 //!   this workspace (linked against the build host's glibc 2.36) does not,
-//!   which shows the chroot really runs bullseye's glibc.
+//!   which shows the chroot really runs bullseye's glibc;
+//! * the `.rpm`'s `%pre` refuses an existing login account `patchman` (uid
+//!   1000, outside SYS_UID_MIN..SYS_UID_MAX) and keeps or creates a system
+//!   one (`rpm -i` in a bullseye chroot over an overlay); its `%post`
+//!   presets the units (`%systemd_post`) and relabels `/var/lib/patchman`
+//!   itself but not the tree under it, `/var/cache/patchman-helper` and
+//!   `/run/patchman` (`rpm -qp --scripts`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -248,59 +254,82 @@ fn rpm_requires_nothing_above_glibc_2_17() {
     );
 }
 
-/// Runs each of `bins` with each of `args` in a chroot over an overlay of
-/// the cached bullseye tree, in a private mount namespace (so the overlay
-/// vanishes with the process and the cached tree is never written). The
-/// binaries are placed in the overlay's upper layer under `/opt/check/<n>/`.
-/// Returns one output per (binary, args), in order, and bullseye's
-/// `ldd --version` first line.
-fn run_on_bullseye(bins: &[&Path], args: &[&str]) -> Result<(String, Vec<Output>)> {
-    let rootfs = cmd::stdout(
-        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs.sh")).arg("bullseye"),
-    )?;
-    let rootfs = PathBuf::from(rootfs.trim());
-    ensure!(
-        rootfs.join("usr/bin/apt-get").is_file(),
-        "{} is not a Debian tree",
-        rootfs.display()
-    );
-    let scratch = tempfile::Builder::new()
-        .prefix("patchman-bullseye-")
-        .tempdir()?;
-    let (upper, work, merged) = (
-        scratch.path().join("upper"),
-        scratch.path().join("work"),
-        scratch.path().join("merged"),
-    );
-    for d in [&upper, &work, &merged] {
-        fs::create_dir(d)?;
+/// A chroot over an overlay of a cached Debian tree (`tests/rootfs.sh
+/// SUITE`): every command mounts the overlay in a fresh private mount
+/// namespace and chroots into it, so the cached tree is only ever a lower
+/// layer; what commands change stays in the upper layer, seen by the next
+/// command, and goes with the scratch directory.
+struct OverlayRoot {
+    scratch: tempfile::TempDir,
+    rootfs: PathBuf,
+}
+
+impl OverlayRoot {
+    fn new(suite: &str) -> Result<OverlayRoot> {
+        let rootfs = cmd::stdout(
+            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs.sh")).arg(suite),
+        )?;
+        let rootfs = PathBuf::from(rootfs.trim());
+        ensure!(
+            rootfs.join("usr/bin/apt-get").is_file(),
+            "{} is not a Debian tree",
+            rootfs.display()
+        );
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("patchman-{suite}-"))
+            .tempdir()?;
+        for d in ["upper", "work", "merged"] {
+            fs::create_dir(scratch.path().join(d))?;
+        }
+        Ok(OverlayRoot { scratch, rootfs })
     }
-    for (n, bin) in bins.iter().enumerate() {
-        let dir = upper.join(format!("opt/check/{n}"));
-        fs::create_dir_all(&dir)?;
-        let name = bin.file_name().context("a binary has no file name")?;
-        fs::copy(bin, dir.join(name))?;
+
+    /// Places a copy of `file` at `/opt/check/<dir>/<its name>` inside;
+    /// returns that path.
+    fn put(&self, dir: &str, file: &Path) -> Result<String> {
+        let name = file.file_name().context("no file name")?.to_string_lossy();
+        let inside = format!("/opt/check/{dir}/{name}");
+        let at = self.scratch.path().join("upper").join(&inside[1..]);
+        fs::create_dir_all(at.parent().context("no parent")?)?;
+        fs::copy(file, &at).with_context(|| format!("{} → {}", file.display(), at.display()))?;
+        Ok(inside)
     }
-    let mount = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        rootfs.display(),
-        upper.display(),
-        work.display()
-    );
-    // Mounts the overlay in a private mount namespace, then chroots into it.
-    let in_chroot = |argv: &[&str]| {
+
+    /// Runs `argv` inside (bounded by [`TIMEOUT`]), whatever its exit.
+    fn run(&self, argv: &[&str]) -> Result<Output> {
+        let d = self.scratch.path();
+        let mount = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            self.rootfs.display(),
+            d.join("upper").display(),
+            d.join("work").display()
+        );
         let mut c = Command::new("timeout");
         c.args([TIMEOUT, "unshare", "--mount", "--propagation", "private"])
             .args(["sh", "-ec"])
             .arg("mount -t overlay overlay -o \"$1\" \"$2\"; shift; exec chroot \"$@\"")
             .arg("sh")
             .arg(&mount)
-            .arg(&merged)
+            .arg(d.join("merged"))
             .args(argv)
             .stdin(Stdio::null());
         cmd::output_unchecked(&mut c)
-    };
-    let ldd = in_chroot(&["ldd", "--version"])?;
+    }
+
+    /// Fails if anything of ours reached the cached tree.
+    fn check_cached_tree_untouched(&self) -> Result<()> {
+        if self.rootfs.join("opt/check").exists() {
+            bail!("the cached tree {} was written", self.rootfs.display());
+        }
+        Ok(())
+    }
+}
+
+/// Runs each of `bins` with each of `args` on Debian 11; returns bullseye's
+/// `ldd --version` first line and one output per (binary, args), in order.
+fn run_on_bullseye(bins: &[&Path], args: &[&str]) -> Result<(String, Vec<Output>)> {
+    let root = OverlayRoot::new("bullseye")?;
+    let ldd = root.run(&["ldd", "--version"])?;
     ensure!(
         ldd.status.success(),
         "ldd --version in the chroot: {}",
@@ -313,17 +342,146 @@ fn run_on_bullseye(bins: &[&Path], args: &[&str]) -> Result<(String, Vec<Output>
         .to_owned();
     let mut runs = Vec::new();
     for (n, bin) in bins.iter().enumerate() {
-        let name = bin.file_name().context("no file name")?.to_string_lossy();
-        let path = format!("/opt/check/{n}/{name}");
+        let path = root.put(&n.to_string(), bin)?;
         for arg in args {
-            runs.push(in_chroot(&[&path, arg])?);
+            runs.push(root.run(&[&path, arg])?);
         }
     }
-    // The cached tree is a lower layer only: nothing of ours reached it.
-    if rootfs.join("opt/check").exists() {
-        bail!("the cached bullseye tree {} was written", rootfs.display());
-    }
+    root.check_cached_tree_untouched()?;
     Ok((glibc, runs))
+}
+
+/// Installs the `.rpm` with `rpm -i --nodeps` (Debian's rpm database knows
+/// none of its dependencies) in a bullseye chroot after `prepare` (a shell
+/// command, e.g. creating an account); returns rpm's output and
+/// `getent passwd patchman` afterwards.
+fn install_rpm_after(prepare: &str) -> (Output, String) {
+    let root = OverlayRoot::new("bullseye").unwrap_or_else(|e| panic!("{e:#}"));
+    let rpm = root.put("rpm", &built().rpm).unwrap();
+    if !prepare.is_empty() {
+        let out = root.run(&["sh", "-ec", prepare]).unwrap();
+        assert!(
+            out.status.success(),
+            "{prepare}: {}",
+            cmd::output_text(&out)
+        );
+    }
+    let install = root
+        .run(&["rpm", "--dbpath", "/var/tmp/rpmdb", "-i", "--nodeps", &rpm])
+        .unwrap();
+    let account = root.run(&["getent", "passwd", "patchman"]).unwrap();
+    root.check_cached_tree_untouched().unwrap();
+    (
+        install,
+        String::from_utf8_lossy(&account.stdout).into_owned(),
+    )
+}
+
+/// The uid field of a passwd line.
+fn uid_of(passwd_line: &str) -> u32 {
+    passwd_line
+        .split(':')
+        .nth(2)
+        .and_then(|u| u.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no uid in {passwd_line:?}"))
+}
+
+#[test]
+fn rpm_pre_refuses_a_login_account_named_patchman() {
+    let before = host_package_manifest().unwrap_or_else(|e| panic!("{e:#}"));
+    let (install, account) =
+        install_rpm_after("useradd --uid 1000 --create-home --shell /bin/bash patchman");
+    let stderr = String::from_utf8_lossy(&install.stderr);
+    assert!(
+        !install.status.success()
+            && stderr.contains("refusing to install: the account patchman exists with uid 1000")
+            && stderr.contains("100..999"),
+        "{}",
+        cmd::output_text(&install)
+    );
+    // The login account is left as it was.
+    assert_eq!(uid_of(&account), 1000, "{account}");
+    assert!(account.trim_end().ends_with(":/bin/bash"), "{account}");
+    let after = host_package_manifest().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(before, after, "the host's package state changed");
+}
+
+#[test]
+fn rpm_pre_creates_a_system_account_or_keeps_an_existing_one() {
+    // None yet: %pre creates a system account (useradd -r).
+    let (install, account) = install_rpm_after("");
+    assert!(install.status.success(), "{}", cmd::output_text(&install));
+    let uid = uid_of(&account);
+    assert!((100..=999).contains(&uid), "{account}");
+    assert!(account.trim_end().ends_with(":/sbin/nologin"), "{account}");
+    // An existing system account is kept.
+    let (install, account) = install_rpm_after(
+        "groupadd --system patchman; \
+         useradd --system --uid 990 --gid patchman --shell /usr/sbin/nologin patchman",
+    );
+    assert!(install.status.success(), "{}", cmd::output_text(&install));
+    assert_eq!(uid_of(&account), 990, "{account}");
+}
+
+#[test]
+fn rpm_scriptlets_relabel_and_follow_presets() {
+    let db = tempfile::tempdir().unwrap();
+    let scripts = cmd::stdout(
+        Command::new("rpm")
+            .arg("--dbpath")
+            .arg(db.path())
+            .args(["-qp", "--scripts"])
+            .arg(&built().rpm),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let post = scripts
+        .split("postinstall scriptlet")
+        .nth(1)
+        .and_then(|s| s.split("preuninstall scriptlet").next())
+        .unwrap_or_else(|| panic!("no %post in:\n{scripts}"));
+    // %systemd_post: presets, never an unconditional enable.
+    assert!(
+        post.contains("systemctl --no-reload preset patchman-helper.socket patchman-agent.service"),
+        "{post}"
+    );
+    assert!(!post.contains("systemctl --no-reload enable"), "{post}");
+    // Relabelled: /var/lib/patchman itself, never recursively; the cache and
+    // the socket directory recursively.
+    let relabels: Vec<&str> = post.lines().filter(|l| l.contains("restorecon")).collect();
+    assert!(
+        relabels
+            .iter()
+            .any(|l| l.contains("/var/lib/patchman") && !l.contains("-R")),
+        "{post}"
+    );
+    assert!(
+        !relabels
+            .iter()
+            .any(|l| l.contains("-R") && l.contains("/var/lib/patchman")),
+        "{post}"
+    );
+    assert!(
+        post.contains("for d in /etc/patchman /var/cache/patchman-helper /run/patchman; do")
+            && post.contains("restorecon -R \"$d\""),
+        "{post}"
+    );
+    // Upgrades: never a restart of the socket; the helper only --no-block.
+    assert!(!post.contains("restart patchman-helper.socket"), "{post}");
+    for line in post
+        .lines()
+        .filter(|l| l.contains("patchman-helper.service"))
+    {
+        assert!(line.contains("--no-block try-restart"), "{line}");
+    }
+    let preun = scripts
+        .split("preuninstall scriptlet")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no %preun in:\n{scripts}"));
+    assert!(
+        preun.contains("if [ $1 -eq 0 ]; then")
+            && preun.contains("systemctl --no-reload disable --now patchman-helper.socket"),
+        "{preun}"
+    );
 }
 
 #[test]

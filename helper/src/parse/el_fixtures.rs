@@ -54,3 +54,12 @@ pub fn fixture_names(dir: &str) -> Vec<String> {
     names.sort();
     names
 }
+
+/// `helper/tests/fixtures/rpm/<name>`: `rpm -q`, `-qp` and `-U` of rpm
+/// 4.16, 4.18 and 4.20 (its `capture.sh`).
+pub fn rpm_fixture(name: &str) -> String {
+    read("rpm", name)
+}
+
+/// The rpm versions `helper/tests/fixtures/rpm/` was captured from.
+pub const CAPTURED_RPM_VERSIONS: [&str; 3] = ["4.16", "4.18", "4.20"];

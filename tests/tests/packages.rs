@@ -11,7 +11,7 @@
 //!   (`dpkg-deb -f`);
 //! * the `.rpm` requires nothing above `GLIBC_2.17` (`rpm -qpR`);
 //! * the binaries extracted from each package start on Debian 11 (glibc
-//!   2.31): `--version` and `--help` in a chroot over an overlay of the cached
+//!   2.31) and Debian 13 (2.41): `--version` and `--help` in a chroot over an overlay of the cached
 //!   bullseye tree (`tests/rootfs.sh bullseye`), in a private mount
 //!   namespace, so the cached tree is never written; and the debug build of
 //!   this workspace (linked against the build host's glibc 2.36) does not,
@@ -325,10 +325,11 @@ impl OverlayRoot {
     }
 }
 
-/// Runs each of `bins` with each of `args` on Debian 11; returns bullseye's
-/// `ldd --version` first line and one output per (binary, args), in order.
-fn run_on_bullseye(bins: &[&Path], args: &[&str]) -> Result<(String, Vec<Output>)> {
-    let root = OverlayRoot::new("bullseye")?;
+/// Runs each of `bins` with each of `args` on the Debian `suite`; returns
+/// its `ldd --version` first line and one output per (binary, args), in
+/// order.
+fn run_on(suite: &str, bins: &[&Path], args: &[&str]) -> Result<(String, Vec<Output>)> {
+    let root = OverlayRoot::new(suite)?;
     let ldd = root.run(&["ldd", "--version"])?;
     ensure!(
         ldd.status.success(),
@@ -402,8 +403,7 @@ fn rpm_pre_refuses_a_login_account_named_patchman() {
     // The login account is left as it was.
     assert_eq!(uid_of(&account), 1000, "{account}");
     assert!(account.trim_end().ends_with(":/bin/bash"), "{account}");
-    let after = host_package_manifest().unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!(before, after, "the host's package state changed");
+    assert_host_unchanged(&before);
 }
 
 #[test]
@@ -484,56 +484,40 @@ fn rpm_scriptlets_relabel_and_follow_presets() {
     );
 }
 
-#[test]
-fn packaged_binaries_start_on_debian_11_and_the_host_build_does_not() {
-    let before = host_package_manifest().unwrap_or_else(|e| panic!("{e:#}"));
+/// The binaries of both packages (the `.deb`'s, then the `.rpm`'s).
+fn packaged_binaries() -> Vec<PathBuf> {
     let b = built();
-    let mut bins: Vec<PathBuf> = Vec::new();
-    for root in [&b.deb_root, &b.rpm_root] {
-        for bin in BINARIES {
-            bins.push(root.join(bin));
-        }
-    }
-    // The negative control: linked against the build host's glibc 2.36.
-    let host_build = patchman_tests::workspace_bin("patchman-helper");
-    bins.push(host_build.clone());
-    let refs: Vec<&Path> = bins.iter().map(PathBuf::as_path).collect();
-    let (glibc, runs) =
-        run_on_bullseye(&refs, &["--version", "--help"]).unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(
-        glibc.contains("2.31"),
-        "the bullseye chroot's ldd says {glibc:?}, not glibc 2.31"
-    );
-    let mut runs = runs.chunks(2);
-    for bin in &bins[..4] {
+    [&b.deb_root, &b.rpm_root]
+        .iter()
+        .flat_map(|root| BINARIES.iter().map(|bin| root.join(bin)))
+        .collect()
+}
+
+/// Fails unless each of `bins` printed its name and version for
+/// `--version` and its usage for `--help` (`runs`: two per binary).
+fn assert_started(release: &str, bins: &[PathBuf], runs: &[Output]) {
+    for (bin, pair) in bins.iter().zip(runs.chunks(2)) {
         let name = bin.file_name().unwrap().to_string_lossy();
-        let pair = runs.next().expect("two runs per binary");
         let (version, help) = (&pair[0], &pair[1]);
         assert!(
             version.status.success()
                 && String::from_utf8_lossy(&version.stdout)
                     .starts_with(&format!("{name} {}", env!("CARGO_PKG_VERSION"))),
-            "{} --version on Debian 11: {}",
+            "{} --version on {release}: {}",
             bin.display(),
             cmd::output_text(version)
         );
         assert!(
             help.status.success()
                 && String::from_utf8_lossy(&help.stdout).starts_with(&format!("Usage: {name} ")),
-            "{} --help on Debian 11: {}",
+            "{} --help on {release}: {}",
             bin.display(),
             cmd::output_text(help)
         );
     }
-    let control = runs.next().expect("the host build's runs");
-    let stderr = String::from_utf8_lossy(&control[0].stderr);
-    assert!(
-        !control[0].status.success() && stderr.contains("GLIBC_2.3"),
-        "{} (the host build) was expected to fail on glibc 2.31 with a missing \
-         GLIBC_2.3x version, which shows the chroot runs bullseye's glibc: {}",
-        host_build.display(),
-        cmd::output_text(&control[0])
-    );
+}
+
+fn assert_host_unchanged(before: &str) {
     let after = host_package_manifest().unwrap_or_else(|e| panic!("{e:#}"));
     let changed: Vec<&str> = after
         .lines()
@@ -543,4 +527,47 @@ fn packaged_binaries_start_on_debian_11_and_the_host_build_does_not() {
         changed.is_empty(),
         "the host's package state changed: {changed:?}"
     );
+}
+
+#[test]
+fn packaged_binaries_start_on_debian_11_and_the_host_build_does_not() {
+    let before = host_package_manifest().unwrap_or_else(|e| panic!("{e:#}"));
+    let mut bins = packaged_binaries();
+    // The negative control: linked against the build host's glibc 2.36.
+    let host_build = patchman_tests::workspace_bin("patchman-helper");
+    bins.push(host_build.clone());
+    let refs: Vec<&Path> = bins.iter().map(PathBuf::as_path).collect();
+    let (glibc, runs) =
+        run_on("bullseye", &refs, &["--version", "--help"]).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        glibc.contains("2.31"),
+        "the bullseye chroot's ldd says {glibc:?}, not glibc 2.31"
+    );
+    let (packaged, control) = runs.split_last_chunk::<2>().expect("runs of every binary");
+    assert_started("Debian 11", &bins[..bins.len() - 1], packaged);
+    let stderr = String::from_utf8_lossy(&control[0].stderr);
+    assert!(
+        !control[0].status.success() && stderr.contains("GLIBC_2.3"),
+        "{} (the host build) was expected to fail on glibc 2.31 with a missing \
+         GLIBC_2.3x version, which shows the chroot runs bullseye's glibc: {}",
+        host_build.display(),
+        cmd::output_text(&control[0])
+    );
+    assert_host_unchanged(&before);
+}
+
+#[test]
+fn packaged_binaries_start_on_debian_13() {
+    let before = host_package_manifest().unwrap_or_else(|e| panic!("{e:#}"));
+    let bins = packaged_binaries();
+    let refs: Vec<&Path> = bins.iter().map(PathBuf::as_path).collect();
+    let (glibc, runs) =
+        run_on("trixie", &refs, &["--version", "--help"]).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        glibc.contains("2.41"),
+        "the trixie chroot's ldd says {glibc:?}, not glibc 2.41"
+    );
+    assert_eq!(runs.len(), 2 * bins.len());
+    assert_started("Debian 13", &bins, &runs);
+    assert_host_unchanged(&before);
 }

@@ -37,12 +37,14 @@ fi
 step "Zig and cargo-zigbuild (the shipped binaries' glibc 2.17 floor)"
 # cargo-zigbuild runs Zig as `python3 -m ziglang` when no `zig` is on PATH.
 # The target x86_64-unknown-linux-gnu is the host's: no `rustup target add`.
+# The versions measured with: ziglang 0.17.1, cargo-zigbuild 0.24.1.
 if ! python3 -m ziglang version >/dev/null 2>&1; then
-    python3 -m pip install ziglang || python3 -m pip install --break-system-packages ziglang
+    python3 -m pip install ziglang==0.17.1 ||
+        python3 -m pip install --break-system-packages ziglang==0.17.1
 fi
 python3 -m ziglang version
 if ! cargo zigbuild --help >/dev/null 2>&1; then
-    cargo install --locked cargo-zigbuild
+    cargo install --locked cargo-zigbuild --version 0.24.1
 fi
 
 step "format"

@@ -616,5 +616,62 @@ mod tests {
             let _ = parse_checksig("f", code, &format!("f: {a}"), &b);
             let _ = parse_checksig("f", code, &format!("f:\n    {a}"), &b);
         }
+
+        /// rpm 4.11's lines as `formatResult` composes them, from any
+        /// outcome of each signature-header entry: the status follows from
+        /// the outcomes; the other exit code, or a cut line, is refused.
+        #[test]
+        fn rpm_4_11_lines_from_any_outcome(
+            outcomes in proptest::collection::vec((0usize..5, 0u8..3), 1..6),
+        ) {
+            // Entries of a signature header, in tag order.
+            const ENTRIES: [(&str, Kind); 5] = [
+                ("rsa", Kind::Signature),
+                ("sha1", Kind::Digest),
+                ("(md5) pgp", Kind::Signature),
+                ("md5", Kind::Digest),
+                ("gpg", Kind::Signature),
+            ];
+            let mut picked = outcomes;
+            picked.sort_by_key(|(e, _)| *e);
+            picked.dedup_by_key(|(e, _)| *e);
+            let mut line = String::from("f: ");
+            let (mut missing, mut digests_ok, mut signature) = (String::new(), true, None);
+            for (entry, outcome) in &picked {
+                let (name, kind) = ENTRIES[*entry];
+                // 0 passed, 1 failed, 2 key missing (only PGP/GPG record it).
+                let records_key = matches!(name, "(md5) pgp" | "gpg");
+                let outcome = if *outcome == 2 && !records_key { 1 } else { *outcome };
+                let shown = if outcome == 0 { name.to_owned() } else { name.to_ascii_uppercase() };
+                if outcome == 2 {
+                    // Recorded, then printed wrapped (rpm's `*keyprob`).
+                    missing.push_str(&format!(" {shown}#7e6d5941"));
+                    line.push_str(&format!("({shown}) "));
+                } else {
+                    line.push_str(&format!("{shown} "));
+                }
+                match kind {
+                    Kind::Digest => digests_ok &= outcome == 0,
+                    Kind::Signature => signature = Some(signature.unwrap_or(true) && outcome == 0),
+                }
+            }
+            let ok = digests_ok && signature != Some(false);
+            line.push_str(if ok { "OK" } else { "NOT OK" });
+            if !missing.is_empty() {
+                line.push_str(&format!(" (MISSING KEYS:{missing}) "));
+            }
+            line.push('\n');
+            let code = if ok { 0 } else { 1 };
+            let got = parse_checksig("f", Some(code), &line, "");
+            if picked.iter().any(|(e, _)| ENTRIES[*e].1 == Kind::Digest) {
+                prop_assert_eq!(got, Ok(status_of(digests_ok, signature)), "{:?}", line);
+            } else {
+                // No digest at all: not a line rpm prints.
+                prop_assert!(got.is_err(), "{:?}", line);
+            }
+            prop_assert!(parse_checksig("f", Some(1 - code), &line, "").is_err(), "{:?}", line);
+            let cut = &line[..line.len() - 3];
+            prop_assert!(parse_checksig("f", Some(code), cut, "").is_err(), "{:?}", cut);
+        }
     }
 }

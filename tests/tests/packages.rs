@@ -21,7 +21,9 @@
 //!   one (`rpm -i` in a bullseye chroot over an overlay); its `%post`
 //!   presets the units (`%systemd_post`) and relabels `/var/lib/patchman`
 //!   itself but not the tree under it, `/var/cache/patchman-helper` and
-//!   `/run/patchman` (`rpm -qp --scripts`).
+//!   `/run/patchman` (`rpm -qp --scripts`); every scriptlet of install,
+//!   upgrade and removal runs without a complaint (`rpm -i`, `-U`, `-e` in
+//!   the chroot; no systemd or SELinux there, so those branches are skipped).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -569,5 +571,61 @@ fn packaged_binaries_start_on_debian_13() {
     );
     assert_eq!(runs.len(), 2 * bins.len());
     assert_started("Debian 13", &bins, &runs);
+    assert_host_unchanged(&before);
+}
+
+#[test]
+fn rpm_scriptlets_run_clean_on_upgrade_and_removal() {
+    let before = host_package_manifest().unwrap_or_else(|e| panic!("{e:#}"));
+    let newer_dir = tempfile::tempdir().unwrap();
+    let bin_dir = shipped_bin_dir().unwrap_or_else(|e| panic!("{e:#}"));
+    let newer = build_packages(&bin_dir, Format::Rpm, &["1.7.1-1"], newer_dir.path())
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .remove(0);
+    let root = OverlayRoot::new("bullseye").unwrap_or_else(|e| panic!("{e:#}"));
+    let old = root.put("old", &built().rpm).unwrap();
+    let new = root.put("new", &newer).unwrap();
+    let rpm = |args: &[&str]| {
+        let mut argv = vec!["rpm", "--dbpath", "/var/tmp/rpmdb"];
+        argv.extend_from_slice(args);
+        root.run(&argv).unwrap()
+    };
+    // A scriptlet that fails is a warning or error line of rpm's; one that
+    // trips over its own shell prints the shell's complaint.
+    let clean = |what: &str, out: &Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let noise = |l: &&str| {
+            l.starts_with("rpm: RPM should not be used directly")
+                || l.starts_with("rpm: However assuming you know")
+        };
+        let other: Vec<&str> = stderr.lines().filter(|l| !noise(l)).collect();
+        assert!(
+            out.status.success() && other.is_empty(),
+            "{what}: {}",
+            cmd::output_text(out)
+        );
+    };
+    clean("install", &rpm(&["-i", "--nodeps", &old]));
+    let account = root.run(&["getent", "passwd", "patchman"]).unwrap();
+    let account = String::from_utf8_lossy(&account.stdout).into_owned();
+    clean("upgrade", &rpm(&["-U", "--nodeps", &new]));
+    let q = rpm(&["-q", "--qf", "%{VERSION}-%{RELEASE}", "patchman-client"]);
+    assert_eq!(String::from_utf8_lossy(&q.stdout), "1.7.1-1");
+    // The upgrade kept the account (same uid) and the state directory.
+    let after = root.run(&["getent", "passwd", "patchman"]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&after.stdout), account);
+    let state = root
+        .run(&["stat", "-c", "%U:%G %a", "/var/lib/patchman"])
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&state.stdout).trim(),
+        "patchman:patchman 750"
+    );
+    clean("removal", &rpm(&["-e", "--nodeps", "patchman-client"]));
+    let gone = root
+        .run(&["test", "-e", "/usr/sbin/patchman-helper"])
+        .unwrap();
+    assert!(!gone.status.success(), "the helper is still installed");
+    root.check_cached_tree_untouched().unwrap();
     assert_host_unchanged(&before);
 }

@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 seconds="${1:-15}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 cargo fuzz build --sanitizer none -O
-seeds=(../helper/tests/fixtures/apt ../helper/tests/fixtures/os-release)
+seeds=(../helper/tests/fixtures/apt ../helper/tests/fixtures/os-release ../helper/tests/fixtures/rpmkeys ../helper/tests/fixtures/rpm)
 for d in ../helper/tests/fixtures/dnf ../helper/tests/fixtures/yum; do
     [ -d "$d" ] && seeds+=("$d")
 done

@@ -150,7 +150,40 @@ r, _ = decide(agent, obj("patchman_helper_cache_t"), "file", ["read"])
 report(r != "ALLOW", "may not read the helper's downloads", r)
 report(allowed(agent, obj("patchman_agent_var_lib_t"), "file", ["write", "create", "rename"]),
        "may write its state (patchman_agent_var_lib_t)")
-report(allowed(agent, obj("patchman_conf_t"), "file", ["read", "open"]), "may read patchman_conf_t")
+report(allowed(agent, obj("patchman_conf_t"), "file", ["read", "open"]),
+       "may read patchman_conf_t (patchman.ini, server-group.json)")
+# Its switches are root's: it may not change server-group.json or patchman.ini
+# in place, replace them by a rename, or add and remove names in /etc/patchman.
+bad = [p for p in ("write", "append", "create", "unlink", "rename", "setattr", "link",
+                   "relabelfrom", "relabelto")
+       if allowed(agent, obj("patchman_conf_t"), "file", [p])]
+bad += ["dir:" + p for p in ("write", "add_name", "remove_name", "setattr", "rmdir", "reparent")
+        if allowed(agent, obj("patchman_conf_t"), "dir", [p])]
+report(not bad, "may not write patchman_conf_t (server-group.json) or /etc/patchman",
+       " ".join(bad))
+bad = [p for p in ("write", "append", "create", "unlink", "rename")
+       if allowed(agent, obj("etc_t"), "file", [p])]
+bad += ["dir:" + p for p in ("write", "add_name", "remove_name")
+        if allowed(agent, obj("etc_t"), "dir", [p])]
+report(not bad, "may not write etc_t (so not place a file in /etc)", " ".join(bad))
+# Narrowed: what it does not need to read.
+for t, why in (("sysctl_kernel_t", "the kernel sysctls (/proc/sys/kernel)"),
+               ("sysctl_t", "/proc/sys"),
+               ("shadow_t", "/etc/shadow"),
+               ("rpm_var_lib_t", "the rpm database"),
+               ("dpkg_var_lib_t", "the dpkg database"),
+               ("apt_var_lib_t", "apt's lists"),
+               ("user_home_t", "home directories")):
+    if t not in TYPES:
+        report(False, "type %s is in the policy" % t)
+        continue
+    r, _ = decide(agent, obj(t), "file", ["read"])
+    report(r != "ALLOW", "may not read %s (%s)" % (t, why), r)
+# What it needs to read, and only read.
+for t, why in (("etc_t", "/etc/machine-id, which has no type of its own"),
+               ("system_dbusd_var_lib_t", "/var/lib/dbus/machine-id"),
+               ("proc_t", "/proc/self/status")):
+    report(allowed(agent, obj(t), "file", ["read", "open"]), "may read %s (%s)" % (t, why))
 report(allowed(agent, obj("patchman_agent_exec_t"), "file", ["execute", "execute_no_trans"]),
        "may re-execute its own binary")
 caps = [str(r) for r in setools.TERuleQuery(policy, ruletype=["allow"], source=AGENT,

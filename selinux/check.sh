@@ -131,6 +131,7 @@ for want in \
     /usr/bin/patchman-agent=patchman_agent_exec_t \
     /usr/sbin/patchman-helper=patchman_helper_exec_t \
     /etc/patchman/patchman.ini=patchman_conf_t \
+    /etc/patchman/server-group.json=patchman_conf_t \
     /var/lib/patchman/state.json=patchman_agent_var_lib_t \
     /var/cache/patchman-helper/run-1-0=patchman_helper_cache_t \
     /run/patchman=patchman_helper_var_run_t \

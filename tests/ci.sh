@@ -18,11 +18,12 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # apt side: dpkg-dev (dpkg-deb), apt-utils (apt-ftparchive), gnupg;
 # EL side: dnf, rpm (rpmbuild, rpmsign, rpmkeys), createrepo-c;
+# binutils: objdump, for the shipped binaries' GLIBC symbol versions;
 # units: systemd (systemd-analyze, systemd-socket-activate);
 # SELinux: the reference policy's devel Makefile, the policy and its
 # sources (rpm module), the tools to link and query it.
 apt-get install -y -qq --no-install-recommends \
-    dpkg-dev apt-utils gnupg util-linux systemd python3 coreutils ca-certificates \
+    dpkg-dev apt-utils gnupg util-linux systemd python3 python3-pip coreutils ca-certificates binutils \
     dnf rpm rpm-common createrepo-c \
     selinux-policy-dev selinux-policy-default selinux-policy-src policycoreutils \
     semodule-utils checkpolicy setools selinux-utils python3-selinux make bzip2 zstd \
@@ -31,6 +32,19 @@ apt-get install -y -qq --no-install-recommends \
 step "cargo-deny"
 if ! command -v cargo-deny >/dev/null 2>&1; then
     cargo install --locked cargo-deny
+fi
+
+step "Zig and cargo-zigbuild (the shipped binaries' glibc 2.17 floor)"
+# cargo-zigbuild runs Zig as `python3 -m ziglang` when no `zig` is on PATH.
+# The target x86_64-unknown-linux-gnu is the host's: no `rustup target add`.
+# The versions measured with: ziglang 0.17.1, cargo-zigbuild 0.24.1.
+if ! python3 -m ziglang version >/dev/null 2>&1; then
+    python3 -m pip install ziglang==0.17.1 ||
+        python3 -m pip install --break-system-packages ziglang==0.17.1
+fi
+python3 -m ziglang version
+if ! cargo zigbuild --help >/dev/null 2>&1; then
+    cargo install --locked cargo-zigbuild --version 0.24.1
 fi
 
 step "format"
@@ -99,8 +113,10 @@ test -x target/release/patchman-helper
 test -x target/release/patchman-agent
 cargo build --workspace --locked
 
-step "packages: patchman-client .deb and .rpm from the release build"
-sh deploy/package/build.sh --bin-dir target/release 0.1.0-1 target/packages
+step "packages: patchman-client .deb and .rpm, the shipped glibc-2.17 binaries"
+# Builds target/x86_64-unknown-linux-gnu/release/patchman-{helper,agent}
+# with cargo zigbuild first; the release tiers' tests package those.
+time sh deploy/package/build.sh 0.1.0-1 target/packages
 ls -l target/packages
 
 step "the main job: the sandbox demo (README's first command)"

@@ -7,12 +7,32 @@
 #             the crates'; so the same binaries can be packaged as X and X+1)
 #   OUTDIR    where patchman-client_VERSION_ARCH.deb and
 #             patchman-client-UPSTREAM-RELEASE.ARCH.rpm are written (created)
-#   --bin-dir where patchman-helper and patchman-agent are
-#             (default: ${CARGO_TARGET_DIR:-<workspace>/target}/release;
-#             run `cargo build --release --workspace` first)
+#   --bin-dir where patchman-helper and patchman-agent are. Without it the
+#             shipped binaries are built first, for a glibc 2.17 symbol floor
+#             (EL 7 and newer; see below), into
+#             ${CARGO_TARGET_DIR:-<workspace>/target}/x86_64-unknown-linux-gnu/release
 #   --deb / --rpm  build only that one (default: both)
 #   --compress     payload compression, default xz; gzip is ten times faster
 #             for the large unoptimised (debug) binaries the tests package
+#
+# The shipped binaries: `cargo zigbuild --release --locked --target
+# x86_64-unknown-linux-gnu.2.17 -p patchman-helper -p patchman-agent` links
+# them with Zig against glibc 2.17's symbol versions, so they start on
+# every glibc from EL 7's 2.17 up (Debian 11: 2.31, EL 8: 2.28). Needs
+# cargo-zigbuild (`cargo install --locked cargo-zigbuild`) and Zig, which
+# cargo-zigbuild finds as `zig` on PATH or as `python3 -m ziglang`
+# (`pip install ziglang`). The build then refuses binaries that need a GLIBC
+# symbol version above 2.17. `cargo build --release` (development) is not
+# affected: it links against the build host's glibc.
+#
+# Dependencies on glibc: the .deb's `libc6 (>= V)` and the .rpm's
+# `libc.so.6(GLIBC_V)` both follow the highest GLIBC_ symbol version the
+# binaries reference. rpm derives it from the symbols itself; for the .deb,
+# dpkg-shlibdeps's other dependencies are kept, but its libc6 floor is
+# replaced by that version, because Debian 12's libc6 symbols file lists
+# `sysconf@GLIBC_2.2.5` as 2.34 (2.34's headers added `_SC_` constants an
+# older glibc rejects with EINVAL; the constants Rust's std passes are all
+# older), which would make the 2.17 binaries ask for libc6 2.34.
 #
 # How: every file is staged once in a tree; the .deb is that tree plus
 # DEBIAN/ (control, conffiles, md5sums, maintainer scripts from deb/) built
@@ -22,8 +42,10 @@
 # rpmbuild runs with its database, temporary and top directories in a
 # private directory, so the build host's rpm state (~/.rpmdb) is untouched.
 #
-# Needs: dpkg-deb and dpkg-shlibdeps (dpkg-dev), rpmbuild (rpm), make and
-# /usr/share/selinux/devel/Makefile (selinux-policy-dev). Runs as any user.
+# Needs: dpkg-deb and dpkg-shlibdeps (dpkg-dev), objdump (binutils),
+# rpmbuild (rpm), make and /usr/share/selinux/devel/Makefile
+# (selinux-policy-dev); without --bin-dir also cargo, cargo-zigbuild and
+# Zig. Runs as any user.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,7 +81,15 @@ done
 [ $# -eq 2 ] || usage
 version=$1
 outdir=$2
-[ -n "$bin_dir" ] || bin_dir=${CARGO_TARGET_DIR:-$workspace/target}/release
+# The Rust target of the shipped binaries and their glibc symbol floor
+# (tests/src/packages.rs's shipped_bin_dir() expects this directory).
+shipped_target=x86_64-unknown-linux-gnu
+glibc_floor=2.17
+build_shipped=no
+if [ -z "$bin_dir" ]; then
+    build_shipped=yes
+    bin_dir=${CARGO_TARGET_DIR:-$workspace/target}/$shipped_target/release
+fi
 case "$compress" in
     xz) rpm_payload=w6.xzdio ;;
     gzip) rpm_payload=w6.gzdio ;;
@@ -78,14 +108,46 @@ upstream=${evr%-*}
 release=${evr##*-}
 
 missing=
-for c in dpkg-deb dpkg-shlibdeps rpmbuild make install md5sum; do
+for c in dpkg-deb dpkg-shlibdeps objdump rpmbuild make install md5sum; do
     command -v "$c" >/dev/null 2>&1 || missing="$missing $c"
 done
 selinux_makefile=/usr/share/selinux/devel/Makefile
 [ -f "$selinux_makefile" ] || missing="$missing $selinux_makefile"
-[ -z "$missing" ] || die "missing:$missing (apt-get install dpkg-dev rpm make selinux-policy-dev)"
+[ -z "$missing" ] || die "missing:$missing (apt-get install dpkg-dev binutils rpm make selinux-policy-dev)"
+
+# The highest GLIBC_x.y symbol version the binary $1 references.
+glibc_needed() {
+    objdump -T "$1" | sed -n 's/.*(GLIBC_\([0-9][0-9.]*\)).*/\1/p' | sort -uV | tail -n 1
+}
+# True when version $1 <= version $2 (dotted numbers).
+version_le() {
+    [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" = "$1" ]
+}
+
+if [ "$build_shipped" = yes ]; then
+    command -v cargo >/dev/null 2>&1 || die "cargo is missing (the shipped binaries are built with cargo zigbuild)"
+    cargo zigbuild --help >/dev/null 2>&1 ||
+        die "cargo-zigbuild is missing: cargo install --locked cargo-zigbuild (or pass --bin-dir)"
+    if ! command -v zig >/dev/null 2>&1 && ! python3 -m ziglang version >/dev/null 2>&1; then
+        die "Zig is missing: pip install ziglang (cargo-zigbuild runs it as python3 -m ziglang)"
+    fi
+    (cd "$workspace" && cargo zigbuild --release --locked --target "$shipped_target.$glibc_floor" \
+        -p patchman-helper -p patchman-agent) >&2 || die "cargo zigbuild failed"
+fi
 for b in patchman-helper patchman-agent; do
     [ -x "$bin_dir/$b" ] || die "no $bin_dir/$b: run 'cargo build --release --workspace' (or pass --bin-dir)"
+done
+# The glibc the binaries need: what the .deb's libc6 dependency says.
+glibc_min=
+for b in patchman-helper patchman-agent; do
+    v=$(glibc_needed "$bin_dir/$b")
+    [ -n "$v" ] || die "$bin_dir/$b references no GLIBC symbol version (not a glibc binary?)"
+    if [ "$build_shipped" = yes ] && ! version_le "$v" "$glibc_floor"; then
+        die "$bin_dir/$b needs GLIBC_$v, above the shipped floor $glibc_floor"
+    fi
+    if [ -z "$glibc_min" ] || ! version_le "$v" "$glibc_min"; then
+        glibc_min=$v
+    fi
 done
 
 mkdir -p "$outdir"
@@ -148,6 +210,12 @@ if [ "$want_deb" = yes ]; then
         die "dpkg-shlibdeps failed"
     }
     shlibs=${shlibs#shlibs:Depends=}
+    # libc6's floor from the symbol versions (see the top of this file).
+    shlibs=$(printf '%s\n' "$shlibs" | sed "s/libc6 (>= [^)]*)/libc6 (>= $glibc_min)/")
+    case "$shlibs" in
+        *"libc6 (>= $glibc_min)"*) ;;
+        *) die "dpkg-shlibdeps gave no libc6 dependency: $shlibs" ;;
+    esac
     size=$(du -sk --exclude=DEBIAN "$debroot" | cut -f1)
     cat >"$debroot/DEBIAN/control" <<EOF
 Package: patchman-client

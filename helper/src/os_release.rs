@@ -13,8 +13,13 @@
 //! * `ID` is `debian` or `ubuntu`: [`Family::Apt`].
 //! * `ID` is `fedora`: [`Family::Dnf`].
 //! * `ID` is an Enterprise Linux (`rhel`, `centos`, `almalinux`, `rocky`,
-//!   `cloudlinux`, `ol`): decided by the major number of `VERSION_ID`. 7 or
-//!   less means [`Family::Yum`], 8 or more means [`Family::Dnf`].
+//!   `cloudlinux`, `ol`): decided by the major number of `VERSION_ID`. 7
+//!   means [`Family::Yum`], 8 or more means [`Family::Dnf`], and 6 or less
+//!   is [`DetectError::UnsupportedRelease`]: EL 6's glibc 2.12 and Linux
+//!   2.6.32 are older than what Rust's standard library needs (glibc 2.17,
+//!   Linux 3.2), so the shipped binaries cannot run there; the helper says
+//!   so rather than starting a yum path that could not work. The same holds
+//!   for `/etc/redhat-release` (CentOS 6 has no os-release).
 //! * Otherwise the first word of `ID_LIKE` (words are listed closest
 //!   relative first) that names one of the above decides: `debian` or
 //!   `ubuntu` gives apt, and `rhel`, `centos` or `fedora` (or one of the IDs
@@ -155,6 +160,16 @@ pub enum DetectError {
     /// `/etc/redhat-release` is not of the form
     /// `<name> release <version> [(<codename>)]`.
     UnrecognizedRedhatRelease { path: PathBuf, text: String },
+    /// An Enterprise Linux older than 7 (EL 6: glibc 2.12, Linux 2.6.32),
+    /// which the shipped binaries cannot run on: Rust's standard library
+    /// needs glibc 2.17 and Linux 3.2. `release` is what the file says
+    /// (`CentOS release 6.10 (Final)`; from os-release `ID` and
+    /// `VERSION_ID`: `centos 6`).
+    UnsupportedRelease {
+        path: PathBuf,
+        release: String,
+        major: u32,
+    },
 }
 
 impl DetectError {
@@ -168,7 +183,8 @@ impl DetectError {
             | DetectError::UnknownDistribution { path, .. }
             | DetectError::MissingVersionId { path, .. }
             | DetectError::BadVersionId { path, .. }
-            | DetectError::UnrecognizedRedhatRelease { path, .. } => Some(path),
+            | DetectError::UnrecognizedRedhatRelease { path, .. }
+            | DetectError::UnsupportedRelease { path, .. } => Some(path),
         }
     }
 
@@ -184,7 +200,8 @@ impl DetectError {
             | DetectError::UnknownDistribution { path, .. }
             | DetectError::MissingVersionId { path, .. }
             | DetectError::BadVersionId { path, .. }
-            | DetectError::UnrecognizedRedhatRelease { path, .. } => *path = file.to_path_buf(),
+            | DetectError::UnrecognizedRedhatRelease { path, .. }
+            | DetectError::UnsupportedRelease { path, .. } => *path = file.to_path_buf(),
         }
         self
     }
@@ -276,6 +293,19 @@ impl fmt::Display for DetectError {
                 f,
                 "{} reads {text:?}, not \"<name> release <version> (<codename>)\" as \
                  Red Hat family systems write it (e.g. \"CentOS release 6.10 (Final)\")",
+                path.display()
+            ),
+            DetectError::UnsupportedRelease {
+                path,
+                release,
+                major,
+            } => write!(
+                f,
+                "{} says {release:?}: Enterprise Linux {major} is not supported. \
+                 The updater needs glibc 2.17 and Linux 3.2 or newer (Rust's standard \
+                 library does), which Enterprise Linux 7 is the first to have \
+                 (EL 6 has glibc 2.12 and Linux 2.6.32); supported are EL 7 (yum) \
+                 and EL 8 and newer (dnf). Update this system by hand",
                 path.display()
             ),
         }
@@ -409,12 +439,12 @@ pub fn family_from_os_release(os: &OsRelease) -> Result<Family, DetectError> {
         return match lineage {
             Lineage::Debian => Ok(Family::Apt),
             Lineage::Fedora => Ok(Family::Dnf),
-            Lineage::EnterpriseLinux => el_family_from_version_id(os),
+            Lineage::EnterpriseLinux => el_family_from_version_id(os, true),
         };
     }
     match os.id_like().find_map(lineage_of) {
         Some(Lineage::Debian) => Ok(Family::Apt),
-        Some(Lineage::Fedora | Lineage::EnterpriseLinux) => el_family_from_version_id(os),
+        Some(Lineage::Fedora | Lineage::EnterpriseLinux) => el_family_from_version_id(os, false),
         None => Err(DetectError::UnknownDistribution {
             path: PathBuf::from(DEFAULT_OS_RELEASE),
             id: os.id().map(clip),
@@ -423,7 +453,9 @@ pub fn family_from_os_release(os: &OsRelease) -> Result<Family, DetectError> {
     }
 }
 
-fn el_family_from_version_id(os: &OsRelease) -> Result<Family, DetectError> {
+/// `is_el`: the `ID` itself is an Enterprise Linux, whose version numbers
+/// are EL's (a derivative's, e.g. Amazon Linux 2, are its own).
+fn el_family_from_version_id(os: &OsRelease, is_el: bool) -> Result<Family, DetectError> {
     let path = PathBuf::from(DEFAULT_OS_RELEASE);
     let id = os.id().map(clip);
     let id_like = os.get("ID_LIKE").map(clip);
@@ -431,6 +463,14 @@ fn el_family_from_version_id(os: &OsRelease) -> Result<Family, DetectError> {
         return Err(DetectError::MissingVersionId { path, id, id_like });
     };
     match major_version(version_id) {
+        Some(major) if is_el && major < FIRST_SUPPORTED_EL => {
+            Err(DetectError::UnsupportedRelease {
+                path,
+                // `centos 6`: the ID and VERSION_ID, shown escaped.
+                release: format!("{} {}", id.as_deref().unwrap_or(""), clip(version_id)),
+                major,
+            })
+        }
         Some(major) => Ok(el_family(major)),
         None => Err(DetectError::BadVersionId {
             path,
@@ -440,6 +480,9 @@ fn el_family_from_version_id(os: &OsRelease) -> Result<Family, DetectError> {
         }),
     }
 }
+
+/// The oldest Enterprise Linux the shipped binaries run on (glibc 2.17).
+const FIRST_SUPPORTED_EL: u32 = 7;
 
 /// Enterprise Linux 7 and older has yum, 8 and newer dnf.
 fn el_family(major: u32) -> Family {
@@ -489,6 +532,11 @@ pub fn family_from_redhat_release(text: &str) -> Result<Family, DetectError> {
         Some((name, _)) if name.len() == 1 && name[0].eq_ignore_ascii_case("fedora") => {
             Ok(Family::Dnf)
         }
+        Some((_, major)) if major < FIRST_SUPPORTED_EL => Err(DetectError::UnsupportedRelease {
+            path: PathBuf::from(DEFAULT_REDHAT_RELEASE),
+            release: clip(line),
+            major,
+        }),
         Some((_, major)) => Ok(el_family(major)),
         None => Err(DetectError::UnrecognizedRedhatRelease {
             path: PathBuf::from(DEFAULT_REDHAT_RELEASE),
@@ -713,11 +761,31 @@ mod tests {
         assert_eq!(os.id_like().collect::<Vec<_>>(), ["ubuntu", "debian"]);
     }
 
+    /// Fails unless `result` is [`DetectError::UnsupportedRelease`] of EL
+    /// `major` whose message says what is supported.
+    fn assert_unsupported(result: Result<Family, DetectError>, major: u32, what: &str) {
+        match result {
+            Err(e @ DetectError::UnsupportedRelease { major: m, .. }) if m == major => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(&format!("Enterprise Linux {major} is not supported"))
+                        && text.contains("glibc 2.17")
+                        && text.contains("EL 7 (yum)"),
+                    "{what}: {text}"
+                );
+            }
+            other => panic!("{what}: expected EL {major} unsupported, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn real_centos_6_redhat_release_is_yum() {
-        assert_eq!(
-            family_from_redhat_release(CENTOS_6.1).ok(),
-            Some(Family::Yum)
+    fn real_centos_6_redhat_release_is_unsupported() {
+        assert_unsupported(family_from_redhat_release(CENTOS_6.1), 6, "centos 6");
+        let err = family_from_redhat_release(CENTOS_6.1).unwrap_err();
+        assert_eq!(err.path(), Some(Path::new("/etc/redhat-release")));
+        assert!(
+            err.to_string().contains("\"CentOS release 6.10 (Final)\""),
+            "{err}"
         );
     }
 
@@ -748,7 +816,12 @@ mod tests {
             assert_eq!(detect(root.path()).ok(), Some(family), "{name}");
         }
         let root = root_with(&[("etc/redhat-release", CENTOS_6.1.as_bytes())]);
-        assert_eq!(detect(root.path()).ok(), Some(Family::Yum), "centos 6");
+        let err = detect(root.path()).unwrap_err();
+        assert_eq!(
+            err.path(),
+            Some(root.path().join("etc/redhat-release").as_path())
+        );
+        assert_unsupported(Err(err), 6, "centos 6");
     }
 
     // ----- the parser -----------------------------------------------------
@@ -867,7 +940,6 @@ mod tests {
             ("\"7\"", Family::Yum),
             ("7", Family::Yum),
             ("'7.9.2009'", Family::Yum),
-            ("\"6\"", Family::Yum),
             ("\"8\"", Family::Dnf),
             ("\"9.6\"", Family::Dnf),
             ("\"10\"", Family::Dnf),
@@ -879,6 +951,18 @@ mod tests {
                 assert_eq!(family_of(&text).ok(), Some(family), "{text:?}");
             }
         }
+        // EL 6 and older: unsupported, not a yum path.
+        for (version_id, major) in [("\"6\"", 6), ("6.10", 6), ("'5.11'", 5)] {
+            for id in EL_IDS {
+                let text = format!("ID={id}\nVERSION_ID={version_id}\n");
+                assert_unsupported(family_of(&text), major, &text);
+            }
+        }
+        // A derivative's own numbering is not EL's: Amazon Linux 2 is yum.
+        assert_eq!(
+            family_of("ID=amzn\nID_LIKE=\"centos rhel fedora\"\nVERSION_ID=2\n").ok(),
+            Some(Family::Yum)
+        );
     }
 
     #[test]
@@ -1029,16 +1113,21 @@ mod tests {
 
     #[test]
     fn redhat_release_lines() {
-        let cases = [
-            ("CentOS release 6.10 (Final)\n", Family::Yum),
-            ("CentOS release 6.7 (Final)", Family::Yum),
-            ("CentOS Linux release 7.5.1804 (Core)\n", Family::Yum),
+        for (text, major) in [
+            ("CentOS release 6.10 (Final)\n", 6),
+            ("CentOS release 6.7 (Final)", 6),
             (
                 "Red Hat Enterprise Linux Server release 6.10 (Santiago)\n",
-                Family::Yum,
+                6,
             ),
-            ("Scientific Linux release 6.10 (Carbon)\n", Family::Yum),
-            ("CloudLinux Server release 6.10 (Final)\n", Family::Yum),
+            ("Scientific Linux release 6.10 (Carbon)\n", 6),
+            ("CloudLinux Server release 6.10 (Final)\n", 6),
+            ("\n  CentOS release 5.11 (Final)  \n", 5),
+        ] {
+            assert_unsupported(family_from_redhat_release(text), major, text);
+        }
+        let cases = [
+            ("CentOS Linux release 7.5.1804 (Core)\n", Family::Yum),
             (
                 "CloudLinux release 8.4 (Valery Rozhdestvensky)\n",
                 Family::Dnf,
@@ -1046,7 +1135,6 @@ mod tests {
             ("Rocky Linux release 8.3 (Green Obsidian)\n", Family::Dnf),
             ("Virtuozzo Linux release 8\n", Family::Dnf),
             ("Fedora release 20 (Heisenbug)\n", Family::Dnf),
-            ("\n  CentOS release 5.11 (Final)  \n", Family::Yum),
         ];
         for (text, family) in cases {
             assert_eq!(

@@ -1,4 +1,4 @@
-//! The dnf (EL 8+) and yum (EL 6/7) families end to end: the real helper
+//! The dnf (EL 8+) and yum (EL 7) families end to end, and EL 6 refused: the real helper
 //! (root) and agent (as `patchman`) in an EL sandbox (AlmaLinux 8 /
 //! CentOS 7 / CentOS 6 release files, EL dnf.conf, a fresh rpm database),
 //! Debian's real dnf and rpm against signed createrepo_c repositories
@@ -392,15 +392,34 @@ fn yum_a_new_dependency_missing_is_refused() {
 }
 
 #[test]
-fn centos_6_with_only_redhat_release_is_the_yum_family() {
+fn centos_6_with_only_redhat_release_is_refused_as_unsupported() {
+    // EL 6's glibc 2.12 cannot run the shipped binaries; the helper says so
+    // at start instead of taking a yum path.
+    let host_before = host_package_state();
     let fx = el_fixture();
-    let s = new(ElRelease::CentOS6, &fx.patchman, &[(CLIENT, "1.7.0-1")]);
-    assert!(!s.u.sandbox.exists("/etc/os-release").unwrap());
-    let status = s.agent(&["status", "--json"]);
-    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(json["family"], "yum", "{}", text(&status));
-    assert_eq!(json["installed"]["client"], "1.7.0-1");
-    s.agent_exits(&["update"], 0);
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
-    s.finish();
+    let mut u = Updater::new_el(
+        ElRelease::CentOS6,
+        &fx.patchman,
+        &[fx.rpm(CLIENT, "1.7.0-1")],
+    )
+    .expect("EL sandbox");
+    assert!(!u.sandbox.exists("/etc/os-release").unwrap());
+    let err = u.start_helper().expect_err("the helper must refuse EL 6");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("/etc/redhat-release says \"CentOS release 6.10 (Final)\"")
+            && message.contains("Enterprise Linux 6 is not supported"),
+        "{message}"
+    );
+    let q = u
+        .sandbox
+        .run(&["rpm", "-q", "--qf", "%{VERSION}-%{RELEASE}", CLIENT])
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&q.stdout), "1.7.0-1");
+    drop(u);
+    assert_eq!(
+        host_before,
+        host_package_state(),
+        "the host's package state changed"
+    );
 }

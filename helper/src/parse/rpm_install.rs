@@ -189,6 +189,61 @@ mod tests {
     use crate::parse::el_fixtures::{dnf_fixture as fixture, dnf_fixture_rc as fixture_rc};
     use proptest::prelude::*;
 
+    #[test]
+    fn rpm_4_16_to_4_20_read_the_same() {
+        use crate::parse::el_fixtures::{rpm_fixture, CAPTURED_RPM_VERSIONS};
+        use RpmInstallResult::*;
+        let dep = FailedDependency {
+            requirement: "libpatchman-new".into(),
+            needed_by: "patchman-client-1.7.2-1.noarch".into(),
+            by_installed: false,
+        };
+        for v in CAPTURED_RPM_VERSIONS {
+            let r = |case: &str| {
+                let name = format!("{v}_rpm_U_{case}");
+                let rc = rpm_fixture(&format!("{name}.rc"));
+                classify_install(
+                    Some(rc.trim().parse().expect("a numeric .rc")),
+                    &rpm_fixture(&format!("{name}.out")),
+                    &rpm_fixture(&format!("{name}.err")),
+                )
+            };
+            assert_eq!(r("fresh").result, Success, "{v}");
+            assert_eq!(r("update").result, Success, "{v}");
+            // rpm 4.16 exits 1 here, 4.18+ 2: the lines decide.
+            assert_eq!(
+                r("new_dep").result,
+                FailedDependencies(vec![dep.clone()]),
+                "{v}"
+            );
+            assert_eq!(
+                r("same").result,
+                AlreadyInstalled {
+                    packages: vec!["patchman-client-1.7.0-1.noarch".into()],
+                    newer: false
+                },
+                "{v}"
+            );
+            assert_eq!(
+                r("downgrade").result,
+                AlreadyInstalled {
+                    packages: vec!["patchman-client-1.7.1-1.noarch".into()],
+                    newer: true
+                },
+                "{v}"
+            );
+            let post = r("post_fails");
+            assert_eq!(post.result, Success, "{v}");
+            assert_eq!(
+                post.scriptlet_warnings,
+                ["%post(patchman-client-1.7.3-1.noarch)"],
+                "{v}"
+            );
+            assert_eq!(r("garbage").result, BadPackage, "{v}");
+            assert_eq!(r("missing").result, BadPackage, "{v}");
+        }
+    }
+
     fn run(name: &str) -> RpmInstall {
         classify_install(
             Some(fixture_rc(name)),

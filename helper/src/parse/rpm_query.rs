@@ -166,6 +166,32 @@ mod tests {
     }
 
     #[test]
+    fn rpm_4_16_to_4_20_read_the_same() {
+        use crate::parse::el_fixtures::{rpm_fixture, CAPTURED_RPM_VERSIONS};
+        for v in CAPTURED_RPM_VERSIONS {
+            let q = parse_query(&rpm_fixture(&format!("{v}_rpm_q_none.out"))).unwrap();
+            assert!(q.installed.is_empty(), "{v}");
+            assert_eq!(q.not_installed, [Package::Client, Package::Realtime], "{v}");
+            let q = parse_query(&rpm_fixture(&format!("{v}_rpm_q_after.out"))).unwrap();
+            assert_eq!(
+                q.get(Package::Client).map(|p| &p.evr),
+                Some(&evr("1.7.3-1")),
+                "{v}"
+            );
+            let p = parse_file_query(&rpm_fixture(&format!("{v}_rpm_qp.out"))).unwrap();
+            assert_eq!(
+                (p.package, p.evr, p.arch.as_str()),
+                (Package::Client, evr("1.7.1-1"), "noarch"),
+                "{v}"
+            );
+            for bad in ["rpm_qp_garbage", "rpm_qp_missing"] {
+                let out = rpm_fixture(&format!("{v}_{bad}.out"));
+                assert!(parse_file_query(&out).is_err(), "{v} {bad}: {out:?}");
+            }
+        }
+    }
+
+    #[test]
     fn both_installed() {
         let q = parse_query(&fixture("rpm_q_both.out")).unwrap();
         assert_eq!(fixture_rc("rpm_q_both"), 0);

@@ -14,6 +14,14 @@
 //!
 //! Processes share the host's network (so `127.0.0.1` reaches an
 //! [`HttpServer`](super::http::HttpServer)), `/proc`, `/sys` and `/dev`.
+//!
+//! [`Sandbox::with_rootfs`] is the root-file-system mode: the namespace's
+//! root is an overlay over another system's tree (a Debian release made by
+//! `tests/rootfs.sh`, never written), with its own `/proc`, the host's
+//! `/sys` and `/dev`, fresh `/run` and `/tmp`; commands enter it with
+//! `nsenter --mount --root --wd`, so they run that release's own apt,
+//! dpkg, dnf and rpm. Every method works the same in both modes: a
+//! scenario written against [`Sandbox`] runs on either.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -65,6 +73,8 @@ pub struct Sandbox {
     holder_pid: u32,
     /// `readlink /proc/<holder>/ns/mnt`, e.g. `mnt:[4026532345]`.
     mount_ns: String,
+    /// The tree under the overlay root, in the root-file-system mode.
+    rootfs: Option<PathBuf>,
 }
 
 impl Sandbox {
@@ -87,6 +97,17 @@ impl Sandbox {
     /// Starts a sandbox with these host paths bound read-only at the same
     /// paths inside (and nothing else bound).
     pub fn with_binds(binds: &[PathBuf]) -> Result<Sandbox> {
+        Self::start(None, binds)
+    }
+
+    /// Starts a sandbox in the root-file-system mode over `tree` (see the
+    /// module documentation); nothing of the host's file system is visible
+    /// inside but `/sys` and `/dev`.
+    pub fn with_rootfs(tree: &Path) -> Result<Sandbox> {
+        Self::start(Some(tree), &[])
+    }
+
+    fn start(rootfs: Option<&Path>, binds: &[PathBuf]) -> Result<Sandbox> {
         if !nix::unistd::geteuid().is_root() {
             bail!(
                 "the sandbox needs root: it mounts overlayfs and tmpfs in a private \
@@ -106,6 +127,9 @@ impl Sandbox {
             .context("creating the sandbox's temporary directory")?;
         let mut command = Command::new(&init);
         command.arg(dir.path());
+        if let Some(tree) = rootfs {
+            command.arg("--rootfs").arg(tree);
+        }
         for b in binds {
             command.arg("--bind-ro").arg(b);
         }
@@ -128,6 +152,7 @@ impl Sandbox {
             dir: Some(dir),
             holder_pid,
             mount_ns: String::new(),
+            rootfs: rootfs.map(Path::to_path_buf),
         };
         match rx.recv_timeout(READY_TIMEOUT) {
             Ok(Ok(line)) if line.trim() == "ready" => {}
@@ -176,6 +201,12 @@ impl Sandbox {
         self.holder_pid
     }
 
+    /// The tree under the overlay root in the root-file-system mode, `None`
+    /// in the host mode.
+    pub fn rootfs(&self) -> Option<&Path> {
+        self.rootfs.as_deref()
+    }
+
     /// The namespace's identity, as `readlink /proc/<pid>/ns/mnt` shows it.
     pub fn mount_namespace(&self) -> &str {
         &self.mount_ns
@@ -190,15 +221,19 @@ impl Sandbox {
     }
 
     /// A `Command` running `argv` inside the sandbox as root:
-    /// `nsenter --target <holder> --mount -- argv…`, with a clean
+    /// `nsenter --target <holder> --mount -- argv…` (plus `--root --wd` in
+    /// the root-file-system mode: the holder's root and cwd), with a clean
     /// environment (`PATH`, `LC_ALL=C`, `HOME=/root`,
     /// `DEBIAN_FRONTEND=noninteractive`), cwd `/` and stdin `/dev/null`.
     /// Add to it (env, stdin, …) before running.
     pub fn command(&self, argv: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
         c.arg(format!("--target={}", self.holder_pid))
-            .arg("--mount")
-            .arg("--")
+            .arg("--mount");
+        if self.rootfs.is_some() {
+            c.args(["--root", "--wd"]);
+        }
+        c.arg("--")
             .args(argv)
             .env_clear()
             .env("PATH", PATH)

@@ -23,18 +23,14 @@ use patchman_tests::scenario::{run_table, start_row, Family, Row, Step};
 /// The scenarios of every release and family.
 const ROWS: &[Row] = &[
     Row {
-        name: "update_available",
-        repo: "patchman",
         installed: &[(CLIENT, "1.7.0-1")],
         steps: &[Step::new(&["update"], 0).stdout(&["patchman-client: 1.7.0-1 → 1.7.1-1"])],
         expect: &[(CLIENT, Some("1.7.1-1")), (REALTIME, None)],
         changed: &[CLIENT],
         helper_exits: Some(true),
-        helper_log: &[],
+        ..Row::new("update_available", "patchman")
     },
     Row {
-        name: "realtime_in_lock_step",
-        repo: "patchman",
         installed: &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
         steps: &[Step::new(&["update"], 0).stdout(&[
             "patchman-client: 1.7.0-1 → 1.7.1-1",
@@ -43,41 +39,35 @@ const ROWS: &[Row] = &[
         expect: &[(CLIENT, Some("1.7.1-1")), (REALTIME, Some("1.7.1-1"))],
         changed: &[CLIENT, REALTIME],
         helper_exits: Some(true),
-        helper_log: &[],
+        ..Row::new("realtime_in_lock_step", "patchman")
     },
     Row {
-        name: "up_to_date",
-        repo: "patchman",
         installed: &[(CLIENT, "1.7.1-1")],
         steps: &[Step::new(&["update"], 0).stdout(&["Already up to date"])],
         expect: &[(CLIENT, Some("1.7.1-1"))],
-        changed: &[],
         helper_exits: Some(false),
-        helper_log: &[],
+        ..Row::new("up_to_date", "patchman")
     },
     Row {
-        name: "new_dependency_refused",
-        repo: "newdep",
         installed: &[(CLIENT, "1.7.1-1")],
         steps: &[Step::new(&["update"], 1).stderr(&["manual upgrade required", NEW_DEP])],
         expect: &[(CLIENT, Some("1.7.1-1")), (NEW_DEP, None)],
-        changed: &[],
         helper_exits: Some(false),
-        helper_log: &[],
+        ..Row::new("new_dependency_refused", "newdep")
     },
     Row {
-        name: "check_exit_100_then_0",
-        repo: "patchman",
         installed: &[(CLIENT, "1.7.0-1")],
         steps: &[
-            Step::new(&["check"], 100).stdout(&["1.7.0-1 → 1.7.1-1 available"]),
+            Step::new(&["check"], 100)
+                .stdout(&["1.7.0-1 → 1.7.1-1 available"])
+                .changes_nothing(),
             Step::new(&["update"], 0),
             Step::new(&["check"], 0).after_helper_exit(),
         ],
         expect: &[(CLIENT, Some("1.7.1-1"))],
         changed: &[CLIENT],
         helper_exits: Some(false),
-        helper_log: &[],
+        ..Row::new("check_exit_100_then_0", "patchman")
     },
 ];
 
@@ -91,16 +81,11 @@ fn run(suite: Suite, family: Family) {
     };
     release::shipped();
     run_table(ROWS, |row| {
-        let s = start_row(
-            family,
-            row,
-            || {
-                let sandbox = suite.sandbox()?;
-                let bins = install_shipped_binaries(&sandbox, format)?;
-                Ok((sandbox, bins))
-            },
-            |_| {},
-        );
+        let s = start_row(family, row, || {
+            let sandbox = suite.sandbox()?;
+            let bins = install_shipped_binaries(&sandbox, format)?;
+            Ok((sandbox, bins))
+        });
         if let Family::El(_) = family {
             let os_release = s.u.sandbox.read_to_string("/etc/os-release").unwrap();
             assert!(

@@ -333,6 +333,25 @@ impl Sandbox {
         Ok(child)
     }
 
+    /// Holds an exclusive fcntl lock on `path` inside the sandbox (as apt,
+    /// dpkg and rpm take theirs: another frontend at work) from a process of
+    /// its own, until the returned [`LockHolder`] is dropped. Returns once
+    /// the lock is taken.
+    pub fn hold_lock(&self, path: &str) -> Result<LockHolder> {
+        let mut child = self.spawn(&["python3", "-c", HOLD_LOCK, path])?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().context("the lock holder's stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(BufReader::new(stdout).read_line(&mut line).map(|_| line));
+        });
+        let holder = LockHolder { child };
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(l)) if l.trim() == "locked" => Ok(holder),
+            other => bail!("the lock holder on {path} did not take it: {other:?}"),
+        }
+    }
+
     /// Writes `contents` to `path` inside the sandbox (parents created,
     /// mode 0644 for a new file, as root).
     ///
@@ -553,6 +572,36 @@ impl Drop for Sandbox {
         if let Some(dir) = self.dir.take() {
             let _ = dir.close();
         }
+    }
+}
+
+/// Python taking an exclusive fcntl lock on `argv[1]` (created if missing),
+/// saying `locked`, then holding it until killed (or 120 s).
+const HOLD_LOCK: &str = "import fcntl,sys,time\nf=open(sys.argv[1],'a')\n\
+fcntl.lockf(f,fcntl.LOCK_EX)\nprint('locked',flush=True)\ntime.sleep(120)";
+
+/// A process inside a [`Sandbox`] holding a lock
+/// ([`Sandbox::hold_lock`]); killed when dropped.
+#[derive(Debug)]
+pub struct LockHolder {
+    child: Child,
+}
+
+impl LockHolder {
+    /// Kills the holder and waits for it: the lock is free on return.
+    pub fn release(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -278,6 +278,43 @@ mod tests {
         assert!(s.installs.is_empty());
     }
 
+    /// The same plans as apt 2.2 (Debian 11) and apt 3.0 (Debian 13) print
+    /// them, captured in the release matrix's sandboxes
+    /// (`tests/tests/releases.rs`): apt 3.0 adds `Solving dependencies...`
+    /// on stdout and its solver's explanation on stderr.
+    #[test]
+    fn apt_2_2_and_3_0_plans() {
+        for apt in ["2.2", "3.0"] {
+            let name = format!("apt_get_s_client_apt{apt}");
+            assert_eq!(fixture_rc(&name), 0, "{name}");
+            let s = parse(&fixture(&format!("{name}.out"))).unwrap();
+            assert_eq!(
+                s.installs,
+                vec![Install {
+                    name: "patchman-client".into(),
+                    old: Some(evr("1.7.0-1")),
+                    new: evr("1.7.1-1"),
+                }],
+                "{name}"
+            );
+            assert!(s.only_ours(), "{name}");
+
+            let name = format!("apt_get_s_new_dep_apt{apt}");
+            assert_eq!(fixture_rc(&name), 100, "{name}");
+            let s = parse(&fixture(&format!("{name}.out"))).unwrap();
+            assert_eq!(
+                s.unmet,
+                vec![
+                    "patchman-client : Depends: libpatchman-new (>= 1.0) but it is not installable"
+                        .to_string()
+                ],
+                "{name}"
+            );
+            assert!(s.installs.is_empty(), "{name}");
+            assert!(!s.only_ours(), "{name}");
+        }
+    }
+
     #[test]
     fn removal_up_to_date_and_broken() {
         let s = parse(&fixture("apt_get_s_remove_realtime.out")).unwrap();

@@ -43,7 +43,7 @@ impl Suite {
     }
 
     /// The cached root file system (`tests/rootfs.sh SUITE`, which builds
-    /// it with debootstrap when the cache lacks it).
+    /// it with debootstrap when the cache lacks it, within 30 minutes).
     pub fn tree(self) -> Result<PathBuf> {
         static TREES: OnceLock<std::sync::Mutex<Vec<(Suite, PathBuf)>>> = OnceLock::new();
         let trees = TREES.get_or_init(Default::default);
@@ -54,8 +54,12 @@ impl Suite {
             return Ok(t.clone());
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs.sh");
-        let mut c = Command::new("bash");
-        c.arg(&script).arg(self.name());
+        // Bounded: a first build runs debootstrap against Debian's archive.
+        let mut c = Command::new("timeout");
+        c.arg(ROOTFS_BUILD_BOUND)
+            .arg("bash")
+            .arg(&script)
+            .arg(self.name());
         let out =
             cmd::stdout(&mut c).with_context(|| format!("the {} root file system", self.name()))?;
         let tree = PathBuf::from(out.trim());
@@ -75,6 +79,10 @@ impl Suite {
         Sandbox::with_rootfs(&self.tree()?)
     }
 }
+
+/// `timeout`'s bound on `tests/rootfs.sh` (a cached tree answers at once;
+/// a first debootstrap takes minutes).
+const ROOTFS_BUILD_BOUND: &str = "30m";
 
 /// The version the shipped packages are built as (only their binaries are
 /// used; the version is never seen by a scenario).

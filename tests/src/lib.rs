@@ -13,6 +13,7 @@ pub mod attack_support;
 pub mod cmd;
 pub mod host;
 pub mod packages;
+pub mod release;
 pub mod sandbox;
 pub mod scenario;
 pub mod updater;

@@ -6,9 +6,11 @@
 use std::collections::BTreeSet;
 use std::process::Output;
 
-use crate::host_package_state;
-use crate::sandbox::el::ElSandbox;
-use crate::updater::{changed_packages, db_changes, Updater};
+use crate::sandbox::apt_repo::{AptRepo, SourceFormat};
+use crate::sandbox::el::{ElRelease, ElSandbox};
+use crate::sandbox::RpmRepo;
+use crate::updater::{changed_packages, db_changes, Binaries, Updater};
+use crate::{host_package_state, AptFixture, ElFixture, Sandbox};
 
 /// Which package database the sandbox's system has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +74,15 @@ impl Scenario {
         }
     }
 
+    /// Whether the database knows nothing of `package` (dpkg: no entry or
+    /// `not-installed`, not even config files; rpm: not installed).
+    pub fn absent(&self, package: &str) -> bool {
+        match self.db {
+            Db::Dpkg => self.u.dpkg(package).expect("dpkg-query").is_none(),
+            Db::Rpm => self.version(package).is_none(),
+        }
+    }
+
     /// Package names whose line in the database changed since the start.
     pub fn changed(&self) -> BTreeSet<String> {
         changed_packages(&db_changes(&self.db_before, &snapshot(self.db, &self.u)))
@@ -108,4 +119,426 @@ fn snapshot(db: Db, u: &Updater) -> String {
         Db::Rpm => u.sandbox.rpm_db_snapshot(),
     }
     .expect("package database snapshot")
+}
+
+/// One run of the agent in a [`Row`]: its arguments, the exit code it must
+/// have, and what its output must show.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub args: &'static [&'static str],
+    pub exit: i32,
+    /// Text its stdout must contain.
+    pub stdout: &'static [&'static str],
+    /// Text its stderr must contain.
+    pub stderr: &'static [&'static str],
+    /// `(path, value)` its stdout, a JSON object, must have: `path` is
+    /// dotted (`installed.client`), `value` a string's contents or another
+    /// value's JSON text (`true`).
+    pub json: &'static [(&'static str, &'static str)],
+    /// The package database is unchanged after it (since the start).
+    pub changes_nothing: bool,
+    /// It takes at least this many seconds (a bounded wait is waited).
+    pub min_seconds: u64,
+    /// The helper must have exited before this step (after a changing
+    /// update): it is started again, as its socket would start it.
+    pub after_helper_exit: bool,
+}
+
+impl Step {
+    /// `patchman-agent <args>` exiting `exit`.
+    pub const fn new(args: &'static [&'static str], exit: i32) -> Step {
+        Step {
+            args,
+            exit,
+            stdout: &[],
+            stderr: &[],
+            json: &[],
+            changes_nothing: false,
+            min_seconds: 0,
+            after_helper_exit: false,
+        }
+    }
+
+    /// … whose stdout contains each of `texts`.
+    pub const fn stdout(self, texts: &'static [&'static str]) -> Step {
+        Step {
+            stdout: texts,
+            ..self
+        }
+    }
+
+    /// … whose stderr contains each of `texts`.
+    pub const fn stderr(self, texts: &'static [&'static str]) -> Step {
+        Step {
+            stderr: texts,
+            ..self
+        }
+    }
+
+    /// … whose stdout is JSON with these `(dotted path, value)`.
+    pub const fn json(self, fields: &'static [(&'static str, &'static str)]) -> Step {
+        Step {
+            json: fields,
+            ..self
+        }
+    }
+
+    /// … after which the package database is as at the start.
+    pub const fn changes_nothing(self) -> Step {
+        Step {
+            changes_nothing: true,
+            ..self
+        }
+    }
+
+    /// … which takes at least `seconds`.
+    pub const fn at_least(self, seconds: u64) -> Step {
+        Step {
+            min_seconds: seconds,
+            ..self
+        }
+    }
+
+    /// … run once the helper has exited (and been started again).
+    pub const fn after_helper_exit(self) -> Step {
+        Step {
+            after_helper_exit: true,
+            ..self
+        }
+    }
+}
+
+/// What a [`Row`] expects of a path inside the sandbox at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    Absent,
+    Exists,
+    /// A directory with nothing in it.
+    EmptyDir,
+    /// A file with exactly these contents.
+    Contents(&'static str),
+}
+
+/// A scenario as data: the repository (a name the family's fixture
+/// resolves), the packages installed at the start, a preparation, the
+/// agent's runs, and the state expected at the end. [`run_table`] runs a
+/// table of them; build one with `Row { …, ..Row::new(name, repo) }`.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    pub name: &'static str,
+    /// The fixture repository serving as the `patchman` source.
+    pub repo: &'static str,
+    /// `(package, version)` installed before the helper starts.
+    pub installed: &'static [(&'static str, &'static str)],
+    /// Run on the sandbox after the installs, before the database snapshot
+    /// and the helper (it may assert, too).
+    pub prepare: Option<fn(&Updater)>,
+    /// A file whose fcntl lock another process holds (as apt's and rpm's
+    /// own locks are held by another frontend) during the steps.
+    pub lock_held: Option<&'static str>,
+    pub steps: &'static [Step],
+    /// `(package, installed version)` at the end; `None`: the database
+    /// knows nothing of it ([`Scenario::absent`]).
+    pub expect: &'static [(&'static str, Option<&'static str>)],
+    /// The packages whose database entry changed (none: nothing changed).
+    pub changed: &'static [&'static str],
+    /// Whether the helper must have exited (after a changing update) or
+    /// still run at the end; `None`: not checked.
+    pub helper_exits: Option<bool>,
+    /// Text the helper's log must contain.
+    pub helper_log: &'static [&'static str],
+    /// Text the helper's log must not contain.
+    pub helper_log_lacks: &'static [&'static str],
+    /// `(command, texts)`: exactly one line of the helper's log contains
+    /// `command`, and it contains each of `texts` (one transaction).
+    pub one_run_of: Option<(&'static str, &'static [&'static str])>,
+    /// Paths inside the sandbox and what they must be at the end.
+    pub files: &'static [(&'static str, FileState)],
+}
+
+impl Row {
+    /// A row with nothing installed, no step and nothing expected to change.
+    pub const fn new(name: &'static str, repo: &'static str) -> Row {
+        Row {
+            name,
+            repo,
+            installed: &[],
+            prepare: None,
+            lock_held: None,
+            steps: &[],
+            expect: &[],
+            changed: &[],
+            helper_exits: None,
+            helper_log: &[],
+            helper_log_lacks: &[],
+            one_run_of: None,
+            files: &[],
+        }
+    }
+
+    /// Runs the row's steps in `s` and asserts its end state, then that the
+    /// host's package state did not change ([`Scenario::finish`]).
+    pub fn run(&self, mut s: Scenario) {
+        let name = self.name;
+        let lock = self.lock_held.map(|path| {
+            s.u.sandbox
+                .hold_lock(path)
+                .unwrap_or_else(|e| panic!("{name}: holding the lock on {path}: {e:#}"))
+        });
+        for step in self.steps {
+            self.run_step(&mut s, step);
+        }
+        drop(lock);
+        for (package, version) in self.expect {
+            match version {
+                Some(_) => assert_eq!(
+                    s.version(package).as_deref(),
+                    *version,
+                    "{name}: the installed version of {package}"
+                ),
+                None => assert!(s.absent(package), "{name}: {package} is not absent"),
+            }
+        }
+        let want: BTreeSet<String> = self.changed.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            s.changed(),
+            want,
+            "{name}: what changed in the package database"
+        );
+        if let Some(exits) = self.helper_exits {
+            let wait = if exits { 5_000 } else { 300 };
+            let exited =
+                s.u.helper_exited_within(std::time::Duration::from_millis(wait));
+            assert_eq!(exited, exits, "{name}: whether the helper exited");
+        }
+        let log = s.u.helper_log();
+        for want in self.helper_log {
+            assert!(
+                log.contains(want),
+                "{name}: the helper's log lacks {want:?}:\n{log}"
+            );
+        }
+        for unwanted in self.helper_log_lacks {
+            assert!(
+                !log.contains(unwanted),
+                "{name}: the helper's log has {unwanted:?}:\n{log}"
+            );
+        }
+        if let Some((command, texts)) = self.one_run_of {
+            let runs: Vec<&str> = log.lines().filter(|l| l.contains(command)).collect();
+            assert_eq!(runs.len(), 1, "{name}: one {command}:\n{log}");
+            for t in texts {
+                assert!(runs[0].contains(t), "{name}: {t:?} not in {}", runs[0]);
+            }
+        }
+        for (path, state) in self.files {
+            check_file(&s, name, path, *state);
+        }
+        s.finish();
+    }
+
+    fn run_step(&self, s: &mut Scenario, step: &Step) {
+        let name = self.name;
+        if step.after_helper_exit {
+            s.u.restart_helper()
+                .unwrap_or_else(|e| panic!("{name}: restarting the helper: {e:#}"));
+        }
+        let t0 = std::time::Instant::now();
+        let out = s.agent_exits(step.args, step.exit);
+        let took = t0.elapsed();
+        let command = step.args.join(" ");
+        let shown = || crate::cmd::output_text(&out);
+        for (stream, texts) in [(&out.stdout, step.stdout), (&out.stderr, step.stderr)] {
+            let text = String::from_utf8_lossy(stream);
+            for want in texts {
+                assert!(
+                    text.contains(want),
+                    "{name}: `{command}` does not say {want:?}:\n{}\n--- helper log\n{}",
+                    shown(),
+                    s.u.helper_log()
+                );
+            }
+        }
+        if !step.json.is_empty() {
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{name}: `{command}` is not JSON ({e}):\n{}", shown()));
+            for (path, want) in step.json {
+                let got = path.split('.').fold(&json, |v, key| &v[key]);
+                let got = got.as_str().map_or_else(|| got.to_string(), str::to_owned);
+                assert_eq!(got, *want, "{name}: `{command}`'s {path}: {json}");
+            }
+        }
+        if step.changes_nothing {
+            assert!(
+                s.changed().is_empty(),
+                "{name}: `{command}` changed the package database: {:?}",
+                s.changed()
+            );
+        }
+        assert!(
+            took.as_secs() >= step.min_seconds,
+            "{name}: `{command}` took {took:?}, less than the bound of {} s it must wait",
+            step.min_seconds
+        );
+    }
+}
+
+fn check_file(s: &Scenario, name: &str, path: &str, state: FileState) {
+    let sandbox = &s.u.sandbox;
+    let exists = sandbox.exists(path).expect("test -e");
+    match state {
+        FileState::Absent => assert!(!exists, "{name}: {path} exists"),
+        FileState::Exists => assert!(exists, "{name}: {path} does not exist"),
+        FileState::EmptyDir => {
+            let left = sandbox
+                .run_stdout(&["ls", "-A", "--", path])
+                .unwrap_or_else(|e| panic!("{name}: ls {path}: {e:#}"));
+            assert_eq!(left.trim(), "", "{name}: left behind in {path}: {left}");
+        }
+        FileState::Contents(want) => {
+            let got = sandbox
+                .read_to_string(path)
+                .unwrap_or_else(|e| panic!("{name}: reading {path}: {e:#}"));
+            assert_eq!(got, want, "{name}: the contents of {path}");
+        }
+    }
+}
+
+/// Runs every row of `rows` with a scenario from `start`, each to its end
+/// even when an earlier one failed; fails with the names of those that
+/// failed (each one's own message is printed as it fails).
+pub fn run_table(rows: &[Row], start: impl Fn(&Row) -> Scenario + Sync) {
+    // Two rows at a time: a row waits on its tools more than it computes.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..TABLE_WORKERS {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(row) = rows.get(i) else { break };
+                let t0 = std::time::Instant::now();
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| row.run(start(row))));
+                eprintln!(
+                    "row {}: {} in {:.1} s",
+                    row.name,
+                    if result.is_ok() { "ok" } else { "FAILED" },
+                    t0.elapsed().as_secs_f64()
+                );
+                if result.is_err() {
+                    failed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(row.name);
+                }
+            });
+        }
+    });
+    let failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
+    assert!(failed.is_empty(), "rows failed: {}", failed.join(", "));
+}
+
+/// How many rows of a table [`run_table`] runs at once.
+const TABLE_WORKERS: usize = 2;
+
+/// The family (and, for EL, the release it pretends to be) a table runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// dpkg and apt, the apt fixture.
+    Apt,
+    /// dnf or yum and rpm on an EL system made by `ElSandbox::make_el`,
+    /// the EL fixture.
+    El(ElRelease),
+}
+
+/// Starts `row`'s scenario: the host's state recorded, then the sandbox
+/// and the binaries from `sandbox` (either mode), user `patchman`, the
+/// family's fixture repository `row.repo` as the `patchman` source and its
+/// packages `row.installed` installed, `row.prepare`, the database
+/// snapshot, the helper.
+///
+/// # Panics
+/// When any of it fails, with the reason.
+pub fn start_row(
+    family: Family,
+    row: &Row,
+    sandbox: impl FnOnce() -> anyhow::Result<(Sandbox, Binaries)>,
+) -> Scenario {
+    let host_before = host_package_state();
+    let (sandbox, bins) = sandbox().expect("the scenario's sandbox");
+    let (db, u) = match family {
+        Family::Apt => {
+            let fx = crate::apt_fixture();
+            let debs: Vec<_> = row.installed.iter().map(|(p, v)| fx.deb(p, v)).collect();
+            let repo = apt_repo(fx, row.repo);
+            let u = Updater::apt_in(
+                sandbox,
+                bins,
+                &fx.repos_root,
+                repo,
+                SourceFormat::List,
+                &debs,
+            );
+            (Db::Dpkg, u)
+        }
+        Family::El(release) => {
+            let fx = crate::el_fixture();
+            let rpms: Vec<_> = row.installed.iter().map(|(p, v)| fx.rpm(p, v)).collect();
+            let u = Updater::el_in(sandbox, bins, release, rpm_repo(fx, row.repo), &rpms);
+            (Db::Rpm, u)
+        }
+    };
+    let u = u.unwrap_or_else(|e| panic!("{}: setting up {family:?}: {e:#}", row.name));
+    Scenario::start(db, u, host_before, |u| {
+        if let Some(prepare) = row.prepare {
+            prepare(u);
+        }
+    })
+}
+
+/// A host-mode sandbox and this workspace's binaries, for [`start_row`].
+pub fn host_sandbox() -> anyhow::Result<(Sandbox, Binaries)> {
+    Ok((Sandbox::new()?, Binaries::workspace()?))
+}
+
+/// Runs `rows` for `family` in host-mode sandboxes ([`host_sandbox`]).
+pub fn run_host_table(family: Family, rows: &[Row]) {
+    run_table(rows, |row| start_row(family, row, host_sandbox));
+}
+
+/// The apt fixture's repository named `name` (its field name, as a [`Row`]
+/// names it).
+///
+/// # Panics
+/// On a name the fixture does not have (a typo in a table).
+pub fn apt_repo<'a>(fx: &'a AptFixture, name: &str) -> &'a AptRepo {
+    match name {
+        "patchman" => &fx.patchman,
+        "newdep" => &fx.newdep,
+        "newdep_lib" => &fx.newdep_lib,
+        "extras" => &fx.extras,
+        "other" => &fx.other,
+        "unsigned" => &fx.unsigned,
+        "epoch" => &fx.epoch,
+        "flat" => &fx.flat,
+        _ => panic!("the apt fixture has no repository {name:?}"),
+    }
+}
+
+/// The EL fixture's repository named `name` (as [`apt_repo`]; the apt
+/// fixture's `unsigned` is `unsigned_repo` here, `foreign` `foreign_repo`).
+///
+/// # Panics
+/// On a name the fixture does not have.
+pub fn rpm_repo<'a>(fx: &'a ElFixture, name: &str) -> &'a RpmRepo {
+    match name {
+        "patchman" => &fx.patchman,
+        "newdep" => &fx.newdep,
+        "newdep_lib" => &fx.newdep_lib,
+        "other" => &fx.other,
+        "unsigned" => &fx.unsigned_repo,
+        "epoch" => &fx.epoch,
+        "foreign" => &fx.foreign_repo,
+        _ => panic!("the EL fixture has no repository {name:?}"),
+    }
 }

@@ -18,11 +18,37 @@ pub const SOCKET: &str = "/run/patchman/helper.sock";
 /// The agent user created inside the sandbox.
 pub const AGENT_USER: &str = "patchman";
 
+/// The paths, inside the sandbox, of the helper and agent binaries a
+/// scenario runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binaries {
+    pub helper: String,
+    pub agent: String,
+}
+
+impl Binaries {
+    /// This workspace's builds (`target/<profile>/`), which the host mode's
+    /// sandbox sees at the same paths.
+    pub fn workspace() -> Result<Binaries> {
+        let path = |name: &str| -> Result<String> {
+            Ok(workspace_bin(name)
+                .to_str()
+                .with_context(|| format!("the path of {name} is not UTF-8"))?
+                .to_owned())
+        };
+        Ok(Binaries {
+            helper: path("patchman-helper")?,
+            agent: path("patchman-agent")?,
+        })
+    }
+}
+
 /// A sandbox with the patchman source configured, packages installed, and
 /// (once started) the helper running.
 pub struct Updater {
     pub sandbox: Sandbox,
     pub http: HttpServer,
+    bins: Binaries,
     helper: Option<Child>,
     log: PathBuf,
 }
@@ -37,13 +63,14 @@ impl Updater {
         format: SourceFormat,
         installed: &[&Path],
     ) -> Result<Updater> {
-        Self::in_sandbox(Sandbox::new()?, repos_root, repo, format, installed)
+        let bins = Binaries::workspace()?;
+        Self::apt_in(Sandbox::new()?, bins, repos_root, repo, format, installed)
     }
 
-    /// [`new`](Self::new) in a sandbox the caller made (e.g.
-    /// [`Sandbox::with_host_indexes`]).
-    pub fn in_sandbox(
+    /// [`new`](Self::new) in `sandbox` (of either mode), running `bins`.
+    pub fn apt_in(
         sandbox: Sandbox,
+        bins: Binaries,
         repos_root: &Path,
         repo: &AptRepo,
         format: SourceFormat,
@@ -55,13 +82,18 @@ impl Updater {
         if !installed.is_empty() {
             sandbox.install_debs(installed)?;
         }
+        Ok(Self::with(sandbox, http, bins))
+    }
+
+    fn with(sandbox: Sandbox, http: HttpServer, bins: Binaries) -> Updater {
         let log = sandbox.dir().join("helper.log");
-        Ok(Updater {
+        Updater {
             sandbox,
             http,
+            bins,
             helper: None,
             log,
-        })
+        }
     }
 
     /// An EL sandbox (`release`'s release files, EL dnf.conf, a fresh rpm
@@ -73,9 +105,21 @@ impl Updater {
         repo: &crate::sandbox::RpmRepo,
         installed: &[&Path],
     ) -> Result<Updater> {
+        let bins = Binaries::workspace()?;
+        Self::el_in(Sandbox::new()?, bins, release, repo, installed)
+    }
+
+    /// [`new_el`](Self::new_el) in `sandbox` (of either mode), running
+    /// `bins`.
+    pub fn el_in(
+        sandbox: Sandbox,
+        bins: Binaries,
+        release: crate::sandbox::el::ElRelease,
+        repo: &crate::sandbox::RpmRepo,
+        installed: &[&Path],
+    ) -> Result<Updater> {
         use crate::sandbox::el::ElSandbox;
         let fx = crate::el_fixture();
-        let sandbox = Sandbox::new()?;
         let http = HttpServer::start(&fx.repos_root)?;
         sandbox.add_system_user(AGENT_USER)?;
         sandbox.make_el(release, fx)?;
@@ -83,13 +127,7 @@ impl Updater {
         if !installed.is_empty() {
             sandbox.install_rpms(installed)?;
         }
-        let log = sandbox.dir().join("helper.log");
-        Ok(Updater {
-            sandbox,
-            http,
-            helper: None,
-            log,
-        })
+        Ok(Self::with(sandbox, http, bins))
     }
 
     /// Adds another source (`name.list`) serving `repo` from the same server.
@@ -110,11 +148,13 @@ impl Updater {
     /// Starts `patchman-helper --socket SOCKET --agent-user patchman` as
     /// root inside, logging to a file; returns once its socket exists.
     pub fn start_helper(&mut self) -> Result<()> {
-        let helper = workspace_bin("patchman-helper");
-        let helper = helper.to_str().context("helper path")?;
-        let mut cmd =
-            self.sandbox
-                .command(&[helper, "--socket", SOCKET, "--agent-user", AGENT_USER]);
+        let mut cmd = self.sandbox.command(&[
+            &self.bins.helper,
+            "--socket",
+            SOCKET,
+            "--agent-user",
+            AGENT_USER,
+        ]);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -165,27 +205,39 @@ impl Updater {
         }
     }
 
+    /// Waits (up to 5 s) for the helper to exit, as it does after a
+    /// changing update, then starts it again (as systemd's socket would on
+    /// the next connection). Fails if it does not exit.
+    pub fn restart_helper(&mut self) -> Result<()> {
+        if !self.helper_exited_within(Duration::from_secs(5)) {
+            bail!("the helper did not exit:\n{}", self.helper_log());
+        }
+        self.helper.take();
+        self.start_helper()
+    }
+
     /// Runs `patchman-agent --socket SOCKET <args>` as `patchman` inside.
     pub fn agent(&self, args: &[&str]) -> Result<Output> {
-        let agent = workspace_bin("patchman-agent");
-        let mut argv = vec![agent.to_str().context("agent path")?, "--socket", SOCKET];
-        argv.extend_from_slice(args);
-        self.sandbox.run_as_unchecked(AGENT_USER, &argv)
+        self.sandbox
+            .run_as_unchecked(AGENT_USER, &self.agent_argv(args))
     }
 
     /// Starts the agent like [`agent`](Self::agent) with its output going
     /// straight to ours (the demo's live view); returns its exit code.
     pub fn agent_live(&self, args: &[&str]) -> Result<i32> {
-        let agent = workspace_bin("patchman-agent");
-        let mut argv = vec![agent.to_str().context("agent path")?, "--socket", SOCKET];
-        argv.extend_from_slice(args);
         let status = self
             .sandbox
-            .command_as(AGENT_USER, &argv)?
+            .command_as(AGENT_USER, &self.agent_argv(args))?
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .status()?;
         Ok(status.code().unwrap_or(-1))
+    }
+
+    fn agent_argv<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut argv = vec![self.bins.agent.as_str(), "--socket", SOCKET];
+        argv.extend_from_slice(args);
+        argv
     }
 
     /// `(status, version)` of a package, as [`Sandbox::dpkg_status`].

@@ -6,321 +6,168 @@
 //! family runs dnf under the name `yum`. Every scenario asserts the final
 //! rpm state, that the sandbox's rpm database changed in nothing but the
 //! intended packages, and that the host's package state did not change.
+//!
+//! The scenarios are tables, one per family and release ([`DNF_ROWS`] on
+//! AlmaLinux 8, [`YUM_ROWS`] on CentOS 7), run by the one
+//! runner ([`run_host_table`]).
 
-use std::process::Output;
-use std::time::Duration;
-
-use patchman_tests::cmd::output_text;
 use patchman_tests::sandbox::el::{ElRelease, ElSandbox};
 use patchman_tests::sandbox::fixture::{CLIENT, NEW_DEP, REALTIME};
-use patchman_tests::sandbox::RpmRepo;
-use patchman_tests::scenario::{Db, Scenario};
+use patchman_tests::scenario::{run_host_table, Family, FileState, Row, Step};
 use patchman_tests::updater::Updater;
 use patchman_tests::{el_fixture, host_package_state};
 
-fn text(out: &Output) -> String {
-    output_text(out)
-}
-
-fn new(release: ElRelease, repo: &RpmRepo, installed: &[(&str, &str)]) -> Scenario {
-    prepared(release, repo, installed, |_| {})
-}
-
-fn prepared(
-    release: ElRelease,
-    repo: &RpmRepo,
-    installed: &[(&str, &str)],
-    prepare: impl FnOnce(&Updater),
-) -> Scenario {
-    let host_before = host_package_state();
-    let fx = el_fixture();
-    let rpms: Vec<&std::path::Path> = installed.iter().map(|(p, v)| fx.rpm(p, v)).collect();
-    let u = Updater::new_el(release, repo, &rpms).expect("EL sandbox");
-    Scenario::start(Db::Rpm, u, host_before, prepare)
-}
-
-#[test]
-fn dnf_update_available_is_checked_then_installed() {
-    let fx = el_fixture();
-    let mut s = new(ElRelease::AlmaLinux8, &fx.patchman, &[(CLIENT, "1.7.0-1")]);
-    let status = s.agent(&["status", "--json"]);
-    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(json["family"], "dnf", "{}", text(&status));
-    assert_eq!(json["installed"]["client"], "1.7.0-1");
-    let check = s.agent_exits(&["check"], 100);
-    assert!(String::from_utf8_lossy(&check.stdout).contains("1.7.0-1 → 1.7.1-1 available"));
-    s.assert_nothing_changed();
-    let out = s.agent_exits(&["update"], 0);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    for step in [
-        "Refreshing the patchman repository metadata…",
-        "Downloading…",
-        "Verifying the downloaded package…",
-        "Installing…",
-        "Confirming the installed version…",
-    ] {
-        assert!(stdout.contains(step), "missing {step:?}:\n{stdout}");
-    }
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
-    s.assert_only_changed(&[CLIENT]);
-    let log = s.u.helper_log();
-    assert!(
-        log.contains("clean all --disablerepo=* --enablerepo=patchman"),
-        "{log}"
-    );
-    assert!(
-        log.contains("--downloadonly --downloaddir=/var/cache/patchman-helper/"),
-        "{log}"
-    );
-    assert!(
-        log.contains("--verbose --disablerepo=* --enablerepo=patchman patchman-client"),
-        "{log}"
-    );
-    assert!(log.contains("rpmkeys --checksig"), "{log}");
-    assert!(s.u.helper_exited_within(Duration::from_secs(5)));
-    // The private download dir is emptied after the run.
-    let left =
-        s.u.sandbox
-            .run_stdout(&["sh", "-c", "ls -A /var/cache/patchman-helper"])
-            .unwrap();
-    assert_eq!(left.trim(), "", "left behind: {left}");
-    s.finish();
-}
-
-#[test]
-fn dnf_up_to_date_changes_nothing() {
-    let fx = el_fixture();
-    let s = new(ElRelease::AlmaLinux8, &fx.patchman, &[(CLIENT, "1.7.1-1")]);
-    s.agent_exits(&["check"], 0);
-    let out = s.agent_exits(&["update"], 0);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("Already up to date"),
-        "{}",
-        text(&out)
-    );
-    s.assert_nothing_changed();
-    s.finish();
-}
-
-#[test]
-fn dnf_client_not_installed_installs_nothing() {
-    let fx = el_fixture();
-    let s = new(ElRelease::AlmaLinux8, &fx.patchman, &[]);
-    let out = s.agent_exits(&["update"], 1);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("patchman-client is not installed"));
-    assert_eq!(s.version(CLIENT), None);
-    s.assert_nothing_changed();
-    s.finish();
-}
-
-#[test]
-fn dnf_realtime_installed_moves_in_one_transaction() {
-    let fx = el_fixture();
-    let s = new(
-        ElRelease::AlmaLinux8,
-        &fx.patchman,
-        &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
-    );
-    s.agent_exits(&["update"], 0);
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
-    assert_eq!(s.version(REALTIME).as_deref(), Some("1.7.1-1"));
-    s.assert_only_changed(&[CLIENT, REALTIME]);
-    let log = s.u.helper_log();
-    let runs: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("command=rpm -U"))
-        .collect();
-    assert_eq!(runs.len(), 1, "one rpm -U for both:\n{log}");
-    assert!(
-        runs[0].contains("patchman-client-1.7.1-1")
-            && runs[0].contains("patchman-client-realtime-1.7.1-1"),
-        "{}",
-        runs[0]
-    );
-    s.finish();
-}
-
-#[test]
-fn dnf_realtime_in_the_repository_but_not_installed_stays_absent() {
-    let fx = el_fixture();
-    let s = new(ElRelease::AlmaLinux8, &fx.patchman, &[(CLIENT, "1.7.0-1")]);
-    s.agent_exits(&["update"], 0);
-    assert_eq!(s.version(REALTIME), None);
-    s.assert_only_changed(&[CLIENT]);
-    s.finish();
-}
-
-#[test]
-fn dnf_a_new_dependency_missing_from_the_repository_is_refused() {
-    let fx = el_fixture();
-    let s = new(ElRelease::AlmaLinux8, &fx.newdep, &[(CLIENT, "1.7.1-1")]);
-    let out = s.agent_exits(&["update"], 1);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("manual upgrade required"), "{err}");
-    assert!(err.contains(NEW_DEP), "{err}");
-    s.assert_nothing_changed();
-    s.finish();
-}
-
-#[test]
-fn dnf_a_new_dependency_present_in_the_repository_is_still_refused() {
-    let fx = el_fixture();
-    let s = new(
-        ElRelease::AlmaLinux8,
-        &fx.newdep_lib,
-        &[(CLIENT, "1.7.1-1")],
-    );
-    let out = s.agent_exits(&["update"], 1);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("would also install libpatchman-new"), "{err}");
-    assert_eq!(s.version(NEW_DEP), None);
-    s.assert_nothing_changed();
-    s.finish();
-}
-
-#[test]
-fn dnf_an_epoch_version_is_installed() {
-    let fx = el_fixture();
-    let s = new(ElRelease::AlmaLinux8, &fx.epoch, &[(CLIENT, "1.7.1-1")]);
-    s.agent_exits(&["update"], 0);
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1:1.2.7-1"));
-    s.assert_only_changed(&[CLIENT]);
-    s.finish();
-}
-
-#[test]
-fn dnf_an_unsigned_repository_is_refused() {
-    let fx = el_fixture();
-    let s = new(
-        ElRelease::AlmaLinux8,
-        &fx.unsigned_repo,
-        &[(CLIENT, "1.7.0-1")],
-    );
-    let out = s.agent_exits(&["update"], 1);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("signature"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
-}
-
-#[test]
-fn dnf_a_package_signed_by_an_unknown_key_is_refused() {
-    let fx = el_fixture();
-    let s = new(
-        ElRelease::AlmaLinux8,
-        &fx.foreign_repo,
-        &[(CLIENT, "1.7.0-1")],
-    );
-    let out = s.agent_exits(&["update"], 1);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("signature"),
-        "{}",
-        text(&out)
-    );
-    s.assert_nothing_changed();
-    s.finish();
-}
-
-#[test]
-fn dnf_an_unknown_repository_name_is_a_typed_error() {
-    let fx = el_fixture();
-    let s = prepared(
-        ElRelease::AlmaLinux8,
-        &fx.patchman,
-        &[(CLIENT, "1.7.0-1")],
-        |u| {
-            u.configure("repository = not-configured\n").unwrap();
-        },
-    );
-    let out = s.agent_exits(&["update"], 1);
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("repository \"not-configured\" is not configured"),
-        "{}",
-        text(&out)
-    );
-    s.assert_nothing_changed();
-    s.finish();
-}
-
-#[test]
-fn dnf_a_higher_client_in_another_repository_is_ignored() {
-    let fx = el_fixture();
-    let s = prepared(
-        ElRelease::AlmaLinux8,
-        &fx.patchman,
-        &[(CLIENT, "1.7.0-1")],
-        |u| {
+const DNF_ROWS: &[Row] = &[
+    Row {
+        installed: &[(CLIENT, "1.7.0-1")],
+        steps: &[
+            Step::new(&["status", "--json"], 0)
+                .json(&[("family", "dnf"), ("installed.client", "1.7.0-1")]),
+            Step::new(&["check"], 100)
+                .stdout(&["1.7.0-1 → 1.7.1-1 available"])
+                .changes_nothing(),
+            Step::new(&["update"], 0).stdout(&[
+                "Refreshing the patchman repository metadata…",
+                "Downloading…",
+                "Verifying the downloaded package…",
+                "Installing…",
+                "Confirming the installed version…",
+            ]),
+        ],
+        expect: &[(CLIENT, Some("1.7.1-1"))],
+        changed: &[CLIENT],
+        helper_exits: Some(true),
+        helper_log: &[
+            "clean all --disablerepo=* --enablerepo=patchman",
+            "--downloadonly --downloaddir=/var/cache/patchman-helper/",
+            "--verbose --disablerepo=* --enablerepo=patchman patchman-client",
+            "rpmkeys --checksig",
+        ],
+        // The private download dir is emptied after the run.
+        files: &[("/var/cache/patchman-helper", FileState::EmptyDir)],
+        ..Row::new("dnf_update_available_is_checked_then_installed", "patchman")
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.1-1")],
+        steps: &[
+            Step::new(&["check"], 0),
+            Step::new(&["update"], 0).stdout(&["Already up to date"]),
+        ],
+        ..Row::new("dnf_up_to_date_changes_nothing", "patchman")
+    },
+    Row {
+        steps: &[Step::new(&["update"], 1).stderr(&["patchman-client is not installed"])],
+        expect: &[(CLIENT, None)],
+        ..Row::new("dnf_client_not_installed_installs_nothing", "patchman")
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
+        steps: &[Step::new(&["update"], 0)],
+        expect: &[(CLIENT, Some("1.7.1-1")), (REALTIME, Some("1.7.1-1"))],
+        changed: &[CLIENT, REALTIME],
+        one_run_of: Some((
+            "command=rpm -U",
+            &[
+                "patchman-client-1.7.1-1",
+                "patchman-client-realtime-1.7.1-1",
+            ],
+        )),
+        ..Row::new(
+            "dnf_realtime_installed_moves_in_one_transaction",
+            "patchman",
+        )
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.0-1")],
+        steps: &[Step::new(&["update"], 0)],
+        expect: &[(REALTIME, None)],
+        changed: &[CLIENT],
+        ..Row::new(
+            "dnf_realtime_in_the_repository_but_not_installed_stays_absent",
+            "patchman",
+        )
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.1-1")],
+        steps: &[Step::new(&["update"], 1).stderr(&["manual upgrade required", NEW_DEP])],
+        ..Row::new(
+            "dnf_a_new_dependency_missing_from_the_repository_is_refused",
+            "newdep",
+        )
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.1-1")],
+        steps: &[Step::new(&["update"], 1).stderr(&["would also install libpatchman-new"])],
+        expect: &[(NEW_DEP, None)],
+        ..Row::new(
+            "dnf_a_new_dependency_present_in_the_repository_is_still_refused",
+            "newdep_lib",
+        )
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.1-1")],
+        steps: &[Step::new(&["update"], 0)],
+        expect: &[(CLIENT, Some("1:1.2.7-1"))],
+        changed: &[CLIENT],
+        ..Row::new("dnf_an_epoch_version_is_installed", "epoch")
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.0-1")],
+        steps: &[Step::new(&["update"], 1).stderr(&["signature"])],
+        expect: &[(CLIENT, Some("1.7.0-1"))],
+        ..Row::new("dnf_an_unsigned_repository_is_refused", "unsigned")
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.0-1")],
+        steps: &[Step::new(&["update"], 1).stderr(&["signature"])],
+        ..Row::new(
+            "dnf_a_package_signed_by_an_unknown_key_is_refused",
+            "foreign",
+        )
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.0-1")],
+        prepare: Some(|u| u.configure("repository = not-configured\n").unwrap()),
+        steps: &[
+            Step::new(&["update"], 1).stderr(&["repository \"not-configured\" is not configured"])
+        ],
+        ..Row::new(
+            "dnf_an_unknown_repository_name_is_a_typed_error",
+            "patchman",
+        )
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.0-1")],
+        prepare: Some(|u| {
             u.sandbox
-                .add_rpm_repo("other", &fx.other, &u.http.url())
+                .add_rpm_repo("other", &el_fixture().other, &u.http.url())
                 .unwrap();
-        },
-    );
-    s.agent_exits(&["update"], 0);
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
-    s.finish();
-}
-
-#[test]
-fn dnf_an_rpm_lock_held_gives_lock_held_after_the_bounded_wait() {
-    let fx = el_fixture();
-    let s = prepared(
-        ElRelease::AlmaLinux8,
-        &fx.patchman,
-        &[(CLIENT, "1.7.0-1")],
-        |u| {
+        }),
+        steps: &[Step::new(&["update"], 0)],
+        expect: &[(CLIENT, Some("1.7.1-1"))],
+        changed: &[CLIENT],
+        ..Row::new(
+            "dnf_a_higher_client_in_another_repository_is_ignored",
+            "patchman",
+        )
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.0-1")],
+        prepare: Some(|u| {
             u.configure("repository = patchman\nlock_wait = 2s\n")
                 .unwrap();
-        },
-    );
-    let mut holder = s
-        .u
-        .sandbox
-        .spawn(&[
-            "python3",
-            "-c",
-            "import fcntl,time\nf=open('/var/lib/rpm/.rpm.lock','a')\nfcntl.lockf(f,fcntl.LOCK_EX)\nprint('locked',flush=True)\ntime.sleep(120)",
-        ])
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "locked");
-    let out = s.agent(&["update"]);
-    holder.kill().unwrap();
-    holder.wait().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("lock is held"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
-}
-
-#[test]
-fn dnf_an_rpm_tampered_with_after_download_is_refused() {
-    let fx = el_fixture();
-    let s = prepared(
-        ElRelease::AlmaLinux8,
-        &fx.patchman,
-        &[(CLIENT, "1.7.0-1")],
-        |u| {
+        }),
+        lock_held: Some("/var/lib/rpm/.rpm.lock"),
+        steps: &[Step::new(&["update"], 1).stderr(&["lock is held"])],
+        expect: &[(CLIENT, Some("1.7.0-1"))],
+        ..Row::new(
+            "dnf_an_rpm_lock_held_gives_lock_held_after_the_bounded_wait",
+            "patchman",
+        )
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.0-1")],
+        prepare: Some(|u| {
             // A root process changing the downloaded file after dnf's own
             // checks and before ours: wrap dnf and flip a byte of what it left.
             u.sandbox
@@ -330,65 +177,51 @@ fn dnf_an_rpm_tampered_with_after_download_is_refused() {
             u.sandbox
                 .write_file_mode("/usr/bin/dnf-3", wrapper, 0o755)
                 .unwrap();
-        },
-    );
-    let out = s.agent(&["update"]);
-    assert!(
-        s.u.sandbox.exists("/root/tampered").unwrap(),
-        "the wrapper ran"
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refused patchman-client"), "{err}");
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+        }),
+        steps: &[Step::new(&["update"], 1).stderr(&["refused patchman-client"])],
+        expect: &[(CLIENT, Some("1.7.0-1"))],
+        // The wrapper ran.
+        files: &[("/root/tampered", FileState::Exists)],
+        ..Row::new(
+            "dnf_an_rpm_tampered_with_after_download_is_refused",
+            "patchman",
+        )
+    },
+];
+
+const YUM_ROWS: &[Row] = &[
+    Row {
+        installed: &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
+        steps: &[
+            Step::new(&["status", "--json"], 0).json(&[("family", "yum")]),
+            Step::new(&["check"], 100),
+            Step::new(&["update"], 0),
+        ],
+        expect: &[(CLIENT, Some("1.7.1-1")), (REALTIME, Some("1.7.1-1"))],
+        changed: &[CLIENT, REALTIME],
+        helper_log: &["install -y --downloadonly --downloaddir="],
+        // yum's command line: no --verbose (that is dnf's).
+        helper_log_lacks: &["--verbose"],
+        ..Row::new(
+            "yum_on_centos_7_updates_through_the_yum_command_line",
+            "patchman",
+        )
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.1-1")],
+        steps: &[Step::new(&["update"], 1).stderr(&["manual upgrade required"])],
+        ..Row::new("yum_a_new_dependency_missing_is_refused", "newdep")
+    },
+];
+
+#[test]
+fn dnf_table() {
+    run_host_table(Family::El(ElRelease::AlmaLinux8), DNF_ROWS);
 }
 
 #[test]
-fn yum_on_centos_7_updates_through_the_yum_command_line() {
-    let fx = el_fixture();
-    let s = new(
-        ElRelease::CentOS7,
-        &fx.patchman,
-        &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
-    );
-    let status = s.agent(&["status", "--json"]);
-    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(json["family"], "yum", "{}", text(&status));
-    s.agent_exits(&["check"], 100);
-    s.agent_exits(&["update"], 0);
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
-    assert_eq!(s.version(REALTIME).as_deref(), Some("1.7.1-1"));
-    s.assert_only_changed(&[CLIENT, REALTIME]);
-    let log = s.u.helper_log();
-    // yum's command line: no --verbose (that is dnf's).
-    assert!(
-        log.contains("install -y --downloadonly --downloaddir="),
-        "{log}"
-    );
-    assert!(!log.contains("--verbose"), "{log}");
-    s.finish();
-}
-
-#[test]
-fn yum_a_new_dependency_missing_is_refused() {
-    let fx = el_fixture();
-    let s = new(ElRelease::CentOS7, &fx.newdep, &[(CLIENT, "1.7.1-1")]);
-    let out = s.agent_exits(&["update"], 1);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("manual upgrade required"),
-        "{}",
-        text(&out)
-    );
-    s.assert_nothing_changed();
-    s.finish();
+fn yum_table() {
+    run_host_table(Family::El(ElRelease::CentOS7), YUM_ROWS);
 }
 
 #[test]

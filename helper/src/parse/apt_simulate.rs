@@ -234,18 +234,28 @@ mod tests {
 
     #[test]
     fn client_alone() {
-        let s = parse(&fixture("apt_get_s_client.out")).unwrap();
-        assert_eq!(
-            s.installs,
-            vec![Install {
-                name: "patchman-client".into(),
-                old: Some(evr("1.7.0-1")),
-                new: evr("1.7.1-1"),
-            }]
-        );
-        assert_eq!(s.configures, vec!["patchman-client".to_string()]);
-        assert!(s.only_ours());
-        assert!(s.others().is_empty());
+        // apt 2.6 (Debian 12), and apt 2.2 (Debian 11) and 3.0 (Debian 13)
+        // as captured in the release matrix (`tests/tests/releases.rs`).
+        for name in [
+            "apt_get_s_client",
+            "apt_get_s_client_apt2.2",
+            "apt_get_s_client_apt3.0",
+        ] {
+            assert_eq!(fixture_rc(name), 0, "{name}");
+            let s = parse(&fixture(&format!("{name}.out"))).unwrap();
+            assert_eq!(
+                s.installs,
+                vec![Install {
+                    name: "patchman-client".into(),
+                    old: Some(evr("1.7.0-1")),
+                    new: evr("1.7.1-1"),
+                }],
+                "{name}"
+            );
+            assert_eq!(s.configures, vec!["patchman-client".to_string()], "{name}");
+            assert!(s.only_ours(), "{name}");
+            assert!(s.others().is_empty(), "{name}");
+        }
     }
 
     #[test]
@@ -276,6 +286,28 @@ mod tests {
         let s = parse(&fixture("apt_get_s_client_new_dep_with_realtime.out")).unwrap();
         assert_eq!(s.unmet.len(), 2);
         assert!(s.installs.is_empty());
+    }
+
+    /// The new dependency as apt 2.2 (Debian 11) and apt 3.0 (Debian 13)
+    /// print it, captured in the release matrix's sandboxes: apt 3.0 adds
+    /// `Solving dependencies...` on stdout and its solver's explanation on
+    /// stderr.
+    #[test]
+    fn new_dependency_is_unmet_on_apt_2_2_and_3_0() {
+        for name in ["apt_get_s_new_dep_apt2.2", "apt_get_s_new_dep_apt3.0"] {
+            assert_eq!(fixture_rc(name), 100, "{name}");
+            let s = parse(&fixture(&format!("{name}.out"))).unwrap();
+            assert_eq!(
+                s.unmet,
+                vec![
+                    "patchman-client : Depends: libpatchman-new (>= 1.0) but it is not installable"
+                        .to_string()
+                ],
+                "{name}"
+            );
+            assert!(s.installs.is_empty(), "{name}");
+            assert!(!s.only_ours(), "{name}");
+        }
     }
 
     #[test]

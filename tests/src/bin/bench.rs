@@ -47,7 +47,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use patchman_tests::sandbox::apt_repo::SourceFormat;
 use patchman_tests::sandbox::fixture::CLIENT;
-use patchman_tests::updater::Updater;
+use patchman_tests::updater::{Binaries, Updater};
 use patchman_tests::{apt_fixture, workspace_bin, Sandbox};
 
 /// The vendor's apt steps 1–3 (DESIGN.md, without our hardening): whether
@@ -324,8 +324,9 @@ fn fresh(setup: Setup, installed: &str) -> Result<Updater> {
         Setup::PatchmanOnly => Sandbox::new()?,
         Setup::HostIndexes => Sandbox::with_host_indexes()?,
     };
-    Updater::in_sandbox(
+    Updater::apt_in(
         sandbox,
+        Binaries::workspace()?,
         &fx.repos_root,
         &fx.patchman,
         SourceFormat::List,

@@ -13,6 +13,17 @@
 //!    (its parent closed it, or died) or it is killed; at end-of-file it
 //!    SIGKILLs every other process left in the namespace, then exits.
 //!
+//! `sandbox-init <dir> --rootfs TREE [--bind-ro PATH]...` (root-file-system
+//! mode) instead, after step 1:
+//! 2. mounts a tmpfs on `<dir>/layers` and, from it, one overlay whose lower
+//!    dir is `TREE` (a Debian release's root file system, never written) at
+//!    `<dir>/layers/root/merged`;
+//! 3. mounts in it a fresh `/proc`, the host's `/sys` and `/dev` (bind,
+//!    recursive; `/sys` read-only), fresh tmpfs `/run` and `/tmp`;
+//! 4. binds each `--bind-ro PATH` read-only at the same path inside the tree;
+//! 5. chroots into the tree (so `nsenter --root --wd` lands there), then as
+//!    above.
+//!
 //! The mounts belong to the namespace alone: when the last process in it is
 //! gone, they are gone.
 #![forbid(unsafe_code)]
@@ -44,14 +55,18 @@ fn run() -> Result<(), String> {
     let mut args = std::env::args_os().skip(1);
     let dir = PathBuf::from(
         args.next()
-            .ok_or("usage: sandbox-init <dir> [--bind-ro PATH]...")?,
+            .ok_or("usage: sandbox-init <dir> [--rootfs TREE] [--bind-ro PATH]...")?,
     );
     let mut binds = Vec::new();
+    let mut rootfs = None;
     while let Some(a) = args.next() {
-        if a != "--bind-ro" {
+        if a == "--rootfs" {
+            rootfs = Some(PathBuf::from(args.next().ok_or("--rootfs needs a path")?));
+        } else if a == "--bind-ro" {
+            binds.push(PathBuf::from(args.next().ok_or("--bind-ro needs a path")?));
+        } else {
             return Err(format!("unknown argument {a:?}"));
         }
-        binds.push(PathBuf::from(args.next().ok_or("--bind-ro needs a path")?));
     }
     if !nix::unistd::geteuid().is_root() {
         return Err("must run as root (it mounts overlayfs and tmpfs)".into());
@@ -79,6 +94,76 @@ fn run() -> Result<(), String> {
         MsFlags::empty(),
         Some("mode=0700"),
     )?;
+    // The root-file-system mode: the tree's mount points, not the host's.
+    let root = match &rootfs {
+        Some(tree) => Some(mount_tree(tree, &layers)?),
+        None => {
+            overlay_host_dirs(&layers)?;
+            None
+        }
+    };
+    let root = root.as_deref().unwrap_or(Path::new("/"));
+
+    // 4 (prepared). Open the bind sources now: the fresh /tmp hides them.
+    let mut sources = Vec::new();
+    for b in &binds {
+        let fd = open(b, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| format!("open {}: {e}", b.display()))?;
+        sources.push((b, fd));
+    }
+
+    // 3. Fresh /run and /tmp.
+    let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount_(
+        Some("tmpfs"),
+        &root.join("run"),
+        Some("tmpfs"),
+        nodev,
+        Some("mode=0755"),
+    )?;
+    mount_(
+        Some("tmpfs"),
+        &root.join("tmp"),
+        Some("tmpfs"),
+        nodev,
+        Some("mode=1777"),
+    )?;
+    make_dir_mode(&root.join("run/lock"), 0o1777)?;
+
+    // 4. Read-only binds at the same paths.
+    for (target, fd) in &sources {
+        let target = root.join(target.strip_prefix("/").unwrap_or(target));
+        let is_dir = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map_err(|e| format!("stat {}: {e}", target.display()))?
+            .is_dir();
+        if is_dir {
+            std::fs::create_dir_all(&target)
+        } else {
+            target
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&target, b"").map(drop))
+        }
+        .map_err(|e| format!("creating the mount point {}: {e}", target.display()))?;
+        let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        bind_ro(&source, &target)?;
+    }
+    drop(sources);
+
+    // 5 (root-file-system mode). Into the tree: `nsenter --root --wd`
+    // takes our root and working directory.
+    if rootfs.is_some() {
+        nix::unistd::chroot(root).map_err(|e| format!("chroot {}: {e}", root.display()))?;
+        std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    }
+
+    // 5. Ready; hold the namespace until our parent lets go.
+    hold()
+}
+
+/// Overlays the host's [`OVERLAID`] directories, their writable layers in
+/// `layers` (host mode).
+fn overlay_host_dirs(layers: &Path) -> Result<(), String> {
     for target in OVERLAID {
         let target = Path::new(target);
         let is_real_dir = std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir());
@@ -106,65 +191,84 @@ fn run() -> Result<(), String> {
         )?;
     }
 
-    // 4 (prepared). Open the bind sources now: the fresh /tmp hides them.
-    let mut sources = Vec::new();
-    for b in &binds {
-        let fd = open(b, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| format!("open {}: {e}", b.display()))?;
-        sources.push((b, fd));
-    }
+    Ok(())
+}
 
-    // 3. Fresh /run and /tmp.
-    let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+/// Mounts the overlay of `tree` (upper and work dirs in `layers`) and, in
+/// it, `/proc`, `/sys`, `/dev`; returns the merged tree's path.
+fn mount_tree(tree: &Path, layers: &Path) -> Result<PathBuf, String> {
+    let tree = tree
+        .canonicalize()
+        .map_err(|e| format!("the root file system {}: {e}", tree.display()))?;
+    if !tree.join("usr/bin").is_dir() {
+        return Err(format!(
+            "{} is not a root file system (no usr/bin)",
+            tree.display()
+        ));
+    }
+    let upper = layers.join("root/upper");
+    let work = layers.join("root/work");
+    let merged = layers.join("root/merged");
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        option_path(&tree)?,
+        option_path(&upper)?,
+        option_path(&work)?
+    );
     mount_(
-        Some("tmpfs"),
-        Path::new("/run"),
-        Some("tmpfs"),
-        nodev,
-        Some("mode=0755"),
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&options),
+    )?;
+    for d in ["proc", "sys", "dev", "run", "tmp"] {
+        std::fs::create_dir_all(merged.join(d))
+            .map_err(|e| format!("mkdir {}: {e}", merged.join(d).display()))?;
+    }
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_(
+        Some("proc"),
+        &merged.join("proc"),
+        Some("proc"),
+        nosuid,
+        None,
+    )?;
+    bind_ro(Path::new("/sys"), &merged.join("sys"))?;
+    mount_(
+        Some("/dev"),
+        &merged.join("dev"),
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    Ok(merged)
+}
+
+/// Binds `source` (recursively) at `target`, then makes it read-only.
+fn bind_ro(source: &Path, target: &Path) -> Result<(), String> {
+    mount_(
+        Some(source.as_os_str().to_str().unwrap_or_default()),
+        target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
     )?;
     mount_(
-        Some("tmpfs"),
-        Path::new("/tmp"),
-        Some("tmpfs"),
-        nodev,
-        Some("mode=1777"),
-    )?;
-    make_dir_mode(Path::new("/run/lock"), 0o1777)?;
+        None,
+        target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None,
+    )
+}
 
-    // 4. Read-only binds at the same paths.
-    for (target, fd) in &sources {
-        let is_dir = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-            .map_err(|e| format!("stat {}: {e}", target.display()))?
-            .is_dir();
-        if is_dir {
-            std::fs::create_dir_all(target)
-        } else {
-            target
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::write(target, b"").map(drop))
-        }
-        .map_err(|e| format!("creating the mount point {}: {e}", target.display()))?;
-        let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        mount_(
-            Some(source.as_os_str().to_str().unwrap_or_default()),
-            target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        )?;
-        mount_(
-            None,
-            target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None,
-        )?;
-    }
-    drop(sources);
-
-    // 5. Ready; hold the namespace until our parent lets go.
+/// Prints `ready` and waits for end-of-file on stdin; then ends every other
+/// process in the namespace.
+fn hold() -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")
         .and_then(|()| out.flush())

@@ -14,6 +14,14 @@
 //!
 //! Processes share the host's network (so `127.0.0.1` reaches an
 //! [`HttpServer`](super::http::HttpServer)), `/proc`, `/sys` and `/dev`.
+//!
+//! [`Sandbox::with_rootfs`] is the root-file-system mode: the namespace's
+//! root is an overlay over another system's tree (a Debian release made by
+//! `tests/rootfs.sh`, never written), with its own `/proc`, the host's
+//! `/sys` and `/dev`, fresh `/run` and `/tmp`; commands enter it with
+//! `nsenter --mount --root --wd`, so they run that release's own apt,
+//! dpkg, dnf and rpm. Every method works the same in both modes: a
+//! scenario written against [`Sandbox`] runs on either.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -72,6 +80,8 @@ pub struct Sandbox {
     holder_pid: u32,
     /// `readlink /proc/<holder>/ns/mnt`, e.g. `mnt:[4026532345]`.
     mount_ns: String,
+    /// The tree under the overlay root, in the root-file-system mode.
+    rootfs: Option<PathBuf>,
 }
 
 impl Sandbox {
@@ -82,14 +92,14 @@ impl Sandbox {
     /// Fails with a clear message without root, without the `sandbox-init`
     /// binary, or without `nsenter`.
     pub fn new() -> Result<Sandbox> {
-        Self::start(&Self::build_dir_binds(), SETUP_SCRIPT)
+        Self::start(None, &Self::build_dir_binds(), SETUP_SCRIPT)
     }
 
     /// Like [`new`](Self::new), but apt inside keeps the host's sources,
     /// lists and binary caches (what a server's apt sees; the benchmark's
     /// second setup). Commands that fetch then reach the host's sources.
     pub fn with_host_indexes() -> Result<Sandbox> {
-        Self::start(&Self::build_dir_binds(), HOST_INDEXES_SETUP_SCRIPT)
+        Self::start(None, &Self::build_dir_binds(), HOST_INDEXES_SETUP_SCRIPT)
     }
 
     fn build_dir_binds() -> Vec<PathBuf> {
@@ -105,10 +115,17 @@ impl Sandbox {
     /// Starts a sandbox with these host paths bound read-only at the same
     /// paths inside (and nothing else bound).
     pub fn with_binds(binds: &[PathBuf]) -> Result<Sandbox> {
-        Self::start(binds, SETUP_SCRIPT)
+        Self::start(None, binds, SETUP_SCRIPT)
     }
 
-    fn start(binds: &[PathBuf], setup: &str) -> Result<Sandbox> {
+    /// Starts a sandbox in the root-file-system mode over `tree` (see the
+    /// module documentation); nothing of the host's file system is visible
+    /// inside but `/sys` and `/dev`.
+    pub fn with_rootfs(tree: &Path) -> Result<Sandbox> {
+        Self::start(Some(tree), &[], SETUP_SCRIPT)
+    }
+
+    fn start(rootfs: Option<&Path>, binds: &[PathBuf], setup: &str) -> Result<Sandbox> {
         if !nix::unistd::geteuid().is_root() {
             bail!(
                 "the sandbox needs root: it mounts overlayfs and tmpfs in a private \
@@ -128,6 +145,9 @@ impl Sandbox {
             .context("creating the sandbox's temporary directory")?;
         let mut command = Command::new(&init);
         command.arg(dir.path());
+        if let Some(tree) = rootfs {
+            command.arg("--rootfs").arg(tree);
+        }
         for b in binds {
             command.arg("--bind-ro").arg(b);
         }
@@ -150,6 +170,7 @@ impl Sandbox {
             dir: Some(dir),
             holder_pid,
             mount_ns: String::new(),
+            rootfs: rootfs.map(Path::to_path_buf),
         };
         match rx.recv_timeout(READY_TIMEOUT) {
             Ok(Ok(line)) if line.trim() == "ready" => {}
@@ -198,6 +219,12 @@ impl Sandbox {
         self.holder_pid
     }
 
+    /// The tree under the overlay root in the root-file-system mode, `None`
+    /// in the host mode.
+    pub fn rootfs(&self) -> Option<&Path> {
+        self.rootfs.as_deref()
+    }
+
     /// The namespace's identity, as `readlink /proc/<pid>/ns/mnt` shows it.
     pub fn mount_namespace(&self) -> &str {
         &self.mount_ns
@@ -212,15 +239,19 @@ impl Sandbox {
     }
 
     /// A `Command` running `argv` inside the sandbox as root:
-    /// `nsenter --target <holder> --mount -- argv…`, with a clean
+    /// `nsenter --target <holder> --mount -- argv…` (plus `--root --wd` in
+    /// the root-file-system mode: the holder's root and cwd), with a clean
     /// environment (`PATH`, `LC_ALL=C`, `HOME=/root`,
     /// `DEBIAN_FRONTEND=noninteractive`), cwd `/` and stdin `/dev/null`.
     /// Add to it (env, stdin, …) before running.
     pub fn command(&self, argv: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
         c.arg(format!("--target={}", self.holder_pid))
-            .arg("--mount")
-            .arg("--")
+            .arg("--mount");
+        if self.rootfs.is_some() {
+            c.args(["--root", "--wd"]);
+        }
+        c.arg("--")
             .args(argv)
             .env_clear()
             .env("PATH", PATH)
@@ -318,6 +349,25 @@ impl Sandbox {
             std::thread::sleep(Duration::from_millis(1));
         }
         Ok(child)
+    }
+
+    /// Holds an exclusive fcntl lock on `path` inside the sandbox (as apt,
+    /// dpkg and rpm take theirs: another frontend at work) from a process of
+    /// its own, until the returned [`LockHolder`] is dropped. Returns once
+    /// the lock is taken.
+    pub fn hold_lock(&self, path: &str) -> Result<LockHolder> {
+        let mut child = self.spawn(&["python3", "-c", HOLD_LOCK, path])?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().context("the lock holder's stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(BufReader::new(stdout).read_line(&mut line).map(|_| line));
+        });
+        let holder = LockHolder { child };
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(l)) if l.trim() == "locked" => Ok(holder),
+            other => bail!("the lock holder on {path} did not take it: {other:?}"),
+        }
     }
 
     /// Writes `contents` to `path` inside the sandbox (parents created,
@@ -540,6 +590,36 @@ impl Drop for Sandbox {
         if let Some(dir) = self.dir.take() {
             let _ = dir.close();
         }
+    }
+}
+
+/// Python taking an exclusive fcntl lock on `argv[1]` (created if missing),
+/// saying `locked`, then holding it until killed (or 120 s).
+const HOLD_LOCK: &str = "import fcntl,sys,time\nf=open(sys.argv[1],'a')\n\
+fcntl.lockf(f,fcntl.LOCK_EX)\nprint('locked',flush=True)\ntime.sleep(120)";
+
+/// A process inside a [`Sandbox`] holding a lock
+/// ([`Sandbox::hold_lock`]); killed when dropped.
+#[derive(Debug)]
+pub struct LockHolder {
+    child: Child,
+}
+
+impl LockHolder {
+    /// Kills the holder and waits for it: the lock is free on return.
+    pub fn release(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

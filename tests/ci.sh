@@ -19,11 +19,14 @@ apt-get update -qq
 # apt side: dpkg-dev (dpkg-deb), apt-utils (apt-ftparchive), gnupg;
 # EL side: dnf, rpm (rpmbuild, rpmsign, rpmkeys), createrepo-c;
 # binutils: objdump, for the shipped binaries' GLIBC symbol versions;
+# debootstrap: the Debian 11/12/13 root file systems of the release tiers;
+# systemd-container: systemd-nspawn, which boots the systemd tier;
 # units: systemd (systemd-analyze, systemd-socket-activate);
 # SELinux: the reference policy's devel Makefile, the policy and its
 # sources (rpm module), the tools to link and query it.
 apt-get install -y -qq --no-install-recommends \
     dpkg-dev apt-utils gnupg util-linux systemd python3 python3-pip coreutils ca-certificates binutils \
+    debootstrap systemd-container \
     dnf rpm rpm-common createrepo-c \
     selinux-policy-dev selinux-policy-default selinux-policy-src policycoreutils \
     semodule-utils checkpolicy setools selinux-utils python3-selinux make bzip2 zstd \
@@ -118,6 +121,12 @@ step "packages: patchman-client .deb and .rpm, the shipped glibc-2.17 binaries"
 # with cargo zigbuild first; the release tiers' tests package those.
 time sh deploy/package/build.sh 0.1.0-1 target/packages
 ls -l target/packages
+
+step "root file systems of the release tiers (cached outside the checkout)"
+# Built once per suite with debootstrap, then reused: see tests/rootfs.sh.
+for suite in bullseye bookworm trixie; do
+    time bash tests/rootfs.sh "$suite"
+done
 
 step "the main job: the sandbox demo (README's first command)"
 cargo run --release --locked -p patchman-tests --bin sandbox

@@ -418,19 +418,14 @@ fn lifecycle() {
     );
 }
 
-#[test]
-fn person_upgrade_replaces_helper() {
-    let t_start = Instant::now();
-    let host_before = host_package_state();
-    debs();
-    let c = boot();
-    dpkg_install(&c, X);
-    write_config(&c, QUIET_CONFIG);
+/// Installs X with no check scheduled, then starts a client that connects
+/// every 5 s: far inside the helper's 60 s idle timeout, so the helper never
+/// exits on its own (what a status every 30 s, or a compromised agent, does
+/// too). Returns the helper's pid once it runs.
+fn install_and_keep_helper_busy(c: &Container) -> u32 {
+    dpkg_install(c, X);
+    write_config(c, QUIET_CONFIG);
     c.run(&["systemctl", "reload", AGENT_UNIT]).unwrap();
-
-    // A client that connects every 5 s: far inside the helper's 60 s idle
-    // timeout, so the helper never exits on its own (what a status every
-    // 30 s, or a compromised agent, does too).
     c.run(&[
         "systemd-run",
         "--unit=status-loop",
@@ -445,15 +440,18 @@ fn person_upgrade_replaces_helper() {
         Ok(c.main_pid(HELPER_UNIT)?.is_some())
     })
     .unwrap();
-    let old = c.main_pid(HELPER_UNIT).unwrap().unwrap();
-    assert_eq!(exe_of(&c, old), "/usr/sbin/patchman-helper");
-    let old_agent = c.main_pid(AGENT_UNIT).unwrap().unwrap();
+    let pid = c.main_pid(HELPER_UNIT).unwrap().unwrap();
+    assert_eq!(exe_of(c, pid), "/usr/sbin/patchman-helper");
+    pid
+}
 
-    // A person upgrades.
+/// A person's `dpkg -i` of `deb`: waits (bounded) until a helper other than
+/// `old` runs, and checks it runs the installed file and serves.
+fn upgrade_replaces_helper(c: &Container, deb: &Path, old: u32) -> Duration {
     let t0 = Instant::now();
-    let out = dpkg_install(&c, X1);
-    eprintln!("dpkg -i {X1}:\n{out}");
-    assert_eq!(installed_version(&c).as_deref(), Some(X1));
+    let out = c.run(&["dpkg", "-i", &share(c, deb)]).unwrap();
+    eprintln!("dpkg -i {}:\n{out}", deb.display());
+    assert_eq!(installed_version(c).as_deref(), Some(X1));
     let mut new = None;
     c.wait_for("a new helper", Duration::from_secs(45), |c| {
         new = c.main_pid(HELPER_UNIT)?.filter(|p| *p != old);
@@ -462,20 +460,31 @@ fn person_upgrade_replaces_helper() {
     .unwrap_or_else(|e| {
         panic!(
             "{e}: the old helper (pid {old}, {}) still serves:\n{}",
-            exe_of(&c, old),
-            journal_of(&c, HELPER_UNIT)
+            exe_of(c, old),
+            journal_of(c, HELPER_UNIT)
         )
     });
     let replaced_after = t0.elapsed();
-    let new = new.unwrap();
     assert_eq!(
-        exe_of(&c, new),
+        exe_of(c, new.unwrap()),
         "/usr/sbin/patchman-helper",
         "not the new file"
     );
-    // And it serves: the loop's next status reaches it, and a status now.
     let status = c.exec_as(USER, &["patchman-agent", "status"]).unwrap();
     assert!(status.status.success(), "{}", cmd::output_text(&status));
+    replaced_after
+}
+
+#[test]
+fn person_upgrade_replaces_helper() {
+    let t_start = Instant::now();
+    let host_before = host_package_state();
+    debs();
+    let c = boot();
+    let old = install_and_keep_helper_busy(&c);
+    let old_agent = c.main_pid(AGENT_UNIT).unwrap().unwrap();
+
+    let replaced_after = upgrade_replaces_helper(&c, deb(X1), old);
     // A person's upgrade restarts the agent too.
     let agent = c.main_pid(AGENT_UNIT).unwrap().expect("the agent runs");
     assert_ne!(agent, old_agent, "the agent was not restarted");
@@ -490,6 +499,89 @@ fn person_upgrade_replaces_helper() {
         replaced_after.as_secs_f64(),
         t_start.elapsed().as_secs_f64()
     );
+}
+
+/// X+1 repacked with one more setting in its socket unit.
+fn x1_with_changed_socket(work: &Path) -> PathBuf {
+    let tree = work.join("tree");
+    cmd::output(
+        std::process::Command::new("dpkg-deb")
+            .arg("-R")
+            .arg(deb(X1))
+            .arg(&tree),
+    )
+    .unwrap();
+    let unit = tree.join("usr/lib/systemd/system/patchman-helper.socket");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("\nAccept=no\n"), "{text}");
+    std::fs::write(
+        &unit,
+        text.replace("\nAccept=no\n", "\nAccept=no\nBacklog=77\n"),
+    )
+    .unwrap();
+    cmd::output(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(
+                "cd \"$1\" && find . -path ./DEBIAN -prune -o -type f ! -path './etc/*' -print \
+                 | sed 's|^\\./||' | LC_ALL=C sort | xargs md5sum >DEBIAN/md5sums",
+            )
+            .arg("sh")
+            .arg(&tree),
+    )
+    .unwrap();
+    let out = work.join("patchman-client_1.7.1-1_amd64.deb");
+    cmd::output(
+        std::process::Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "--build"])
+            .arg(&tree)
+            .arg(&out),
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn changed_socket_settings_restart_the_socket() {
+    let host_before = host_package_state();
+    debs();
+    let work = tempfile::tempdir().unwrap();
+    let changed = x1_with_changed_socket(work.path());
+    let c = boot();
+    let old = install_and_keep_helper_busy(&c);
+    let socket_inode = || {
+        std::os::unix::fs::MetadataExt::ino(
+            &std::fs::symlink_metadata(c.host_path("/run/patchman/helper.sock")).unwrap(),
+        )
+    };
+    let (inode, since) = (
+        socket_inode(),
+        c.unit_property(SOCKET_UNIT, "ActiveEnterTimestampMonotonic")
+            .unwrap(),
+    );
+    assert_ne!(c.unit_property(SOCKET_UNIT, "Backlog").unwrap(), "77");
+
+    upgrade_replaces_helper(&c, &changed, old);
+    c.wait_for("the socket restarted", SETTLE, |c| {
+        Ok(
+            c.unit_property(SOCKET_UNIT, "ActiveEnterTimestampMonotonic")? != since
+                && c.active_state(SOCKET_UNIT)? == "active",
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e}:\n{}", journal_of(&c, SOCKET_UNIT)));
+    assert_eq!(c.unit_property(SOCKET_UNIT, "Backlog").unwrap(), "77");
+    assert_ne!(
+        socket_inode(),
+        inode,
+        "the listening socket was not made again"
+    );
+    let failed = c.run(&["systemctl", "--failed", "--no-legend"]).unwrap();
+    assert_eq!(failed.trim(), "", "failed units");
+
+    c.run(&["systemctl", "stop", "status-loop.service"])
+        .unwrap();
+    c.poweroff().unwrap();
+    assert_eq!(host_package_state(), host_before);
 }
 
 #[test]

@@ -26,9 +26,11 @@
 //!   results; files of the container are also reachable from the host at
 //!   `/proc/<PID 1>/root/…`.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -424,8 +426,21 @@ impl Drop for Container {
 }
 
 /// The cached root file system of `suite`, from `tests/rootfs.sh` (which
-/// builds it with debootstrap when the cache lacks it).
+/// builds it with debootstrap when the cache lacks it). Asked once per suite
+/// and process: tests booting in parallel must not start one debootstrap
+/// each.
 pub fn rootfs(suite: &str) -> Result<PathBuf> {
+    static KNOWN: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = known.get(suite) {
+        return Ok(path.clone());
+    }
+    let path = rootfs_uncached(suite)?;
+    known.insert(suite.to_owned(), path.clone());
+    Ok(path)
+}
+
+fn rootfs_uncached(suite: &str) -> Result<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs.sh");
     let mut c = Command::new("bash");
     c.arg(&script).arg(suite).stdin(Stdio::null());

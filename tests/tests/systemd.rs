@@ -9,8 +9,10 @@
 //!   after 60 s idle; `service patchman reload` (the vendor's command)
 //!   reaches the agent and the running helper; the agent under its unit
 //!   cannot reach the system bus, `/run/systemd/notify` or a varlink socket
-//!   but reaches the helper; `apt-get remove`, `dpkg -i` again: both units
-//!   run (issue 14 item 5); `apt-get purge`: no unit, user or file left.
+//!   but reaches the helper; `apt-get remove`, `apt-get purge`: no unit,
+//!   user or file left.
+//! * `reinstall_after_remove_runs_both_units`: `apt-get remove`, `dpkg -i`
+//!   again: both units run (issue 14 item 5).
 //! * `person_upgrade_replaces_helper`: the helper kept busy by a `status`
 //!   every 5 s, a person's `dpkg -i` of a newer build makes the new binary
 //!   serve (issue 14 item 1).
@@ -370,24 +372,6 @@ fn lifecycle() {
     );
     assert!(is_active(&c, SOCKET_UNIT));
 
-    // Remove, then install again from the config-files state: both run.
-    let out = c.run(&["apt-get", "remove", "-y", PACKAGE]).unwrap();
-    eprintln!("apt-get remove:\n{out}");
-    assert_eq!(
-        dpkg_status(&c).map(|(s, _)| s).as_deref(),
-        Some("deinstall ok config-files")
-    );
-    for unit in [SOCKET_UNIT, AGENT_UNIT, HELPER_UNIT] {
-        assert!(!is_active(&c, unit), "{unit} still active after remove");
-    }
-    dpkg_install(&c, X);
-    for unit in [SOCKET_UNIT, AGENT_UNIT] {
-        c.wait_for(&format!("{unit} active after the reinstall"), SETTLE, |c| {
-            Ok(c.active_state(unit)? == "active")
-        })
-        .unwrap_or_else(|e| panic!("{e}:\n{}", journal_of(&c, unit)));
-    }
-
     // Remove and purge: nothing left.
     c.run(&["apt-get", "remove", "-y", PACKAGE]).unwrap();
     let out = c.run(&["apt-get", "purge", "-y", PACKAGE]).unwrap();
@@ -607,6 +591,47 @@ fn changed_socket_settings_restart_the_socket() {
 }
 
 #[test]
+fn reinstall_after_remove_runs_both_units() {
+    let host_before = host_package_state();
+    debs();
+    let c = boot();
+    dpkg_install(&c, X);
+    for unit in [SOCKET_UNIT, AGENT_UNIT] {
+        assert!(is_active(&c, unit), "{unit} not active after the install");
+    }
+
+    // Remove, then install again from the config-files state (dpkg passes
+    // postinst the old version, as for an upgrade): both run.
+    let out = c.run(&["apt-get", "remove", "-y", PACKAGE]).unwrap();
+    eprintln!("apt-get remove:\n{out}");
+    assert_eq!(
+        dpkg_status(&c).map(|(s, _)| s).as_deref(),
+        Some("deinstall ok config-files")
+    );
+    for unit in [SOCKET_UNIT, AGENT_UNIT, HELPER_UNIT] {
+        assert!(!is_active(&c, unit), "{unit} still active after remove");
+    }
+    dpkg_install(&c, X);
+    for unit in [SOCKET_UNIT, AGENT_UNIT] {
+        c.wait_for(&format!("{unit} active after the reinstall"), SETTLE, |c| {
+            Ok(c.active_state(unit)? == "active")
+        })
+        .unwrap_or_else(|e| panic!("{e}:\n{}", journal_of(&c, unit)));
+        let enabled = c.exec(&["systemctl", "is-enabled", unit]).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&enabled.stdout).trim(),
+            "enabled",
+            "{unit}"
+        );
+    }
+    let status = c.exec_as(USER, &["patchman-agent", "status"]).unwrap();
+    assert!(status.status.success(), "{}", cmd::output_text(&status));
+
+    c.poweroff().unwrap();
+    assert_eq!(host_package_state(), host_before);
+}
+
+#[test]
 fn login_user_patchman_refused() {
     let host_before = host_package_state();
     debs();
@@ -648,10 +673,21 @@ fn login_user_patchman_refused() {
 
 #[test]
 fn self_update_under_systemd() {
+    self_update(false);
+}
+
+/// The same, where X+1 changes the socket unit: the helper's own postinst
+/// then queues a restart of the socket and (PartOf=) of the helper running
+/// that very dpkg.
+#[test]
+fn self_update_with_changed_socket_under_systemd() {
+    self_update(true);
+}
+
+fn self_update(changed_socket: bool) {
     let t_start = Instant::now();
     let host_before = host_package_state();
     debs();
-
     // The signed repository with X+1, over HTTP on 127.0.0.1.
     let work = tempfile::Builder::new()
         .prefix("patchman-systemd-repo.")
@@ -666,12 +702,17 @@ fn self_update_under_systemd() {
         .generate_key("patchman", &work.path().join("keys"))
         .unwrap();
     let repos_root = work.path().join("repos");
+    let published = if changed_socket {
+        x1_with_changed_socket(work.path())
+    } else {
+        deb(X1).to_path_buf()
+    };
     let repo = build_repo(
         &repos_root,
         &RepoSpec {
             name: "patchman",
             layout: RepoLayout::stable_main(),
-            debs: &[deb(X1).to_path_buf()],
+            debs: &[published],
             key: Some(&key),
         },
         Some(&gpg),
@@ -693,6 +734,9 @@ fn self_update_under_systemd() {
     dpkg_install(&c, X);
     // The first check at once after the restart (jitter 0).
     write_config(&c, QUIET_CONFIG);
+    let socket_since = c
+        .unit_property(SOCKET_UNIT, "ActiveEnterTimestampMonotonic")
+        .unwrap();
     c.run(&["systemctl", "restart", AGENT_UNIT]).unwrap();
     let t0 = Instant::now();
     let agent = c.main_pid(AGENT_UNIT).unwrap().expect("the agent runs");
@@ -797,11 +841,25 @@ fn self_update_under_systemd() {
         "{records:#?}"
     );
 
+    if changed_socket {
+        assert_eq!(c.unit_property(SOCKET_UNIT, "Backlog").unwrap(), "77");
+        assert!(is_active(&c, SOCKET_UNIT));
+        assert_ne!(
+            c.unit_property(SOCKET_UNIT, "ActiveEnterTimestampMonotonic")
+                .unwrap(),
+            socket_since,
+            "the socket was not restarted:\n{}",
+            journal_of(&c, SOCKET_UNIT)
+        );
+        let failed = c.run(&["systemctl", "--failed", "--no-legend"]).unwrap();
+        assert_eq!(failed.trim(), "", "failed units");
+    }
+
     c.poweroff().unwrap();
     drop(http);
     assert_eq!(host_package_state(), host_before);
     eprintln!(
-        "self_update_under_systemd: updated {:.1} s after the agent started; {:.1} s in all",
+        "self_update (changed socket: {changed_socket}): updated {:.1} s after the agent started; {:.1} s in all",
         updated_after.as_secs_f64(),
         t_start.elapsed().as_secs_f64()
     );

@@ -20,13 +20,13 @@ apt-get update -qq
 # EL side: dnf, rpm (rpmbuild, rpmsign, rpmkeys), createrepo-c;
 # binutils: objdump, for the shipped binaries' GLIBC symbol versions;
 # debootstrap: the Debian 11/12/13 root file systems of the release tiers;
-# systemd-container: systemd-nspawn, which boots the systemd tier;
 # units: systemd (systemd-analyze, systemd-socket-activate);
+# systemd tier: systemd-container (systemd-nspawn), procps (pgrep);
 # SELinux: the reference policy's devel Makefile, the policy and its
 # sources (rpm module), the tools to link and query it.
 apt-get install -y -qq --no-install-recommends \
     dpkg-dev apt-utils gnupg util-linux systemd python3 python3-pip coreutils ca-certificates binutils \
-    debootstrap systemd-container \
+    debootstrap systemd-container procps \
     dnf rpm rpm-common createrepo-c \
     selinux-policy-dev selinux-policy-default selinux-policy-src policycoreutils \
     semodule-utils checkpolicy setools selinux-utils python3-selinux make bzip2 zstd \

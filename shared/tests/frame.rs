@@ -64,6 +64,7 @@ fn verification() -> impl Strategy<Value = VerificationFailure> {
         Just(VerificationFailure::ChecksumMismatch),
         Just(VerificationFailure::BadSignature),
         Just(VerificationFailure::Changed),
+        text().prop_map(|key_id| VerificationFailure::KeyNotImported { key_id }),
     ]
 }
 

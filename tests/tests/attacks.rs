@@ -58,6 +58,8 @@
 //! | 36 | `patchman-client-evil` in the repository, not installed       | P2         | `a_look_alike_package_offered_is_not_installed` |
 //! | 37 | a `.deb` whose control says `patchman-client-evil`, indexed and named as `patchman-client` | P2 P9 | `a_deb_whose_embedded_name_differs_from_its_index_is_refused` |
 //! | 38 | the agent killed while `dpkg -i` runs                         | P6         | `an_agent_killed_mid_install_leaves_the_update_whole_and_the_helper_serving` |
+//! | 39 | the repository server, holding no signing key, serves its own key (`gpgkey=http://…`, or a `file://` key planted) with a higher client signed by it and a `%post`: never imported, refused naming the key, the rpm database byte-for-byte unchanged by `check`, `update`, `status` | P9 | `dnf_a_key_the_repository_serves_is_never_imported` |
+//! | 40 | (control) the same key imported by root beforehand            | P9         | `dnf_a_key_imported_beforehand_by_root_is_trusted` |
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -69,13 +71,18 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use patchman_tests::attack_support::{
-    helper_pid, probe, proc_status, spawn_agent, spawn_probe, text, wait_until, wrap_tool,
-    wrap_tool_after,
+    helper_pid, probe, proc_status, rpm_keyring, rpm_pubkeys, spawn_agent, spawn_probe, text,
+    wait_until, wrap_tool, wrap_tool_after,
 };
 use patchman_tests::sandbox::apt_repo::{AptRepo, SourceFormat};
-use patchman_tests::sandbox::attack_fixture::{attack_fixture, EVIL, EVIL_PAYLOAD, SLOW_MARKER};
+use patchman_tests::sandbox::attack_fixture::{
+    attack_fixture, el_attack_fixture, ATTACKER_POST_MARKER, EVIL, EVIL_PAYLOAD, SERVED_KEY_FILE,
+    SLOW_MARKER,
+};
 use patchman_tests::sandbox::el::ElRelease;
 use patchman_tests::sandbox::fixture::{CLIENT, POSTINST_LOG};
+use patchman_tests::sandbox::http::HttpServer;
+use patchman_tests::sandbox::RpmRepo;
 use patchman_tests::scenario::{Db, Scenario};
 use patchman_tests::updater::Updater;
 use patchman_tests::{apt_fixture, el_fixture, host_package_state};
@@ -802,6 +809,115 @@ fn an_agent_killed_mid_install_leaves_the_update_whole_and_the_helper_serving() 
     s.u.start_helper().unwrap();
     let json = status_ok(&s);
     assert_eq!(json["installed"]["client"], "1.7.1-1", "{json}");
+    s.assert_only_changed(&[CLIENT]);
+    s.finish();
+}
+
+// ----------------------------------------------- P9: the repository server
+
+/// An AlmaLinux 8 sandbox with client 1.7.0-1 whose `patchman`
+/// repository is `repo` of the EL attack fixture, served by `server`, with
+/// `gpgcheck=1` and `gpgkey` (written as given).
+fn el_attack(
+    repo: &RpmRepo,
+    server: &HttpServer,
+    gpgkey: &str,
+    prepare: impl FnOnce(&Updater),
+) -> Scenario {
+    let fx = el_fixture();
+    let host_before = host_package_state();
+    let u = Updater::new_el(ElRelease::AlmaLinux8, &fx.patchman, &[fx.client("1.7.0-1")])
+        .expect("EL sandbox");
+    let baseurl = repo.base_url(&server.url());
+    Scenario::start(Db::Rpm, u, host_before, |u| {
+        u.sandbox
+            .write_file(
+                "/etc/yum.repos.d/patchman.repo",
+                format!(
+                    "[patchman]\nname=patchman\nbaseurl={baseurl}\nenabled=1\ngpgcheck=1\n\
+                     gpgkey={gpgkey}\n"
+                ),
+            )
+            .unwrap();
+        prepare(u);
+    })
+}
+
+const ATK_KEY_INSIDE: &str = "/etc/pki/rpm-gpg/RPM-GPG-KEY-atk-el";
+
+/// The repository server (or the network, for `http://`) hands out its own
+/// key with a higher client signed by it: dnf's `-y` would import it, and
+/// the helper's own `rpmkeys --checksig` would then trust it. The helper
+/// never imports a key: the update is refused naming the key, and the rpm
+/// database is byte-for-byte unchanged by every request.
+#[test]
+fn dnf_a_key_the_repository_serves_is_never_imported() {
+    let efx = el_attack_fixture();
+    let server = HttpServer::start(&efx.repos_root).unwrap();
+    let key_url = format!(
+        "{}/{SERVED_KEY_FILE}",
+        efx.served_key.base_url(&server.url())
+    );
+    for gpgkey in [format!("file://{ATK_KEY_INSIDE}"), key_url] {
+        let s = el_attack(&efx.served_key, &server, &gpgkey, |u| {
+            u.sandbox.copy_in(&efx.key_file, ATK_KEY_INSIDE).unwrap();
+        });
+        let keyring = rpm_keyring(&s.u);
+        assert_eq!(
+            rpm_pubkeys(&s.u).lines().count(),
+            1,
+            "only the patchman key"
+        );
+        s.agent_exits(&["check"], 100);
+        let out = s.agent_exits(&["update"], 1);
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!("gpgkey={gpgkey}: {err}");
+        assert!(
+            err.contains(&efx.key_id) && err.contains("rpm --import"),
+            "{gpgkey}: {}\n{}",
+            text(&out),
+            s.u.helper_log()
+        );
+        s.agent_exits(&["status"], 0);
+        assert_eq!(
+            rpm_keyring(&s.u),
+            keyring,
+            "{gpgkey}: the rpm keyring changed"
+        );
+        assert!(
+            !s.u.sandbox.exists(ATTACKER_POST_MARKER).unwrap(),
+            "the attacker's %post ran"
+        );
+        assert!(
+            !server
+                .requests()
+                .iter()
+                .any(|r| r.path.ends_with(SERVED_KEY_FILE)),
+            "dnf fetched the served key"
+        );
+        assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+        s.assert_nothing_changed();
+        s.finish();
+    }
+}
+
+/// The positive control: the same repository, its key imported by an
+/// administrator beforehand, updates; the keyring stays as it was.
+#[test]
+fn dnf_a_key_imported_beforehand_by_root_is_trusted() {
+    let efx = el_attack_fixture();
+    let server = HttpServer::start(&efx.repos_root).unwrap();
+    let gpgkey = format!("file://{ATK_KEY_INSIDE}");
+    let s = el_attack(&efx.served_key, &server, &gpgkey, |u| {
+        u.sandbox.copy_in(&efx.key_file, ATK_KEY_INSIDE).unwrap();
+        u.sandbox.run(&["rpm", "--import", ATK_KEY_INSIDE]).unwrap();
+    });
+    let keys = rpm_pubkeys(&s.u);
+    assert_eq!(keys.lines().count(), 2, "{keys}");
+    s.agent_exits(&["update"], 0);
+    assert_eq!(rpm_pubkeys(&s.u), keys);
+    assert!(s.u.sandbox.exists(ATTACKER_POST_MARKER).unwrap());
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     s.assert_only_changed(&[CLIENT]);
     s.finish();
 }

@@ -64,6 +64,70 @@ fn only_our_repository(h: &Helper) -> [String; 2] {
     ]
 }
 
+/// `<tool> --setopt=<repository>.gpgkey= <subcommand>`: every dnf/yum
+/// command of ours runs with no key to import. With the vendor's `-y`, dnf
+/// would fetch whatever key the repository's `gpgkey=` URL serves and
+/// import it unattended, so the repository's server (or the network, for
+/// `http://`) could sign its own package. dnf's signature check stays on;
+/// a package signed by a key that is not already in the rpm database fails
+/// it (measured on dnf 4.14: `Public key for … is not installed`, `Error:
+/// GPG check FAILED`, exit 1, the key never fetched).
+fn restricted<'a>(
+    h: &Helper,
+    timeout: Duration,
+    subcommand: impl IntoIterator<Item = &'a str>,
+) -> Cmd {
+    Cmd::new(tool(h), timeout)
+        .arg(format!("--setopt={}.gpgkey=", h.config().repository))
+        .args(subcommand)
+}
+
+/// The keys the downloaded files are signed with that the rpm database
+/// does not hold (`rpmkeys --checksig -v`), to name them in the failure.
+fn missing_keys(h: &Helper, private: &PrivateDir) -> Vec<String> {
+    let Ok(names) = files::list_private(private) else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    for name in names.iter().filter(|n| n.ends_with(".rpm")) {
+        if let Ok(path) = files::verify_in_place(private, name) {
+            for id in missing_keys_of(h, &path) {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// The keys of `path` that the rpm database lacks (`rpmkeys --checksig
+/// -v`; its one-line form, which the trust verdict reads, names none).
+fn missing_keys_of(h: &Helper, path: &Path) -> Vec<String> {
+    let cmd = Cmd::new(Tool::Rpmkeys, QUERY_TIMEOUT)
+        .args(["--checksig", "-v"])
+        .arg(path);
+    h.programs
+        .run(&cmd)
+        .map(|out| rpmkeys::nokey_ids(&out.stdout))
+        .unwrap_or_default()
+}
+
+/// A signature dnf or `rpmkeys` did not trust: named by its key when the
+/// key is simply not imported.
+fn untrusted(package: Package, key_ids: &[String]) -> Failure {
+    Failure::Verification {
+        package,
+        reason: if key_ids.is_empty() {
+            VerificationFailure::BadSignature
+        } else {
+            VerificationFailure::KeyNotImported {
+                key_id: key_ids.join(", "),
+            }
+        },
+    }
+}
+
 fn rpm_lock_held() -> Failure {
     let pid = match lock::probe(Path::new(lock::RPM_LOCK)) {
         patchman_shared::LockState::Held { pid } => pid,
@@ -123,9 +187,7 @@ fn installed_targets(q: &RpmQuery) -> Result<Vec<(Package, Evr)>, Failure> {
 /// command fetches it fresh.
 fn clean_metadata(h: &Helper, progress: &mut Progress<'_>) -> Result<(), Failure> {
     progress(Step::RefreshMetadata);
-    let cmd = Cmd::new(tool(h), CLEAN_TIMEOUT)
-        .args(["clean", "all"])
-        .args(only_our_repository(h));
+    let cmd = restricted(h, CLEAN_TIMEOUT, ["clean", "all"]).args(only_our_repository(h));
     let out = h.programs.run(&cmd).map_err(internal)?;
     if out.timed_out {
         return Err(Failure::Timeout {
@@ -184,15 +246,14 @@ fn dependency_problem(detail: Vec<String>, excerpt: String, command: String) -> 
 fn download(
     h: &Helper,
     installed: &[(Package, Evr)],
-    dir: &Path,
+    private: &PrivateDir,
     progress: &mut Progress<'_>,
 ) -> Result<Downloaded, Failure> {
     progress(Step::Download);
     let mut downloaddir = std::ffi::OsString::from("--downloaddir=");
-    downloaddir.push(dir.as_os_str());
-    let mut cmd = Cmd::new(tool(h), DOWNLOAD_TIMEOUT)
-        .args(["install", "-y", "--downloadonly"])
-        .arg(downloaddir);
+    downloaddir.push(private.path().as_os_str());
+    let mut cmd =
+        restricted(h, DOWNLOAD_TIMEOUT, ["install", "-y", "--downloadonly"]).arg(downloaddir);
     if h.family == Family::Dnf {
         cmd = cmd.arg("--verbose");
     }
@@ -272,10 +333,9 @@ fn download(
         )),
         dnf::DnfOutcome::UnknownRepo(_) => Err(Failure::RepositoryMissing { repository }),
         dnf::DnfOutcome::NoMatch(_) => Err(Failure::NotInstalled),
-        dnf::DnfOutcome::GpgCheckFailed => Err(Failure::Verification {
-            package: Package::Client,
-            reason: VerificationFailure::BadSignature,
-        }),
+        dnf::DnfOutcome::GpgCheckFailed => {
+            Err(untrusted(Package::Client, &missing_keys(h, private)))
+        }
         dnf::DnfOutcome::MetadataUnavailable { .. }
         | dnf::DnfOutcome::DownloadFailed
         | dnf::DnfOutcome::Failed => Err(failed(&out, &d.excerpt)),
@@ -426,11 +486,12 @@ fn locate_and_verify(
                 &out.stderr,
             )
             .map_err(|e| unexpected(Step::Verify, e))?;
-            if !status.is_trusted() {
-                return Err(refuse(match status {
-                    rpmkeys::SignatureStatus::Corrupt => VerificationFailure::ChecksumMismatch,
-                    _ => VerificationFailure::BadSignature,
-                }));
+            match status {
+                rpmkeys::SignatureStatus::Trusted => {}
+                rpmkeys::SignatureStatus::Corrupt => {
+                    return Err(refuse(VerificationFailure::ChecksumMismatch))
+                }
+                _ => return Err(untrusted(package, &missing_keys_of(h, &path))),
             }
         }
         found.push((package, from.clone(), meta.evr.clone(), path));
@@ -532,8 +593,7 @@ pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Fai
     let installed = installed_targets(&q)?;
     clean_metadata(h, progress)?;
     progress(Step::QueryCandidate);
-    let cmd = Cmd::new(tool(h), DOWNLOAD_TIMEOUT)
-        .args(["-q", "check-update"])
+    let cmd = restricted(h, DOWNLOAD_TIMEOUT, ["-q", "check-update"])
         .args(only_our_repository(h))
         .args(installed.iter().map(|(p, _)| p.name()));
     let out = h.programs.run(&cmd).map_err(internal)?;
@@ -575,7 +635,7 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
     let installed = installed_targets(&q)?;
     clean_metadata(h, progress)?;
     let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
-    let resolved = match download(h, &installed, private.path(), progress)? {
+    let resolved = match download(h, &installed, &private, progress)? {
         Downloaded::NothingNewer => {
             progress(Step::Cleanup);
             return Ok(UpdateReport {

@@ -30,6 +30,10 @@
 //! * an unsigned package with `gpgcheck=1`: `Package FILE is not signed`,
 //!   `Error: GPG check FAILED`, exit 1 — and the file is **left in the
 //!   download directory**.
+//! * signed by a key not in the rpm database, with
+//!   `--setopt=REPO.gpgkey=` (nothing to import): `Public key for FILE is
+//!   not installed`, `Error: GPG check FAILED`, exit 1, the file left in
+//!   the download directory; dnf names no key id (`rpmkeys -v` does).
 //! * under the name `yum` (a symlink to dnf-3) the output is the same with
 //!   `YUM will only download …`.
 //! * `dnf clean all`: `N files removed`, exit 0.
@@ -596,6 +600,11 @@ mod tests {
         assert_eq!(r.outcome, DnfOutcome::GpgCheckFailed);
         // dnf leaves the refused file behind.
         assert_eq!(listing("dnf_dl_unsigned").len(), 1);
+        // `--setopt=patchman.gpgkey=` and a key not in the rpm database:
+        // dnf has nothing to import and fails closed (captured by
+        // attacks.rs's served-key test).
+        let r = run("dnf_dl_key_not_imported");
+        assert_eq!(r.outcome, DnfOutcome::GpgCheckFailed);
         assert_eq!(classify_download(None, "", "").outcome, DnfOutcome::Failed);
     }
 

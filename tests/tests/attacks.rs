@@ -60,6 +60,9 @@
 //! | 38 | the agent killed while `dpkg -i` runs                         | P6         | `an_agent_killed_mid_install_leaves_the_update_whole_and_the_helper_serving` |
 //! | 39 | the repository server, holding no signing key, serves its own key (`gpgkey=http://…`, or a `file://` key planted) with a higher client signed by it and a `%post`: never imported, refused naming the key, the rpm database byte-for-byte unchanged by `check`, `update`, `status` | P9 | `dnf_a_key_the_repository_serves_is_never_imported` |
 //! | 40 | (control) the same key imported by root beforehand            | P9         | `dnf_a_key_imported_beforehand_by_root_is_trusted` |
+//! | 41 | a signed higher client with `Obsoletes:` / `Conflicts:` an installed package (dnf would erase it): "manual upgrade required" from the `--assumeno` plan, before the download; the victim stays | P2 | `dnf_a_client_that_obsoletes_or_conflicts_with_another_package_is_refused` |
+//! | 42 | the same, with the solver's lines about it hidden: refused from the downloaded header (`rpm -qp` obsoletes/conflicts), before `rpm -U` | P2 | `dnf_an_obsoletes_the_solver_did_not_print_is_refused_from_the_header` |
+//! | 43 | apt: a client with `Conflicts:` + `Replaces:` an installed package: refused by the simulation, before the download | P2 | `apt_a_client_that_conflicts_with_and_replaces_another_package_is_refused` |
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -77,9 +80,9 @@ use patchman_tests::attack_support::{
 use patchman_tests::sandbox::apt_repo::{AptRepo, SourceFormat};
 use patchman_tests::sandbox::attack_fixture::{
     attack_fixture, el_attack_fixture, ATTACKER_POST_MARKER, EVIL, EVIL_PAYLOAD, SERVED_KEY_FILE,
-    SLOW_MARKER,
+    SLOW_MARKER, VICTIM,
 };
-use patchman_tests::sandbox::el::ElRelease;
+use patchman_tests::sandbox::el::{ElRelease, ElSandbox};
 use patchman_tests::sandbox::fixture::{CLIENT, POSTINST_LOG};
 use patchman_tests::sandbox::http::HttpServer;
 use patchman_tests::sandbox::RpmRepo;
@@ -845,6 +848,14 @@ fn el_attack(
 
 const ATK_KEY_INSIDE: &str = "/etc/pki/rpm-gpg/RPM-GPG-KEY-atk-el";
 
+/// What an administrator does to trust the `atk-el` key: `rpm --import`.
+fn import_atk_key(u: &Updater) {
+    u.sandbox
+        .copy_in(&el_attack_fixture().key_file, ATK_KEY_INSIDE)
+        .unwrap();
+    u.sandbox.run(&["rpm", "--import", ATK_KEY_INSIDE]).unwrap();
+}
+
 /// The repository server (or the network, for `http://`) hands out its own
 /// key with a higher client signed by it: dnf's `-y` would import it, and
 /// the helper's own `rpmkeys --checksig` would then trust it. The helper
@@ -909,8 +920,7 @@ fn dnf_a_key_imported_beforehand_by_root_is_trusted() {
     let server = HttpServer::start(&efx.repos_root).unwrap();
     let gpgkey = format!("file://{ATK_KEY_INSIDE}");
     let s = el_attack(&efx.served_key, &server, &gpgkey, |u| {
-        u.sandbox.copy_in(&efx.key_file, ATK_KEY_INSIDE).unwrap();
-        u.sandbox.run(&["rpm", "--import", ATK_KEY_INSIDE]).unwrap();
+        import_atk_key(u);
     });
     let keys = rpm_pubkeys(&s.u);
     assert_eq!(keys.lines().count(), 2, "{keys}");
@@ -919,5 +929,108 @@ fn dnf_a_key_imported_beforehand_by_root_is_trusted() {
     assert!(s.u.sandbox.exists(ATTACKER_POST_MARKER).unwrap());
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     s.assert_only_changed(&[CLIENT]);
+    s.finish();
+}
+
+// ------------------------------------------- P2: obsoletes and conflicts
+
+/// A signed higher client whose header says `Obsoletes:` (or
+/// `Conflicts:`) an unrelated installed package: `rpm -U` would erase it.
+/// Refused as "manual upgrade required" before anything is downloaded;
+/// the victim stays.
+#[test]
+fn dnf_a_client_that_obsoletes_or_conflicts_with_another_package_is_refused() {
+    let efx = el_attack_fixture();
+    let server = HttpServer::start(&efx.repos_root).unwrap();
+    let gpgkey = format!("file://{ATK_KEY_INSIDE}");
+    for repo in [&efx.obsoleting, &efx.conflicting] {
+        let s = el_attack(repo, &server, &gpgkey, |u| {
+            import_atk_key(u);
+            u.sandbox.install_rpms(&[&efx.victim]).unwrap();
+        });
+        let out = s.agent_exits(&["update"], 1);
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{}: {err}", repo.name);
+        assert!(
+            err.contains("manual upgrade required") && err.contains(VICTIM),
+            "{}: {}\n{}",
+            repo.name,
+            text(&out),
+            s.u.helper_log()
+        );
+        assert!(
+            !s.u.helper_log().contains("--downloadonly"),
+            "{}: refused before the download\n{}",
+            repo.name,
+            s.u.helper_log()
+        );
+        assert_eq!(s.version(VICTIM).as_deref(), Some("1.0-1"));
+        assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+        s.assert_nothing_changed();
+        s.finish();
+    }
+}
+
+/// The header check behind the plan's: a solver whose output does not
+/// show the obsolete (here dnf with those lines filtered out) still gets
+/// the download refused by `rpm -qp`'s `Obsoletes:` before `rpm -U`.
+#[test]
+fn dnf_an_obsoletes_the_solver_did_not_print_is_refused_from_the_header() {
+    let efx = el_attack_fixture();
+    let server = HttpServer::start(&efx.repos_root).unwrap();
+    let gpgkey = format!("file://{ATK_KEY_INSIDE}");
+    let s = el_attack(&efx.obsoleting, &server, &gpgkey, |u| {
+        import_atk_key(u);
+        u.sandbox.install_rpms(&[&efx.victim]).unwrap();
+        u.sandbox
+            .run(&["mv", "/usr/bin/dnf-3", "/usr/bin/dnf-3.real"])
+            .unwrap();
+        let wrapper = "#!/bin/sh\nout=$(/usr/bin/dnf-3.real \"$@\" 2>&1)\nrc=$?\n\
+                       printf '%s\\n' \"$out\" | grep -v -e obsoleted -e replacing\nexit $rc\n";
+        u.sandbox
+            .write_file_mode("/usr/bin/dnf-3", wrapper, 0o755)
+            .unwrap();
+    });
+    let err = update_fails(&s);
+    assert!(
+        err.contains("manual upgrade required") && err.contains(&format!("obsoletes {VICTIM}")),
+        "{err}\n{}",
+        s.u.helper_log()
+    );
+    assert!(
+        !s.u.helper_log().contains("rpm -U"),
+        "refused before rpm -U"
+    );
+    assert_eq!(s.version(VICTIM).as_deref(), Some("1.0-1"));
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+/// apt's twin: `Conflicts:` + `Replaces:` an installed package makes apt
+/// plan its removal; refused by the simulation before the download.
+#[test]
+fn apt_a_client_that_conflicts_with_and_replaces_another_package_is_refused() {
+    let fx = apt_fixture();
+    let afx = attack_fixture();
+    let s = apt(
+        &afx.repos_root,
+        &afx.replacing_repo,
+        &[fx.client("1.7.0-1"), &afx.victim],
+        |_| {},
+    );
+    let err = update_fails(&s);
+    assert!(
+        err.contains("manual upgrade required") && err.contains(VICTIM),
+        "{err}\n{}",
+        s.u.helper_log()
+    );
+    assert!(
+        !s.u.helper_log().contains("-d install"),
+        "refused before the download"
+    );
+    assert_eq!(s.version(VICTIM).as_deref(), Some("1.0-1"));
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+    s.assert_nothing_changed();
     s.finish();
 }

@@ -242,6 +242,166 @@ fn dependency_problem(detail: Vec<String>, excerpt: String, command: String) -> 
     }
 }
 
+/// How a person installs what we would not: `dnf install patchman-client …`.
+fn manual_command(h: &Helper, installed: &[(Package, Evr)]) -> String {
+    format!(
+        "{} install {}",
+        tool(h).name(),
+        installed
+            .iter()
+            .map(|(p, _)| p.name())
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+/// The solver's plan may only upgrade our installed packages. An erase, an
+/// obsolete (a new client's `Obsoletes:` makes `rpm -U` erase another
+/// package), a downgrade, or any other package installed or changed needs
+/// a person: "manual upgrade required", whatever the kind of change.
+fn plan_allowed(
+    h: &Helper,
+    installed: &[(Package, Evr)],
+    resolved: &[dnf::Resolved],
+) -> Result<(), Failure> {
+    let allowed = |r: &dnf::Resolved| {
+        let ours =
+            Package::from_name(&r.name).is_some_and(|p| installed.iter().any(|(q, _)| *q == p));
+        ours && matches!(
+            r.change,
+            dnf::Change::Upgrade | dnf::Change::Upgraded | dnf::Change::Install
+        )
+    };
+    let others: Vec<String> = resolved
+        .iter()
+        .filter(|r| !allowed(r))
+        .map(|r| format!("{} {} {}", r.change.describe(), r.name, r.evr))
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::DependencyProblem {
+        detail: format!("the update would also {}", others.join(", ")),
+        command: manual_command(h, installed),
+    })
+}
+
+/// What the plan said.
+enum Planned {
+    Changes,
+    NothingNewer,
+}
+
+/// (ours) dnf: `dnf install --assumeno --verbose …` (restricted as the
+/// download) prints the solver's plan and downloads nothing; anything in
+/// it but upgrades of our installed packages is refused before the
+/// download. (yum 3 on EL 6 has no `--assumeno`: there the download's own
+/// plan and the headers are checked before anything is installed.)
+fn plan(
+    h: &Helper,
+    installed: &[(Package, Evr)],
+    progress: &mut Progress<'_>,
+) -> Result<Planned, Failure> {
+    progress(Step::CheckDependencies);
+    let cmd = restricted(h, DOWNLOAD_TIMEOUT, ["install", "--assumeno", "--verbose"])
+        .args(only_our_repository(h))
+        .args(installed.iter().map(|(p, _)| p.name()));
+    let out = h.programs.run(&cmd).map_err(internal)?;
+    if out.timed_out {
+        return Err(Failure::Timeout {
+            step: Step::CheckDependencies,
+        });
+    }
+    let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
+    match d.outcome {
+        dnf::DnfOutcome::Aborted => {
+            plan_allowed(h, installed, &d.resolved)?;
+            Ok(Planned::Changes)
+        }
+        dnf::DnfOutcome::NothingToDo => Ok(Planned::NothingNewer),
+        dnf::DnfOutcome::DependencyProblem(problems) => Err(dependency_problem(
+            nothing_provides(&problems),
+            d.excerpt,
+            manual_command(h, installed),
+        )),
+        dnf::DnfOutcome::UnknownRepo(_) => Err(Failure::RepositoryMissing {
+            repository: h.config().repository.to_string(),
+        }),
+        dnf::DnfOutcome::NoMatch(_) => Err(Failure::NotInstalled),
+        _ => Err(Failure::CommandFailed {
+            step: Step::CheckDependencies,
+            exit_code: out.code(),
+            excerpt: if d.excerpt.is_empty() {
+                out.excerpt(MAX_EXCERPT)
+            } else {
+                d.excerpt
+            },
+        }),
+    }
+}
+
+/// (ours) The downloaded header itself: an `Obsoletes:` or `Conflicts:` that
+/// names an installed package other than ours would make `rpm -U` erase
+/// it or fail; refused whatever the solver printed (`rpm -qp --obsoletes
+/// --conflicts`, then `rpm -q --whatprovides` of each name).
+fn header_allowed(h: &Helper, installed: &[(Package, Evr)], path: &Path) -> Result<(), Failure> {
+    let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
+        .args(["-qp", "--queryformat", rpm_query::RELATIONS_FORMAT])
+        .arg(path);
+    let out = h.programs.run(&cmd).map_err(internal)?;
+    if !out.success() {
+        return Err(unexpected(Step::Verify, out.excerpt(MAX_EXCERPT)));
+    }
+    let named = rpm_query::parse_relations(&out.stdout).map_err(|e| unexpected(Step::Verify, e))?;
+    let foreign: Vec<&rpm_query::Relation> = named
+        .iter()
+        .filter(|r| Package::from_name(&r.name).is_none())
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
+        .args([
+            "-q",
+            "--queryformat",
+            "%{NAME} %{EPOCHNUM}:%{VERSION}-%{RELEASE}\\n",
+            "--whatprovides",
+            "--",
+        ])
+        .args(foreign.iter().map(|r| r.name.as_str()));
+    let out = h.programs.run(&cmd).map_err(internal)?;
+    if out.timed_out {
+        return Err(Failure::Timeout { step: Step::Verify });
+    }
+    let hit: Vec<String> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("no package provides"))
+        .map(|l| crate::parse::sanitize_excerpt(l, 120))
+        .collect();
+    if hit.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<String> = foreign
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.kind,
+                crate::parse::sanitize_excerpt(&r.name, 120)
+            )
+        })
+        .collect();
+    Err(Failure::DependencyProblem {
+        detail: format!(
+            "the new package {} the installed {}",
+            kinds.join(", "),
+            hit.join(", ")
+        ),
+        command: manual_command(h, installed),
+    })
+}
+
 /// Step 2: download the newest of our installed packages into `dir`.
 fn download(
     h: &Helper,
@@ -266,15 +426,7 @@ fn download(
             step: Step::Download,
         });
     }
-    let manual = format!(
-        "{} install {}",
-        tool(h).name(),
-        installed
-            .iter()
-            .map(|(p, _)| p.name())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let manual = manual_command(h, installed);
     let repository = h.config().repository.to_string();
     let failed = |out: &Output, excerpt: &str| Failure::CommandFailed {
         step: Step::Download,
@@ -297,9 +449,10 @@ fn download(
         let y = yum::classify_download(out.code(), &out.stdout, &out.stderr);
         match y.outcome {
             yum::YumOutcome::Downloaded => {
+                plan_allowed(h, installed, &y.resolved)?;
                 return Ok(Downloaded::Files {
                     resolved: resolved_of(&y.resolved),
-                })
+                });
             }
             yum::YumOutcome::NothingToDo => return Ok(Downloaded::NothingNewer),
             yum::YumOutcome::NotAvailable(_) => return Ok(Downloaded::NothingNewer),
@@ -322,9 +475,12 @@ fn download(
     }
     let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
     match d.outcome {
-        dnf::DnfOutcome::Downloaded => Ok(Downloaded::Files {
-            resolved: resolved_of(&d.resolved),
-        }),
+        dnf::DnfOutcome::Downloaded => {
+            plan_allowed(h, installed, &d.resolved)?;
+            Ok(Downloaded::Files {
+                resolved: resolved_of(&d.resolved),
+            })
+        }
         dnf::DnfOutcome::NothingToDo => Ok(Downloaded::NothingNewer),
         dnf::DnfOutcome::DependencyProblem(problems) => Err(dependency_problem(
             nothing_provides(&problems),
@@ -338,6 +494,7 @@ fn download(
         }
         dnf::DnfOutcome::MetadataUnavailable { .. }
         | dnf::DnfOutcome::DownloadFailed
+        | dnf::DnfOutcome::Aborted
         | dnf::DnfOutcome::Failed => Err(failed(&out, &d.excerpt)),
     }
 }
@@ -474,6 +631,7 @@ fn locate_and_verify(
                 offered: meta.evr.clone(),
             }));
         }
+        header_allowed(h, installed, &path)?;
         if gpgcheck {
             let cmd = Cmd::new(Tool::Rpmkeys, QUERY_TIMEOUT)
                 .arg("--checksig")
@@ -634,6 +792,15 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
     let q = query_installed(h, Step::FinishInterrupted)?;
     let installed = installed_targets(&q)?;
     clean_metadata(h, progress)?;
+    if h.family == Family::Dnf {
+        if let Planned::NothingNewer = plan(h, &installed, progress)? {
+            progress(Step::Cleanup);
+            return Ok(UpdateReport {
+                changes: Vec::new(),
+                helper_restarting: false,
+            });
+        }
+    }
     let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
     let resolved = match download(h, &installed, &private, progress)? {
         Downloaded::NothingNewer => {

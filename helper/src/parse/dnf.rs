@@ -85,8 +85,29 @@ pub enum Change {
     Upgraded,
     /// `will be installed`, `set to be updated` (EL5), `set to be installed`.
     Install,
-    /// `will be erased`, `will be obsoleted`, `will be a downgrade`, …
+    /// `will be obsoleted`: removed by a package that obsoletes it.
+    Obsoleted,
+    /// `will be erased` (yum 3: also `to be erased`).
+    Erased,
+    /// `will be a downgrade` / `will be downgraded`.
+    Downgrade,
+    /// `will be reinstalled`, and any verb not known: never ours to allow.
     Other,
+}
+
+impl Change {
+    /// For a person: what the plan would do to the package.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Change::Upgrade => "upgrade to",
+            Change::Upgraded => "upgrade from",
+            Change::Install => "install",
+            Change::Obsoleted => "remove (obsoleted)",
+            Change::Erased => "remove",
+            Change::Downgrade => "downgrade",
+            Change::Other => "change",
+        }
+    }
 }
 
 /// A file name from the download progress lines.
@@ -121,6 +142,9 @@ pub enum DnfOutcome {
     GpgCheckFailed,
     /// A package file could not be downloaded.
     DownloadFailed,
+    /// `--assumeno`: the plan was printed, then `Operation aborted.`, exit
+    /// 1; nothing downloaded.
+    Aborted,
     /// Anything else, or killed by a signal.
     Failed,
 }
@@ -161,6 +185,7 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
     let mut download_failed = false;
     let mut nothing_to_do = false;
     let mut complete = false;
+    let mut aborted = false;
     for line in stdout.lines().chain(stderr.lines()) {
         let t = line.trim();
         if let Some(rest) = t.strip_prefix("Error: Unknown repo: ") {
@@ -190,6 +215,8 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
             nothing_to_do = true;
         } else if t == "Complete!" {
             complete = true;
+        } else if t == "Operation aborted." {
+            aborted = true;
         }
     }
     let outcome = if let Some(repo) = unknown_repo {
@@ -206,6 +233,8 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
         DnfOutcome::NoMatch(no_match)
     } else if let Some(repo) = metadata {
         DnfOutcome::MetadataUnavailable { repo }
+    } else if aborted && exit_code == Some(1) {
+        DnfOutcome::Aborted
     } else if gpg {
         DnfOutcome::GpgCheckFailed
     } else if download_failed {
@@ -401,6 +430,9 @@ fn resolved(rest: &str) -> Option<Resolved> {
         "will be an upgrade" | "will be an update" => Change::Upgrade,
         "will be upgraded" | "will be updated" => Change::Upgraded,
         "will be installed" | "set to be updated" | "set to be installed" => Change::Install,
+        "will be obsoleted" | "will be an obsoleted" => Change::Obsoleted,
+        "will be erased" | "set to be erased" | "to be erased" => Change::Erased,
+        "will be a downgrade" | "will be downgraded" => Change::Downgrade,
         _ => Change::Other,
     };
     Some(Resolved {
@@ -606,6 +638,25 @@ mod tests {
         let r = run("dnf_dl_key_not_imported");
         assert_eq!(r.outcome, DnfOutcome::GpgCheckFailed);
         assert_eq!(classify_download(None, "", "").outcome, DnfOutcome::Failed);
+    }
+
+    #[test]
+    fn an_assumeno_plan_shows_what_would_be_obsoleted() {
+        let r = run("dnf_plan_obsoletes");
+        assert_eq!(r.outcome, DnfOutcome::Aborted);
+        let changes: Vec<(&str, Change)> = r
+            .resolved
+            .iter()
+            .map(|r| (r.name.as_str(), r.change))
+            .collect();
+        assert_eq!(
+            changes,
+            vec![
+                ("patchman-tests-victim", Change::Obsoleted),
+                ("patchman-client", Change::Upgraded),
+                ("patchman-client", Change::Upgrade),
+            ]
+        );
     }
 
     #[test]

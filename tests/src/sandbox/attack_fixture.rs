@@ -15,6 +15,8 @@
 //! | `swapped_in`             | `patchman-client` 1.7.1-1        | conventional                       | `VERSION` says [`EVIL_PAYLOAD`]: what an attacker swaps in |
 //! | `slow`                   | `patchman-client` 1.7.1-1        | conventional                       | postinst touches [`SLOW_MARKER`], sleeps [`SLOW_SECONDS`] s |
 //! | `failing`                | `patchman-client` 1.7.1-1        | conventional                       | postinst prints [`FAILURE_MARKER`] to stderr and exits 1 |
+//! | `replacing`              | `patchman-client` 1.7.1-1, `Conflicts:` and `Replaces:` [`VICTIM`] | conventional | apt would remove the victim |
+//! | `victim`                 | [`VICTIM`] 1.0-1                 | conventional                       | what a test installs |
 //!
 //! # apt repositories
 //!
@@ -29,6 +31,7 @@
 //! | `misnamed` | 1.7.0-1; the index's 1.7.1-1 is `misnamed` (index rewritten: `Package: patchman-client`, the file's true SHA-256) | |
 //! | `slow`     | 1.7.0-1, `slow` 1.7.1-1                  | |
 //! | `failing`  | 1.7.0-1, `failing` 1.7.1-1               | |
+//! | `replacing_repo` | 1.7.0-1, `replacing` 1.7.1-1       | [`VICTIM`] 1.0-1 |
 //!
 //! # rpm packages and repositories ([`ElAttackFixture`])
 //!
@@ -90,10 +93,13 @@ pub struct AttackFixture {
     pub swapped_in: PathBuf,
     pub slow: PathBuf,
     pub failing: PathBuf,
+    pub replacing: PathBuf,
+    pub victim: PathBuf,
     pub evil: AptRepo,
     pub misnamed_repo: AptRepo,
     pub slow_repo: AptRepo,
     pub failing_repo: AptRepo,
+    pub replacing_repo: AptRepo,
 }
 
 /// See the module documentation.
@@ -197,6 +203,18 @@ fn build() -> Result<AttackFixture> {
         &format!("#!/bin/sh\necho '{FAILURE_MARKER}' >&2\nexit 1\n"),
     )
     .build(&root.join("failing"))?;
+    std::fs::create_dir_all(root.join("replacing"))?;
+    let replacing = client(
+        "1.7.1-1",
+        "1.7.1-1\n",
+        &format!("#!/bin/sh\n{}", log_line("1.7.1-1")),
+    )
+    .field("Conflicts", VICTIM)
+    .field("Replaces", VICTIM)
+    .build(&root.join("replacing"))?;
+    let victim = DebSpec::new(VICTIM, "1.0-1")
+        .file("/usr/share/patchman-tests-victim/VERSION", "1.0-1\n", 0o644)
+        .build(&debs)?;
     // Embedded name patchman-client-evil, file named as apt names ours.
     let misnamed_dir = root.join("misnamed");
     let built = DebSpec::new(EVIL, "1.7.1-1")
@@ -231,6 +249,10 @@ fn build() -> Result<AttackFixture> {
     )?;
     let slow_repo = repo("atk-slow", &[c170.clone(), slow.clone()])?;
     let failing_repo = repo("atk-failing", &[c170.clone(), failing.clone()])?;
+    let replacing_repo = repo(
+        "atk-replacing",
+        &[c170.clone(), replacing.clone(), victim.clone()],
+    )?;
     let misnamed_repo = repo("atk-misnamed", &[c170, misnamed.clone()])?;
     // The index now says what the file's control does not: rewrite it
     // (name only; size and SHA-256 stay the file's true ones), then the
@@ -276,10 +298,13 @@ fn build() -> Result<AttackFixture> {
         swapped_in,
         slow,
         failing,
+        replacing,
+        victim,
         evil,
         misnamed_repo,
         slow_repo,
         failing_repo,
+        replacing_repo,
     })
 }
 

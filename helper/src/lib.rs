@@ -127,6 +127,8 @@ pub struct Helper {
     queries: std::sync::atomic::AtomicUsize,
     /// Run before the process exits (removes the socket we created).
     on_exit: Box<dyn Fn() + Send + Sync>,
+    /// The rate limit on refreshing the repository's metadata.
+    pub refresh: family::RefreshClock,
 }
 
 impl Helper {
@@ -149,6 +151,7 @@ impl Helper {
             exclusive: Mutex::new(()),
             queries: std::sync::atomic::AtomicUsize::new(0),
             on_exit,
+            refresh: family::RefreshClock::default(),
         }
     }
 

@@ -274,6 +274,13 @@ pub struct Candidate {
 pub struct CheckReport {
     /// One entry per installed package of ours.
     pub packages: Vec<Candidate>,
+    /// True when this answer did not refresh the repository's metadata:
+    /// the helper refreshes it at most once per `[updates]
+    /// refresh_interval` and answers from what it fetched last.
+    pub cached: bool,
+    /// Seconds since this helper last refreshed the metadata successfully
+    /// (0 when this request did); `None`: not since it started.
+    pub metadata_age_secs: Option<u64>,
 }
 
 impl CheckReport {

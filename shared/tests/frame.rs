@@ -136,8 +136,18 @@ fn reply() -> impl Strategy<Value = Reply> {
                     helper_version,
                 })
             }),
-        proptest::collection::vec(candidate, 0..3)
-            .prop_map(|packages| Reply::Check(CheckReport { packages })),
+        (
+            proptest::collection::vec(candidate, 0..3),
+            any::<bool>(),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(
+                |(packages, cached, metadata_age_secs)| Reply::Check(CheckReport {
+                    packages,
+                    cached,
+                    metadata_age_secs
+                })
+            ),
         step().prop_map(Reply::Progress),
         (proptest::collection::vec(change, 0..3), any::<bool>()).prop_map(
             |(changes, helper_restarting)| Reply::Updated(UpdateReport {

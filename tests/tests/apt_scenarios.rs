@@ -40,6 +40,14 @@ fn update_available_is_checked_then_installed() {
     let fx = apt_fixture();
     let mut s = new(&fx.patchman, &[(CLIENT, "1.7.0-1")]);
     let check = s.agent_exits(&["check"], 100);
+    // The check refreshed; the update right after it uses that metadata
+    // (at most one refresh per `[updates] refresh_interval`).
+    assert!(
+        String::from_utf8_lossy(&check.stdout)
+            .contains("Refreshing the patchman repository metadata…"),
+        "{}",
+        text(&check)
+    );
     assert!(
         String::from_utf8_lossy(&check.stdout).contains("1.7.0-1 → 1.7.1-1 available"),
         "{}",
@@ -51,7 +59,6 @@ fn update_available_is_checked_then_installed() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     for step in [
         "Reading apt's configuration…",
-        "Refreshing the patchman repository metadata…",
         "Downloading…",
         "Verifying the downloaded package…",
         "Installing…",

@@ -63,6 +63,9 @@
 //! | 41 | a signed higher client with `Obsoletes:` / `Conflicts:` an installed package (dnf would erase it): "manual upgrade required" from the `--assumeno` plan, before the download; the victim stays | P2 | `dnf_a_client_that_obsoletes_or_conflicts_with_another_package_is_refused` |
 //! | 42 | the same, with the solver's lines about it hidden: refused from the downloaded header (`rpm -qp` obsoletes/conflicts), before `rpm -U` | P2 | `dnf_an_obsoletes_the_solver_did_not_print_is_refused_from_the_header` |
 //! | 43 | apt: a client with `Conflicts:` + `Replaces:` an installed package: refused by the simulation, before the download | P2 | `apt_a_client_that_conflicts_with_and_replaces_another_package_is_refused` |
+//! | 44 | 20 `check`s in a row (apt and dnf): at most 2 repository refreshes, counted at the test's server (measured: 1); the later answers say they come from earlier metadata | P6 | `twenty_checks_in_a_row_refresh_the_repository_at_most_twice` |
+//! | 45 | root's own `apt-get update` ×10 while the agent loops `Check`: none fails on the lists lock | P6 | `roots_apt_get_update_during_a_check_loop_does_not_fail` |
+//! | 46 | a `Check` and an `Update` wiping another dnf repository's cache (the vendor's `clean all`: 5 files → 0): the cache is byte-for-byte unchanged | P6 | `dnf_another_repositorys_cache_survives_a_check` |
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -1032,5 +1035,154 @@ fn apt_a_client_that_conflicts_with_and_replaces_another_package_is_refused() {
     assert_eq!(s.version(VICTIM).as_deref(), Some("1.0-1"));
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
     s.assert_nothing_changed();
+    s.finish();
+}
+
+// --------------------------------------------- P6: the refresh rate limit
+
+/// Requests at the test's server for a repository's signed metadata root
+/// (apt's `InRelease`/`Release`, dnf's `repomd.xml`): one per refresh.
+fn metadata_fetches(server: &HttpServer, repo_path: &str) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.path.contains(repo_path)
+                && (r.path.ends_with("/InRelease")
+                    || r.path.ends_with("/Release")
+                    || r.path.ends_with("/repomd.xml"))
+        })
+        .count()
+}
+
+/// 20 `check`s in a row from a compromised agent: the helper refreshes
+/// the repository at most once per `refresh_interval` (60 s by default),
+/// and says when it answered from what it fetched before.
+#[test]
+fn twenty_checks_in_a_row_refresh_the_repository_at_most_twice() {
+    let fx = apt_fixture();
+    let apt = standard(|_| {});
+    let el = el_sandbox();
+    for (s, repo_path) in [(&apt, fx.patchman.url_path.as_str()), (&el, "patchman/")] {
+        let before = metadata_fetches(&s.u.http, repo_path);
+        for i in 0..20 {
+            let out = s.agent_exits(&["check"], 100);
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                said.contains("from the repository metadata fetched"),
+                i > 0,
+                "check {i}: {said}"
+            );
+        }
+        let fetches = metadata_fetches(&s.u.http, repo_path) - before;
+        eprintln!("{repo_path}: 20 checks, {fetches} metadata fetches");
+        assert!(fetches <= 2, "{fetches} refreshes\n{}", s.u.helper_log());
+        assert!(fetches >= 1, "the first check refreshed");
+    }
+    apt.assert_nothing_changed();
+    el.assert_nothing_changed();
+    apt.finish();
+    el.finish();
+}
+
+/// An AlmaLinux 8 sandbox, client 1.7.0-1, the standard repository.
+fn el_sandbox() -> Scenario {
+    let fx = el_fixture();
+    let host_before = host_package_state();
+    let u = Updater::new_el(ElRelease::AlmaLinux8, &fx.patchman, &[fx.client("1.7.0-1")])
+        .expect("EL sandbox");
+    Scenario::start(Db::Rpm, u, host_before, |_| {})
+}
+
+/// Root's own `apt-get update` while the agent loops `Check`: every one
+/// succeeds (before the rate limit, 10 of 20 failed on the lists lock).
+#[test]
+fn roots_apt_get_update_during_a_check_loop_does_not_fail() {
+    let s = standard(|_| {});
+    s.agent_exits(&["check"], 100);
+    let stop = AtomicBool::new(false);
+    let failures = std::thread::scope(|scope| {
+        let looping = scope.spawn(|| {
+            let mut checks = 0;
+            while !stop.load(Ordering::SeqCst) && checks < 200 {
+                let out = s.agent(&["check"]);
+                assert!(
+                    matches!(out.status.code(), Some(0 | 100 | 1)),
+                    "{}",
+                    text(&out)
+                );
+                checks += 1;
+            }
+            checks
+        });
+        let mut failures = Vec::new();
+        for _ in 0..10 {
+            let out = s.u.sandbox.run_unchecked(&["apt-get", "update"]).unwrap();
+            if !out.status.success() {
+                failures.push(text(&out));
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        let checks = looping.join().unwrap();
+        eprintln!("{checks} agent checks during 10 apt-get update runs");
+        assert!(checks >= 5, "the agent kept checking");
+        failures
+    });
+    assert!(failures.is_empty(), "{failures:#?}\n{}", s.u.helper_log());
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+/// The vendor's step 1, `dnf clean all --disablerepo=* --enablerepo=patchman`,
+/// wipes every repository's cache. A `Check` now leaves another
+/// repository's cache as it was.
+#[test]
+fn dnf_another_repositorys_cache_survives_a_check() {
+    let fx = el_fixture();
+    let s = Scenario::start(
+        Db::Rpm,
+        Updater::new_el(ElRelease::AlmaLinux8, &fx.patchman, &[fx.client("1.7.0-1")])
+            .expect("EL sandbox"),
+        host_package_state(),
+        |u| {
+            u.sandbox
+                .add_rpm_repo("second", &fx.other, &u.http.url())
+                .unwrap();
+            u.sandbox
+                .run(&[
+                    "dnf",
+                    "-q",
+                    "makecache",
+                    "--disablerepo=*",
+                    "--enablerepo=second",
+                ])
+                .unwrap();
+        },
+    );
+    let cache = || {
+        s.u.sandbox
+            .run_stdout(&[
+                "sh",
+                "-c",
+                "find /var/cache/dnf -path '*second*' -type f | sort | xargs -r sha256sum",
+            ])
+            .unwrap()
+    };
+    let before = cache();
+    assert!(
+        !before.is_empty(),
+        "makecache filled the second repository's cache"
+    );
+    s.agent_exits(&["check"], 100);
+    s.agent_exits(&["update"], 0);
+    let after = cache();
+    eprintln!(
+        "the second repository's cache files: {} before, {} after check and update",
+        before.lines().count(),
+        after.lines().count()
+    );
+    assert_eq!(after, before);
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
+    s.assert_only_changed(&[CLIENT]);
     s.finish();
 }

@@ -48,12 +48,19 @@ fn dnf_update_available_is_checked_then_installed() {
     assert_eq!(json["family"], "dnf", "{}", text(&status));
     assert_eq!(json["installed"]["client"], "1.7.0-1");
     let check = s.agent_exits(&["check"], 100);
+    // The check refreshed; the update right after it uses that metadata
+    // (at most one refresh per `[updates] refresh_interval`).
+    assert!(
+        String::from_utf8_lossy(&check.stdout)
+            .contains("Refreshing the patchman repository metadata…"),
+        "{}",
+        text(&check)
+    );
     assert!(String::from_utf8_lossy(&check.stdout).contains("1.7.0-1 → 1.7.1-1 available"));
     s.assert_nothing_changed();
     let out = s.agent_exits(&["update"], 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     for step in [
-        "Refreshing the patchman repository metadata…",
         "Downloading…",
         "Verifying the downloaded package…",
         "Installing…",
@@ -64,8 +71,10 @@ fn dnf_update_available_is_checked_then_installed() {
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     s.assert_only_changed(&[CLIENT]);
     let log = s.u.helper_log();
+    // Only our repository's metadata expired, never `clean all` (which
+    // wipes every repository's cache).
     assert!(
-        log.contains("clean all --disablerepo=* --enablerepo=patchman"),
+        log.contains("--setopt=patchman.metadata_expire=0") && !log.contains("clean all"),
         "{log}"
     );
     assert!(

@@ -623,7 +623,7 @@ fn candidates(
     h: &Helper,
     q: &DpkgQuery,
     progress: &mut Progress<'_>,
-) -> Result<(AptDirs, Restriction, PrivateDir, Vec<Candidate>), Failure> {
+) -> Result<(AptDirs, Restriction, PrivateDir, Vec<Candidate>, bool), Failure> {
     let installed = installed_targets(q)?;
     let (dirs, source) = read_apt_config(h, progress)?;
     let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
@@ -631,15 +631,25 @@ fn candidates(
         source,
         cache_dir: private.path().to_path_buf(),
     };
-    refresh_metadata(h, &source, progress)?;
+    // At most once per `[updates] refresh_interval`: in between, the
+    // lists apt fetched last (root's own `apt-get update` would otherwise
+    // fail on the lists lock while an agent loops `Check`).
+    let repository = h.config().repository;
+    let refreshed = h
+        .refresh
+        .begin(repository.as_str(), h.config().refresh_interval);
+    if refreshed {
+        refresh_metadata(h, &source, progress)?;
+        h.refresh.succeeded(repository.as_str());
+    }
     let candidates = query_candidates(h, &source, &installed, progress)?;
-    Ok((dirs, source, private, candidates))
+    Ok((dirs, source, private, candidates, refreshed))
 }
 
 pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Failure> {
     let q = query_installed(h, Step::QueryCandidate)?;
-    let (_, _, _private, packages) = candidates(h, &q, progress)?;
-    Ok(CheckReport { packages })
+    let (_, _, _private, packages, refreshed) = candidates(h, &q, progress)?;
+    Ok(super::check_report(h, packages, refreshed))
 }
 
 pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, Failure> {
@@ -649,7 +659,7 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
     if !changes.is_empty() {
         q = query_installed(h, Step::FinishInterrupted)?;
     }
-    let (dirs, source, private, candidates) = candidates(h, &q, progress)?;
+    let (dirs, source, private, candidates, _) = candidates(h, &q, progress)?;
     let targets: Vec<(Package, Evr, Evr)> = candidates
         .into_iter()
         .filter_map(|c| Some((c.package, c.installed, c.candidate?)))

@@ -4,7 +4,7 @@
 pub mod apt;
 pub mod rpm;
 
-use patchman_shared::{CheckReport, Failure, Family, StatusReport, Step, UpdateReport};
+use patchman_shared::{Candidate, CheckReport, Failure, Family, StatusReport, Step, UpdateReport};
 
 use crate::Helper;
 
@@ -44,5 +44,108 @@ pub(crate) fn unexpected(step: Step, e: impl std::fmt::Display) -> Failure {
     Failure::UnexpectedOutput {
         step,
         detail: e.to_string(),
+    }
+}
+
+/// When this helper last refreshed the repository's metadata: the rate
+/// limit on refreshes. A compromised agent looping `Check` would otherwise
+/// run `apt-get update` back to back (root's own `apt-get update` then
+/// fails on the lists lock, measured 10 of 20) or make dnf fetch the
+/// metadata each time. Kept in memory: a helper that exits (after an
+/// update that changed a package, or 60 s idle under socket activation)
+/// refreshes once more on its next start.
+#[derive(Debug, Default)]
+pub struct RefreshClock {
+    last: std::sync::Mutex<Option<Refreshed>>,
+}
+
+#[derive(Debug)]
+struct Refreshed {
+    repository: String,
+    /// The last refresh started: attempts count, so a failing repository
+    /// is not retried on every request either.
+    attempted: std::time::Instant,
+    succeeded: Option<std::time::Instant>,
+}
+
+impl RefreshClock {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Refreshed>> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this request refreshes `repository`'s metadata: none yet, a
+    /// different repository (a reload), or the last attempt at least
+    /// `interval` ago. If so, the attempt is recorded now.
+    pub fn begin(&self, repository: &str, interval: std::time::Duration) -> bool {
+        let mut last = self.lock();
+        let now = std::time::Instant::now();
+        let due = match last.as_ref() {
+            Some(r) if r.repository == repository => now.duration_since(r.attempted) >= interval,
+            _ => true,
+        };
+        if due {
+            let succeeded = last
+                .as_ref()
+                .filter(|r| r.repository == repository)
+                .and_then(|r| r.succeeded);
+            *last = Some(Refreshed {
+                repository: repository.to_string(),
+                attempted: now,
+                succeeded,
+            });
+        }
+        due
+    }
+
+    /// The refresh begun for `repository` succeeded.
+    pub fn succeeded(&self, repository: &str) {
+        if let Some(r) = self.lock().as_mut().filter(|r| r.repository == repository) {
+            r.succeeded = Some(r.attempted);
+        }
+    }
+
+    /// How long ago `repository` was last refreshed successfully.
+    pub fn age(&self, repository: &str) -> Option<std::time::Duration> {
+        self.lock()
+            .as_ref()
+            .filter(|r| r.repository == repository)
+            .and_then(|r| r.succeeded)
+            .map(|t| t.elapsed())
+    }
+}
+
+/// The `Check` answer for `packages`, saying whether it refreshed.
+pub(crate) fn check_report(h: &Helper, packages: Vec<Candidate>, refreshed: bool) -> CheckReport {
+    let age = h.refresh.age(h.config().repository.as_str());
+    CheckReport {
+        packages,
+        cached: !refreshed,
+        metadata_age_secs: if refreshed {
+            Some(0)
+        } else {
+            age.map(|a| a.as_secs())
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn refreshes_at_most_once_per_interval() {
+        let c = RefreshClock::default();
+        assert!(c.begin("patchman", Duration::from_secs(60)));
+        assert_eq!(c.age("patchman"), None, "not succeeded yet");
+        c.succeeded("patchman");
+        assert!(c.age("patchman").is_some());
+        for _ in 0..20 {
+            assert!(!c.begin("patchman", Duration::from_secs(60)));
+        }
+        assert!(c.begin("other", Duration::from_secs(60)), "a reload");
+        assert_eq!(c.age("other"), None);
+        assert!(c.begin("patchman", Duration::ZERO));
+        assert!(c.begin("patchman", Duration::ZERO), "0s: every time");
     }
 }

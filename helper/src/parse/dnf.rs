@@ -1,6 +1,6 @@
 //! dnf 4's output: `dnf install -y --downloadonly --downloaddir=DIR
-//! --verbose --disablerepo=* --enablerepo=REPO patchman-client […]` and
-//! `dnf clean all --disablerepo=* --enablerepo=REPO`.
+//! --verbose --disablerepo=* --enablerepo=REPO patchman-client […]`, the
+//! same with `--assumeno` (the plan), and `check-update`'s errors.
 //!
 //! Facts measured on dnf 4.14 (fixtures `dnf_*` in
 //! `helper/tests/fixtures/dnf/`, re-created by its `capture.sh`):
@@ -36,15 +36,13 @@
 //!   the download directory; dnf names no key id (`rpmkeys -v` does).
 //! * under the name `yum` (a symlink to dnf-3) the output is the same with
 //!   `YUM will only download …`.
-//! * `dnf clean all`: `N files removed`, exit 0.
+//! * `dnf clean all --disablerepo=* --enablerepo=REPO`: `N files
+//!   removed`, exit 0 — and it removes every repository's cache, not only
+//!   REPO's (fixture `dnf_clean_all_files`: 5); the helper no longer runs it.
 
 use patchman_shared::Evr;
 
-use super::{
-    check_size, sanitize_excerpt, truncate_at_boundary, ParseError, MAX_EXCERPT, MAX_INPUT,
-};
-
-const CLEAN_TOOL: &str = "dnf clean all";
+use super::{sanitize_excerpt, truncate_at_boundary, MAX_EXCERPT, MAX_INPUT};
 
 /// A `nothing provides X needed by Y` line of a `Problem:` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,54 +253,6 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
         transaction_size: scan.transaction_size,
         names_complete,
         excerpt: error_excerpt(stdout, stderr),
-    }
-}
-
-/// How `dnf clean all` ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CleanOutcome {
-    /// `N files removed`, exit 0.
-    Cleaned { files_removed: u64 },
-    /// `Error: Unknown repo: 'NAME'`.
-    UnknownRepo(String),
-}
-
-/// Parses `dnf clean all …` (also yum 3's, whose `Cleaning repos: …`
-/// lines and other chatter are ignored). A non-zero exit without a known
-/// message is a [`ParseError::Inconsistent`] with the excerpt.
-pub fn parse_clean(
-    exit_code: Option<i32>,
-    stdout: &str,
-    stderr: &str,
-) -> Result<CleanOutcome, ParseError> {
-    check_size(CLEAN_TOOL, stdout)?;
-    check_size(CLEAN_TOOL, stderr)?;
-    let mut removed = None;
-    for line in stdout.lines().chain(stderr.lines()) {
-        let t = line.trim();
-        if let Some(rest) = t.strip_prefix("Error: Unknown repo: ") {
-            return Ok(CleanOutcome::UnknownRepo(
-                rest.trim_matches('\'').to_string(),
-            ));
-        }
-        if let Some(n) = t
-            .strip_suffix(" files removed")
-            .or_else(|| t.strip_suffix(" file removed"))
-        {
-            removed = n.parse::<u64>().ok();
-        }
-    }
-    match exit_code {
-        Some(0) => Ok(CleanOutcome::Cleaned {
-            files_removed: removed.unwrap_or(0),
-        }),
-        _ => Err(ParseError::Inconsistent {
-            tool: CLEAN_TOOL,
-            detail: format!(
-                "exit code {exit_code:?}: {}",
-                super::quote(&error_excerpt(stdout, stderr), MAX_EXCERPT)
-            ),
-        }),
     }
 }
 
@@ -667,36 +617,11 @@ mod tests {
         assert!(r.resolved.is_empty(), "no --verbose");
     }
 
-    #[test]
-    fn clean_all() {
-        let clean = |name: &str| {
-            parse_clean(
-                Some(fixture_rc(name)),
-                &fixture(&format!("{name}.out")),
-                &fixture(&format!("{name}.err")),
-            )
-        };
-        assert_eq!(
-            clean("dnf_clean_all"),
-            Ok(CleanOutcome::Cleaned { files_removed: 0 })
-        );
-        assert_eq!(
-            clean("dnf_clean_all_files"),
-            Ok(CleanOutcome::Cleaned { files_removed: 5 })
-        );
-        assert_eq!(
-            clean("dnf_clean_all_unknown"),
-            Ok(CleanOutcome::UnknownRepo("nope".into()))
-        );
-        assert!(parse_clean(Some(1), "", "boom\n").is_err());
-    }
-
     proptest! {
         #[test]
         fn arbitrary_input_never_panics(a in "\\PC*", b in "\\PC*", code in proptest::option::of(any::<i32>())) {
             let r = classify_download(code, &a, &b);
             prop_assert!(r.excerpt.len() <= MAX_EXCERPT);
-            let _ = parse_clean(code, &a, &b);
         }
 
         #[test]

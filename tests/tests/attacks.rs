@@ -16,7 +16,12 @@
 //! cannot hang or crash the helper for others; **P7** cannot fill its
 //! memory; **P8** other local users cannot talk to it at all; **P9** the
 //! repository and signatures are trusted only through the package
-//! manager's own chain, never disabled.
+//! manager's own chain, never disabled; **P10** the repository's server
+//! (or the network to it, for `http://`) holds no signing key: it may serve
+//! any metadata, package or key, as often as it is asked, and still cannot
+//! get a package installed that is not signed by a key root imported, make
+//! the helper import a key, or remove or change any package but ours; nor
+//! can an agent make the helper hammer it or the host's package caches.
 //!
 //! | #  | attack                                                        | points     | test (file) |
 //! |----|---------------------------------------------------------------|------------|-------------|
@@ -58,14 +63,15 @@
 //! | 36 | `patchman-client-evil` in the repository, not installed       | P2         | `a_look_alike_package_offered_is_not_installed` |
 //! | 37 | a `.deb` whose control says `patchman-client-evil`, indexed and named as `patchman-client` | P2 P9 | `a_deb_whose_embedded_name_differs_from_its_index_is_refused` |
 //! | 38 | the agent killed while `dpkg -i` runs                         | P6         | `an_agent_killed_mid_install_leaves_the_update_whole_and_the_helper_serving` |
-//! | 39 | the repository server, holding no signing key, serves its own key (`gpgkey=http://…`, or a `file://` key planted) with a higher client signed by it and a `%post`: never imported, refused naming the key, the rpm database byte-for-byte unchanged by `check`, `update`, `status` | P9 | `dnf_a_key_the_repository_serves_is_never_imported` |
+//! | 39 | the repository server, holding no signing key, serves its own key (`gpgkey=http://…`, or a `file://` key planted) with a higher client signed by it and a `%post`: never imported, refused naming the key, the rpm database byte-for-byte unchanged by `check`, `update`, `status` | P9 P10 | `dnf_a_key_the_repository_serves_is_never_imported` |
 //! | 40 | (control) the same key imported by root beforehand            | P9         | `dnf_a_key_imported_beforehand_by_root_is_trusted` |
-//! | 41 | a signed higher client with `Obsoletes:` / `Conflicts:` an installed package (dnf would erase it): "manual upgrade required" from the `--assumeno` plan, before the download; the victim stays | P2 | `dnf_a_client_that_obsoletes_or_conflicts_with_another_package_is_refused` |
-//! | 42 | the same, with the solver's lines about it hidden: refused from the downloaded header (`rpm -qp` obsoletes/conflicts), before `rpm -U` | P2 | `dnf_an_obsoletes_the_solver_did_not_print_is_refused_from_the_header` |
+//! | 41 | a signed higher client with `Obsoletes:` / `Conflicts:` an installed package (dnf would erase it): "manual upgrade required" from the `--assumeno` plan, before the download; the victim stays | P2 P10 | `dnf_a_client_that_obsoletes_or_conflicts_with_another_package_is_refused` |
+//! | 42 | the same, with the solver's lines about it hidden: refused from the downloaded header (`rpm -qp` obsoletes/conflicts), before `rpm -U` | P2 P10 | `dnf_an_obsoletes_the_solver_did_not_print_is_refused_from_the_header` |
 //! | 43 | apt: a client with `Conflicts:` + `Replaces:` an installed package: refused by the simulation, before the download | P2 | `apt_a_client_that_conflicts_with_and_replaces_another_package_is_refused` |
-//! | 44 | 20 `check`s in a row (apt and dnf): at most 2 repository refreshes, counted at the test's server (measured: 1); the later answers say they come from earlier metadata | P6 | `twenty_checks_in_a_row_refresh_the_repository_at_most_twice` |
-//! | 45 | root's own `apt-get update` ×10 while the agent loops `Check`: none fails on the lists lock | P6 | `roots_apt_get_update_during_a_check_loop_does_not_fail` |
-//! | 46 | a `Check` and an `Update` wiping another dnf repository's cache (the vendor's `clean all`: 5 files → 0): the cache is byte-for-byte unchanged | P6 | `dnf_another_repositorys_cache_survives_a_check` |
+//! | 44 | 20 `check`s in a row (apt and dnf): at most 2 repository refreshes, counted at the test's server (measured: 1); the later answers say they come from earlier metadata | P6 P10 | `twenty_checks_in_a_row_refresh_the_repository_at_most_twice` |
+//! | 45 | root's own `apt-get update` ×10 while the agent loops `Check`: none fails on the lists lock | P6 P10 | `roots_apt_get_update_during_a_check_loop_does_not_fail` |
+//! | 46 | a `Check` and an `Update` wiping another dnf repository's cache (the vendor's `clean all`: 5 files → 0): the cache is byte-for-byte unchanged | P6 P10 | `dnf_another_repositorys_cache_survives_a_check` |
+//! | 47 | the repository defined where dnf finds it but the helper used not to look (a `[patchman]` section in `dnf.conf`, a `reposdir=` directory) with `[main] gpgcheck=0`, and an unsigned file swapped in after dnf's check (as on EL 7, where `yum --downloadonly` checks nothing): refused by the helper's own check; any `gpgcheck` value but an explicit false is on | P9 P10 | `dnf_gpgcheck_is_read_where_dnf_finds_the_repository`; `only_an_explicit_false_turns_gpgcheck_off` (helper/src/family/rpm.rs) |
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -830,12 +836,8 @@ fn el_attack(
     gpgkey: &str,
     prepare: impl FnOnce(&Updater),
 ) -> Scenario {
-    let fx = el_fixture();
-    let host_before = host_package_state();
-    let u = Updater::new_el(ElRelease::AlmaLinux8, &fx.patchman, &[fx.client("1.7.0-1")])
-        .expect("EL sandbox");
     let baseurl = repo.base_url(&server.url());
-    Scenario::start(Db::Rpm, u, host_before, |u| {
+    el_standard(|u| {
         u.sandbox
             .write_file(
                 "/etc/yum.repos.d/patchman.repo",
@@ -1062,7 +1064,7 @@ fn metadata_fetches(server: &HttpServer, repo_path: &str) -> usize {
 fn twenty_checks_in_a_row_refresh_the_repository_at_most_twice() {
     let fx = apt_fixture();
     let apt = standard(|_| {});
-    let el = el_sandbox();
+    let el = el_standard(|_| {});
     for (s, repo_path) in [(&apt, fx.patchman.url_path.as_str()), (&el, "patchman/")] {
         let before = metadata_fetches(&s.u.http, repo_path);
         for i in 0..20 {
@@ -1085,13 +1087,14 @@ fn twenty_checks_in_a_row_refresh_the_repository_at_most_twice() {
     el.finish();
 }
 
-/// An AlmaLinux 8 sandbox, client 1.7.0-1, the standard repository.
-fn el_sandbox() -> Scenario {
+/// An AlmaLinux 8 sandbox, client 1.7.0-1, the standard repository,
+/// changed by `prepare` before the helper starts.
+fn el_standard(prepare: impl FnOnce(&Updater)) -> Scenario {
     let fx = el_fixture();
     let host_before = host_package_state();
     let u = Updater::new_el(ElRelease::AlmaLinux8, &fx.patchman, &[fx.client("1.7.0-1")])
         .expect("EL sandbox");
-    Scenario::start(Db::Rpm, u, host_before, |_| {})
+    Scenario::start(Db::Rpm, u, host_before, prepare)
 }
 
 /// Root's own `apt-get update` while the agent loops `Check`: every one
@@ -1139,26 +1142,20 @@ fn roots_apt_get_update_during_a_check_loop_does_not_fail() {
 #[test]
 fn dnf_another_repositorys_cache_survives_a_check() {
     let fx = el_fixture();
-    let s = Scenario::start(
-        Db::Rpm,
-        Updater::new_el(ElRelease::AlmaLinux8, &fx.patchman, &[fx.client("1.7.0-1")])
-            .expect("EL sandbox"),
-        host_package_state(),
-        |u| {
-            u.sandbox
-                .add_rpm_repo("second", &fx.other, &u.http.url())
-                .unwrap();
-            u.sandbox
-                .run(&[
-                    "dnf",
-                    "-q",
-                    "makecache",
-                    "--disablerepo=*",
-                    "--enablerepo=second",
-                ])
-                .unwrap();
-        },
-    );
+    let s = el_standard(|u| {
+        u.sandbox
+            .add_rpm_repo("second", &fx.other, &u.http.url())
+            .unwrap();
+        u.sandbox
+            .run(&[
+                "dnf",
+                "-q",
+                "makecache",
+                "--disablerepo=*",
+                "--enablerepo=second",
+            ])
+            .unwrap();
+    });
     let cache = || {
         s.u.sandbox
             .run_stdout(&[
@@ -1185,4 +1182,65 @@ fn dnf_another_repositorys_cache_survives_a_check() {
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     s.assert_only_changed(&[CLIENT]);
     s.finish();
+}
+// ------------------------------------------------- P9: where gpgcheck is
+
+/// The helper's own `rpmkeys --checksig` is the only signature check on
+/// EL 7 (`yum --downloadonly` skips yum's). Here a root process swaps the
+/// signed download for the unsigned build right after dnf's own check, as
+/// if dnf had not checked, and the repository is defined where dnf finds
+/// it but the helper used not to look, with `[main] gpgcheck=0`: inside
+/// `dnf.conf` itself, and in a `reposdir=` directory. The helper must read
+/// `gpgcheck=1` there and refuse the unsigned file.
+#[test]
+fn dnf_gpgcheck_is_read_where_dnf_finds_the_repository() {
+    let fx = el_fixture();
+    let unsigned = fx.unsigned_rpm(CLIENT, "1.7.1-1");
+    for place in ["dnf.conf", "reposdir"] {
+        let s = el_standard(|u| {
+            let definition = u
+                .sandbox
+                .read_to_string("/etc/yum.repos.d/patchman.repo")
+                .unwrap();
+            assert!(definition.contains("gpgcheck=1"), "{definition}");
+            u.sandbox
+                .run(&["rm", "/etc/yum.repos.d/patchman.repo"])
+                .unwrap();
+            let main = "[main]\ngpgcheck=0\nbest=True\nskip_if_unavailable=False\n\
+                            cachedir=/var/cache/dnf\n";
+            let conf = match place {
+                "dnf.conf" => format!("{main}reposdir=/etc/yum.repos.d\n\n{definition}"),
+                _ => {
+                    u.sandbox
+                        .write_file("/etc/patchman-tests.repos.d/patchman.repo", &definition)
+                        .unwrap();
+                    format!("{main}reposdir=/etc/patchman-tests.repos.d\n")
+                }
+            };
+            u.sandbox.write_file("/etc/dnf/dnf.conf", conf).unwrap();
+            u.sandbox.copy_in(unsigned, "/root/unsigned.rpm").unwrap();
+            wrap_tool_after(
+                u,
+                "/usr/bin/dnf-3",
+                "for a in \"$@\"; do case \"$a\" in --downloaddir=*) \
+                     for f in \"${a#--downloaddir=}\"/*.rpm; do [ -f \"$f\" ] && \
+                     cp /root/unsigned.rpm \"$f\" && touch /root/swapped; done;; esac; done",
+            );
+        });
+        let out = s.agent_exits(&["update"], 1);
+        assert!(
+            s.u.sandbox.exists("/root/swapped").unwrap(),
+            "{place}: the swap happened"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("refused patchman-client") && err.contains("signature"),
+            "{place}: {}\n{}",
+            text(&out),
+            s.u.helper_log()
+        );
+        assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+        s.assert_nothing_changed();
+        s.finish();
+    }
 }

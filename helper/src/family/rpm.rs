@@ -45,10 +45,6 @@ const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
 /// Past this, a running `rpm -U` is reported but never killed.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(1800);
 
-/// Where yum and dnf read repository definitions.
-const REPOS_DIR: &str = "/etc/yum.repos.d";
-const MAX_REPO_FILES: usize = 200;
-
 fn tool(h: &Helper) -> Tool {
     match h.family {
         Family::Yum => Tool::Yum,
@@ -535,48 +531,90 @@ fn download(
     }
 }
 
-/// Whether `gpgcheck` is on for `repository`: its own setting in
-/// /etc/yum.repos.d, else `[main]` of dnf.conf / yum.conf, else on (the
-/// strict reading: a missing setting never disables the check).
-fn gpgcheck_enabled(repository: &str) -> bool {
-    let truthy = |v: &str| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "yes" | "true" | "on"
-        )
+/// Where dnf and yum read repository definitions when `[main]` has no
+/// `reposdir=` (dnf 4's and yum 3's defaults).
+const DEFAULT_REPOS_DIRS: &[&str] = &[
+    "/etc/yum.repos.d",
+    "/etc/yum/repos.d",
+    "/etc/distro.repos.d",
+];
+const MAX_REPO_FILES: usize = 200;
+const MAX_REPO_FILE_LEN: usize = 256 * 1024;
+
+/// The main configuration file the family's tool reads: dnf's, or yum's
+/// (EL 8+ makes `/etc/yum.conf` dnf's; where it is missing, yum is dnf).
+fn main_config(h: &Helper) -> &'static [&'static str] {
+    match h.family {
+        Family::Yum => &["/etc/yum.conf", "/etc/dnf/dnf.conf"],
+        _ => &["/etc/dnf/dnf.conf"],
+    }
+}
+
+fn read_ini(path: &Path) -> Option<configparser::ini::Ini> {
+    let text = std::fs::read_to_string(path).ok()?;
+    if text.len() > MAX_REPO_FILE_LEN {
+        return None;
+    }
+    let mut ini = configparser::ini::Ini::new_cs();
+    ini.read(text).ok()?;
+    Some(ini)
+}
+
+/// Only an explicit false turns a check off: anything else (a typo, an
+/// unknown word) leaves it on.
+fn explicitly_false(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "0" | "no" | "false" | "off"
+    )
+}
+
+/// Whether `gpgcheck` is on for `repository`, read where dnf and yum find
+/// the repository: `[repository]` sections of the main configuration file
+/// itself, then of every `*.repo` file in its `reposdir=` directories (or
+/// the defaults). A definition's own `gpgcheck`, else `[main]`'s, else on
+/// (the strict reading; dnf's built-in default is off). Off only when
+/// every definition found says an explicit false. On EL 7, `yum
+/// --downloadonly` skips yum's own signature check: this one is the only
+/// one there.
+fn gpgcheck_enabled(h: &Helper, repository: &str) -> bool {
+    let main = main_config(h)
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .and_then(read_ini);
+    let main_value = |key: &str| main.as_ref().and_then(|ini| ini.get("main", key));
+    let main_off = main_value("gpgcheck").is_some_and(|v| explicitly_false(&v));
+    let reposdirs: Vec<PathBuf> = match main_value("reposdir") {
+        Some(v) => v
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        None => DEFAULT_REPOS_DIRS.iter().map(PathBuf::from).collect(),
     };
-    let read = |path: &Path| -> Option<configparser::ini::Ini> {
-        let text = std::fs::read_to_string(path).ok()?;
-        if text.len() > 256 * 1024 {
-            return None;
-        }
-        let mut ini = configparser::ini::Ini::new_cs();
-        ini.read(text).ok()?;
-        Some(ini)
-    };
-    if let Ok(entries) = std::fs::read_dir(REPOS_DIR) {
+    let mut definitions: Vec<configparser::ini::Ini> = main.clone().into_iter().collect();
+    for dir in &reposdirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "repo"))
             .take(MAX_REPO_FILES)
             .collect();
         files.sort();
-        for f in files {
-            if let Some(ini) = read(&f) {
-                if ini.sections().iter().any(|s| s == repository) {
-                    if let Some(v) = ini.get(repository, "gpgcheck") {
-                        return truthy(&v);
-                    }
-                }
-            }
-        }
+        definitions.extend(files.iter().filter_map(|f| read_ini(f)));
     }
-    for main in ["/etc/dnf/dnf.conf", "/etc/yum.conf"] {
-        if let Some(v) = read(Path::new(main)).and_then(|ini| ini.get("main", "gpgcheck")) {
-            return truthy(&v);
-        }
-    }
-    true
+    let found: Vec<bool> = definitions
+        .iter()
+        .filter(|ini| ini.sections().iter().any(|s| s == repository))
+        .map(|ini| match ini.get(repository, "gpgcheck") {
+            Some(v) => !explicitly_false(&v),
+            None => !main_off,
+        })
+        .collect();
+    found.is_empty() || found.into_iter().any(|on| on)
 }
 
 /// Steps 3 and the hardening: find each file in our directory, check it,
@@ -603,7 +641,7 @@ fn locate_and_verify(
         });
     }
     progress(Step::Verify);
-    let gpgcheck = gpgcheck_enabled(h.config().repository.as_str());
+    let gpgcheck = gpgcheck_enabled(h, h.config().repository.as_str());
     let mut found: Vec<(Package, Evr, Evr, PathBuf)> = Vec::new();
     for name in &names {
         let refuse_unknown = || Failure::Verification {
@@ -879,4 +917,21 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
             .collect(),
         helper_restarting: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_explicit_false_turns_gpgcheck_off() {
+        for off in ["0", "no", "False", " off ", "NO"] {
+            assert!(explicitly_false(off), "{off:?}");
+        }
+        for on in [
+            "1", "yes", "true", "on", "", "maybe", "0 # off", "disabled", "00",
+        ] {
+            assert!(!explicitly_false(on), "{on:?}");
+        }
+    }
 }

@@ -32,6 +32,57 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
     }
 }
 
+/// The exit codes with which a step's command may end and still be read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Exits {
+    /// 0 only.
+    Success,
+    /// These (`rpm -q` exits with the number of packages not installed).
+    Among(&'static [i32]),
+    /// Any: the step reads the outcome from the output.
+    Any,
+}
+
+/// Runs `cmd` for `step`, the one way both families do: a timeout of a
+/// command that may be killed is `Timeout`; a failed command whose output
+/// names another program's lock (apt's, dpkg's, rpm's messages) is
+/// `LockHeld`; an exit outside `exits` is `CommandFailed` with an excerpt.
+/// A command that must never be killed (`dpkg -i`, `rpm -U`) comes back
+/// with `timed_out` set for its step to report.
+pub(crate) fn run(
+    h: &Helper,
+    step: Step,
+    cmd: &crate::exec::Cmd,
+    exits: Exits,
+) -> Result<crate::exec::Output, Failure> {
+    let out = h.programs.run(cmd).map_err(internal)?;
+    if out.timed_out && cmd.on_timeout == crate::exec::OnTimeout::Kill {
+        return Err(Failure::Timeout { step });
+    }
+    if !out.success() {
+        let lock = match h.family {
+            Family::Apt => apt::lock_in(&out),
+            Family::Dnf | Family::Yum => rpm::lock_in(&out),
+        };
+        if let Some(failure) = lock {
+            return Err(failure);
+        }
+    }
+    let accepted = match exits {
+        Exits::Success => out.success(),
+        Exits::Among(codes) => out.code().is_some_and(|c| codes.contains(&c)),
+        Exits::Any => true,
+    };
+    if !accepted {
+        return Err(Failure::CommandFailed {
+            step,
+            exit_code: out.code(),
+            excerpt: out.excerpt(crate::parse::MAX_EXCERPT),
+        });
+    }
+    Ok(out)
+}
+
 /// A failure on the helper's side (I/O, spawning), for a person to read.
 pub(crate) fn internal(e: impl std::fmt::Display) -> Failure {
     Failure::Internal {

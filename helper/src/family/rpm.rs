@@ -38,7 +38,7 @@ use crate::parse::rpm_query::{self, RpmPackage, RpmQuery};
 use crate::parse::{check_update, dnf, rpmkeys, yum, MAX_EXCERPT};
 use crate::Helper;
 
-use super::{internal, unexpected, Progress};
+use super::{internal, run, unexpected, Exits, Progress};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
@@ -120,8 +120,7 @@ fn missing_keys_of(h: &Helper, path: &Path) -> Vec<String> {
     let cmd = Cmd::new(Tool::Rpmkeys, QUERY_TIMEOUT)
         .args(["--checksig", "-v"])
         .arg(path);
-    h.programs
-        .run(&cmd)
+    run(h, Step::Verify, &cmd, Exits::Any)
         .map(|out| rpmkeys::nokey_ids(&out.stdout))
         .unwrap_or_default()
 }
@@ -141,6 +140,15 @@ fn untrusted(package: Package, key_ids: &[String]) -> Failure {
     }
 }
 
+/// rpm's own words for its transaction lock held by another program
+/// (`error: can't create transaction lock on /var/lib/rpm/.rpm.lock`).
+pub(super) fn lock_in(out: &Output) -> Option<Failure> {
+    [&out.stdout, &out.stderr]
+        .iter()
+        .any(|t| t.contains("can't create transaction lock"))
+        .then(rpm_lock_held)
+}
+
 fn rpm_lock_held() -> Failure {
     let pid = match lock::probe(Path::new(lock::RPM_LOCK)) {
         patchman_shared::LockState::Held { pid } => pid,
@@ -155,15 +163,8 @@ fn query_installed(h: &Helper, step: Step) -> Result<RpmQuery, Failure> {
     let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
         .args(["-q", "--queryformat", rpm_query::QUERY_FORMAT])
         .args(Package::ALL.map(|p| p.name()));
-    let out = h.programs.run(&cmd).map_err(internal)?;
     // rpm -q exits with the number of packages not installed.
-    if !matches!(out.code(), Some(0..=2)) || out.timed_out {
-        return Err(Failure::CommandFailed {
-            step,
-            exit_code: out.code(),
-            excerpt: out.excerpt(MAX_EXCERPT),
-        });
-    }
+    let out = run(h, step, &cmd, Exits::Among(&[0, 1, 2]))?;
     rpm_query::parse_query(&out.stdout).map_err(|e| unexpected(step, e))
 }
 
@@ -329,12 +330,7 @@ fn plan(
     )
     .args(only_our_repository(h))
     .args(installed.iter().map(|(p, _)| p.name()));
-    let out = h.programs.run(&cmd).map_err(internal)?;
-    if out.timed_out {
-        return Err(Failure::Timeout {
-            step: Step::CheckDependencies,
-        });
-    }
+    let out = run(h, Step::CheckDependencies, &cmd, Exits::Any)?;
     let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
     if !matches!(d.outcome, dnf::DnfOutcome::MetadataUnavailable { .. }) {
         metadata_fetched(h, meta);
@@ -374,10 +370,7 @@ fn header_allowed(h: &Helper, installed: &[(Package, Evr)], path: &Path) -> Resu
     let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
         .args(["-qp", "--queryformat", rpm_query::RELATIONS_FORMAT])
         .arg(path);
-    let out = h.programs.run(&cmd).map_err(internal)?;
-    if !out.success() {
-        return Err(unexpected(Step::Verify, out.excerpt(MAX_EXCERPT)));
-    }
+    let out = run(h, Step::Verify, &cmd, Exits::Success)?;
     let named = rpm_query::parse_relations(&out.stdout).map_err(|e| unexpected(Step::Verify, e))?;
     let foreign: Vec<&rpm_query::Relation> = named
         .iter()
@@ -395,10 +388,7 @@ fn header_allowed(h: &Helper, installed: &[(Package, Evr)], path: &Path) -> Resu
             "--",
         ])
         .args(foreign.iter().map(|r| r.name.as_str()));
-    let out = h.programs.run(&cmd).map_err(internal)?;
-    if out.timed_out {
-        return Err(Failure::Timeout { step: Step::Verify });
-    }
+    let out = run(h, Step::Verify, &cmd, Exits::Any)?;
     let hit: Vec<String> = out
         .stdout
         .lines()
@@ -452,12 +442,7 @@ fn download(
     let cmd = cmd
         .args(only_our_repository(h))
         .args(installed.iter().map(|(p, _)| p.name()));
-    let out = h.programs.run(&cmd).map_err(internal)?;
-    if out.timed_out {
-        return Err(Failure::Timeout {
-            step: Step::Download,
-        });
-    }
+    let out = run(h, Step::Download, &cmd, Exits::Any)?;
     let manual = manual_command(h, installed);
     let repository = h.config().repository.to_string();
     let failed = |out: &Output, excerpt: &str| Failure::CommandFailed {
@@ -664,7 +649,7 @@ fn locate_and_verify(
         let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
             .args(["-qp", "--queryformat", rpm_query::QUERY_FORMAT])
             .arg(&path);
-        let out = h.programs.run(&cmd).map_err(internal)?;
+        let out = run(h, Step::Verify, &cmd, Exits::Any)?;
         if !out.success() {
             return Err(Failure::Verification {
                 package: Package::Client,
@@ -710,7 +695,7 @@ fn locate_and_verify(
             let cmd = Cmd::new(Tool::Rpmkeys, QUERY_TIMEOUT)
                 .arg("--checksig")
                 .arg(&path);
-            let out = h.programs.run(&cmd).map_err(internal)?;
+            let out = run(h, Step::Verify, &cmd, Exits::Any)?;
             let status = rpmkeys::parse_checksig(
                 &path.to_string_lossy(),
                 out.code(),
@@ -769,7 +754,7 @@ fn install_and_confirm(
         .arg("-U")
         .args(files.iter().map(|(.., path)| path.clone()))
         .never_kill();
-    let out = h.programs.run(&cmd).map_err(internal)?;
+    let out = run(h, Step::Install, &cmd, Exits::Any)?;
     let result = rpm_install::classify_install(out.code(), &out.stdout, &out.stderr);
     let failed = |excerpt: String| Failure::CommandFailed {
         step: Step::Install,
@@ -828,12 +813,7 @@ pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Fai
     let cmd = restricted(h, &meta, DOWNLOAD_TIMEOUT, ["-q", "check-update"])
         .args(only_our_repository(h))
         .args(installed.iter().map(|(p, _)| p.name()));
-    let out = h.programs.run(&cmd).map_err(internal)?;
-    if out.timed_out {
-        return Err(Failure::Timeout {
-            step: Step::QueryCandidate,
-        });
-    }
+    let out = run(h, Step::QueryCandidate, &cmd, Exits::Any)?;
     // 100: updates listed; 0: none; anything else: an error.
     if !matches!(out.code(), Some(0 | 100)) {
         if let dnf::DnfOutcome::UnknownRepo(_) =

@@ -2,9 +2,16 @@
 //! order, with the hardening of DESIGN.md. The two tools take the same
 //! command lines; only the name (and dnf's `--verbose`) differs.
 //!
+//! Every command carries `--setopt=<repository>.gpgkey=`: dnf never imports
+//! a key the repository serves (with `-y` it would, unattended).
+//!
 //! 1. (changed) not `<tool> clean all --disablerepo="*"
 //!    --enablerepo="<repository>"`, which wipes every repository's cache:
 //!    the next command expires only ours, at most once per interval.
+//!
+//!    1a. (ours, dnf) `dnf install --assumeno --verbose …`: the solver's
+//!    plan, before anything is downloaded; anything but upgrades of our
+//!    installed packages is "manual upgrade required".
 //! 2. `<tool> install -y --downloadonly --downloaddir=<dir> [--verbose]
 //!    --disablerepo="*" --enablerepo="<repository>" patchman-client […]`
 //!    into a fresh root-only directory of this run; nothing downloaded for
@@ -16,9 +23,11 @@
 //!
 //! Before step 4 every file is checked: regular, root-owned, in our
 //! directory; `rpm -qp` names exactly our package at a version newer than
-//! installed (rpm's ordering); `rpmkeys --checksig` trusts its signature
+//! installed (rpm's ordering); its `Obsoletes:`/`Conflicts:` name no
+//! installed package but ours; `rpmkeys --checksig` trusts its signature
 //! where the repository has `gpgcheck` on (rpm's own default check of a
-//! file given on the command line is digests only).
+//! file given on the command line is digests only), naming a key that is
+//! not imported.
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};

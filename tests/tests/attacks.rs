@@ -72,6 +72,7 @@
 //! | 45 | root's own `apt-get update` ×10 while the agent loops `Check`: none fails on the lists lock | P6 P10 | `roots_apt_get_update_during_a_check_loop_does_not_fail` |
 //! | 46 | a `Check` and an `Update` wiping another dnf repository's cache (the vendor's `clean all`: 5 files → 0): the cache is byte-for-byte unchanged | P6 P10 | `dnf_another_repositorys_cache_survives_a_check` |
 //! | 47 | the repository defined where dnf finds it but the helper used not to look (a `[patchman]` section in `dnf.conf`, a `reposdir=` directory) with `[main] gpgcheck=0`, and an unsigned file swapped in after dnf's check (as on EL 7, where `yum --downloadonly` checks nothing): refused by the helper's own check; any `gpgcheck` value but an explicit false is on | P9 P10 | `dnf_gpgcheck_is_read_where_dnf_finds_the_repository`; `only_an_explicit_false_turns_gpgcheck_off` (helper/src/family/rpm.rs) |
+//! | 48 | the same on the yum family (CentOS 7): refused from the download's own plan, before `rpm -U` | P2 P10 | `yum_a_client_that_obsoletes_another_package_is_refused` |
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -836,8 +837,19 @@ fn el_attack(
     gpgkey: &str,
     prepare: impl FnOnce(&Updater),
 ) -> Scenario {
+    el_attack_on(ElRelease::AlmaLinux8, repo, server, gpgkey, prepare)
+}
+
+/// [`el_attack`] as `release`.
+fn el_attack_on(
+    release: ElRelease,
+    repo: &RpmRepo,
+    server: &HttpServer,
+    gpgkey: &str,
+    prepare: impl FnOnce(&Updater),
+) -> Scenario {
     let baseurl = repo.base_url(&server.url());
-    el_standard(|u| {
+    el_standard_on(release, |u| {
         u.sandbox
             .write_file(
                 "/etc/yum.repos.d/patchman.repo",
@@ -969,11 +981,21 @@ fn dnf_a_client_that_obsoletes_or_conflicts_with_another_package_is_refused() {
             repo.name,
             s.u.helper_log()
         );
-        assert_eq!(s.version(VICTIM).as_deref(), Some("1.0-1"));
-        assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-        s.assert_nothing_changed();
-        s.finish();
+        assert_victim_kept(s);
     }
+}
+
+/// Nothing installed: the victim and our client as they were, the host
+/// unchanged.
+fn assert_victim_kept(s: Scenario) {
+    assert!(
+        !s.u.helper_log().contains("rpm -U"),
+        "refused before rpm -U"
+    );
+    assert_eq!(s.version(VICTIM).as_deref(), Some("1.0-1"));
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+    s.assert_nothing_changed();
+    s.finish();
 }
 
 /// The header check behind the plan's: a solver whose output does not
@@ -1002,14 +1024,32 @@ fn dnf_an_obsoletes_the_solver_did_not_print_is_refused_from_the_header() {
         "{err}\n{}",
         s.u.helper_log()
     );
+    assert_victim_kept(s);
+}
+
+/// The yum family (CentOS 7's command lines; EL 6's yum has no
+/// `--assumeno`): the obsolete is refused from the download's own plan,
+/// before `rpm -U`; the victim stays.
+#[test]
+fn yum_a_client_that_obsoletes_another_package_is_refused() {
+    let efx = el_attack_fixture();
+    let server = HttpServer::start(&efx.repos_root).unwrap();
+    let gpgkey = format!("file://{ATK_KEY_INSIDE}");
+    let s = el_attack_on(ElRelease::CentOS7, &efx.obsoleting, &server, &gpgkey, |u| {
+        import_atk_key(u);
+        u.sandbox.install_rpms(&[&efx.victim]).unwrap();
+    });
+    let err = update_fails(&s);
     assert!(
-        !s.u.helper_log().contains("rpm -U"),
-        "refused before rpm -U"
+        err.contains("manual upgrade required") && err.contains(VICTIM),
+        "{err}\n{}",
+        s.u.helper_log()
     );
-    assert_eq!(s.version(VICTIM).as_deref(), Some("1.0-1"));
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    assert!(
+        s.u.helper_log().contains("command=yum "),
+        "the yum family ran"
+    );
+    assert_victim_kept(s);
 }
 
 /// apt's twin: `Conflicts:` + `Replaces:` an installed package makes apt
@@ -1090,10 +1130,14 @@ fn twenty_checks_in_a_row_refresh_the_repository_at_most_twice() {
 /// An AlmaLinux 8 sandbox, client 1.7.0-1, the standard repository,
 /// changed by `prepare` before the helper starts.
 fn el_standard(prepare: impl FnOnce(&Updater)) -> Scenario {
+    el_standard_on(ElRelease::AlmaLinux8, prepare)
+}
+
+/// [`el_standard`] as `release`.
+fn el_standard_on(release: ElRelease, prepare: impl FnOnce(&Updater)) -> Scenario {
     let fx = el_fixture();
     let host_before = host_package_state();
-    let u = Updater::new_el(ElRelease::AlmaLinux8, &fx.patchman, &[fx.client("1.7.0-1")])
-        .expect("EL sandbox");
+    let u = Updater::new_el(release, &fx.patchman, &[fx.client("1.7.0-1")]).expect("EL sandbox");
     Scenario::start(Db::Rpm, u, host_before, prepare)
 }
 

@@ -151,7 +151,7 @@ impl Helper {
             exclusive: Mutex::new(()),
             queries: std::sync::atomic::AtomicUsize::new(0),
             on_exit,
-            refresh: family::RefreshClock::default(),
+            refresh: family::RefreshClock::persistent(Path::new(files::PRIVATE_BASE)),
         }
     }
 

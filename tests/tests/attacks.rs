@@ -73,6 +73,7 @@
 //! | 46 | a `Check` and an `Update` wiping another dnf repository's cache (the vendor's `clean all`: 5 files → 0): the cache is byte-for-byte unchanged | P6 P10 | `dnf_another_repositorys_cache_survives_a_check` |
 //! | 47 | the repository defined where dnf finds it but the helper used not to look (a `[patchman]` section in `dnf.conf`, a `reposdir=` directory) with `[main] gpgcheck=0`, and an unsigned file swapped in after dnf's check (as on EL 7, where `yum --downloadonly` checks nothing): refused by the helper's own check; any `gpgcheck` value but an explicit false is on | P9 P10 | `dnf_gpgcheck_is_read_where_dnf_finds_the_repository`; `only_an_explicit_false_turns_gpgcheck_off` (helper/src/family/rpm.rs) |
 //! | 48 | the same on the yum family (CentOS 7): refused from the download's own plan, before `rpm -U` | P2 P10 | `yum_a_client_that_obsoletes_another_package_is_refused` |
+//! | 49 | the helper killed (as socket activation's idle exit would end it) and started again: the next `check` still answers from the earlier metadata (a root-only stamp, `/var/cache/patchman-helper/last-refresh`) | P6 P10 | `a_restarted_helper_keeps_the_refresh_interval` |
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -97,7 +98,7 @@ use patchman_tests::sandbox::fixture::{CLIENT, POSTINST_LOG};
 use patchman_tests::sandbox::http::HttpServer;
 use patchman_tests::sandbox::RpmRepo;
 use patchman_tests::scenario::{Db, Scenario};
-use patchman_tests::updater::Updater;
+use patchman_tests::updater::{Updater, SOCKET};
 use patchman_tests::{apt_fixture, el_fixture, host_package_state};
 
 const VERSION_FILE: &str = "/usr/share/patchman-client/VERSION";
@@ -1287,4 +1288,40 @@ fn dnf_gpgcheck_is_read_where_dnf_finds_the_repository() {
         s.assert_nothing_changed();
         s.finish();
     }
+}
+
+/// A helper that exits (60 s idle under socket activation, or killed)
+/// does not start the interval over: the next one reads the stamp.
+#[test]
+fn a_restarted_helper_keeps_the_refresh_interval() {
+    let fx = apt_fixture();
+    let mut s = standard(|_| {});
+    s.agent_exits(&["check"], 100);
+    let fetched = metadata_fetches(&s.u.http, &fx.patchman.url_path);
+    assert!(fetched >= 1);
+    let pid = helper_pid(&s.u).expect("the helper's pid");
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    assert!(s.u.helper_exited_within(Duration::from_secs(10)));
+    s.u.sandbox.run(&["rm", "-f", SOCKET]).unwrap();
+    s.u.start_helper().unwrap();
+    let out = s.agent_exits(&["check"], 100);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("from the repository metadata fetched before"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(metadata_fetches(&s.u.http, &fx.patchman.url_path), fetched);
+    let stamp =
+        s.u.sandbox
+            .run_stdout(&[
+                "stat",
+                "-c",
+                "%U %a",
+                "/var/cache/patchman-helper/last-refresh",
+            ])
+            .unwrap();
+    assert_eq!(stamp.trim(), "root 600");
+    s.assert_nothing_changed();
+    s.finish();
 }

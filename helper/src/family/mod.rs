@@ -102,11 +102,19 @@ pub(crate) fn unexpected(step: Step, e: impl std::fmt::Display) -> Failure {
 /// limit on refreshes. A compromised agent looping `Check` would otherwise
 /// run `apt-get update` back to back (root's own `apt-get update` then
 /// fails on the lists lock, measured 10 of 20) or make dnf fetch the
-/// metadata each time. Kept in memory: a helper that exits (after an
-/// update that changed a package, or 60 s idle under socket activation)
-/// refreshes once more on its next start.
+/// metadata fetch each time. The last attempt is also stamped in
+/// [`REFRESH_STAMP`] (root's 0700 private base), so a helper that exits
+/// (after an update that changed a package, or 60 s idle under socket
+/// activation) does not start the interval over.
+/// The file whose modification time is the last refresh attempt, and
+/// whose contents name the repository.
+pub const REFRESH_STAMP: &str = "last-refresh";
+const MAX_STAMP_LEN: u64 = 256;
+
 #[derive(Debug, Default)]
 pub struct RefreshClock {
+    /// Where the stamp lives; `None`: in memory only (unit tests).
+    stamp_dir: Option<std::path::PathBuf>,
     last: std::sync::Mutex<Option<Refreshed>>,
 }
 
@@ -120,6 +128,76 @@ struct Refreshed {
 }
 
 impl RefreshClock {
+    /// A clock that keeps its stamp in `dir` (the helper's private base).
+    pub fn persistent(dir: &std::path::Path) -> RefreshClock {
+        RefreshClock {
+            stamp_dir: Some(dir.to_path_buf()),
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The last attempt an earlier helper stamped for `repository`, if
+    /// the stamp is root's own, in a root-only directory, and not in the
+    /// future.
+    fn read_stamp(&self, repository: &str) -> Option<std::time::Instant> {
+        use std::io::Read;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let dir = self.stamp_dir.as_deref()?;
+        crate::files::check_root_dir(dir).ok()?;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(
+                (nix::fcntl::OFlag::O_NOFOLLOW
+                    | nix::fcntl::OFlag::O_NONBLOCK
+                    | nix::fcntl::OFlag::O_CLOEXEC)
+                    .bits(),
+            )
+            .open(dir.join(REFRESH_STAMP))
+            .ok()?;
+        let m = f.metadata().ok()?;
+        if !m.is_file() || m.uid() != 0 || m.mode() & 0o022 != 0 || m.len() > MAX_STAMP_LEN {
+            return None;
+        }
+        let mut text = String::new();
+        f.by_ref()
+            .take(MAX_STAMP_LEN)
+            .read_to_string(&mut text)
+            .ok()?;
+        if text.trim_end() != repository {
+            return None;
+        }
+        let ago = std::time::SystemTime::now()
+            .duration_since(m.modified().ok()?)
+            .ok()?;
+        std::time::Instant::now().checked_sub(ago)
+    }
+
+    /// Stamps an attempt now; a failure only costs the persistence.
+    fn write_stamp(&self, repository: &str) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(dir) = self.stamp_dir.as_deref() else {
+            return;
+        };
+        // The private base made, or checked, as for a run's directory
+        // (root's, 0700, a root-only chain); the run directory itself goes
+        // at once.
+        if crate::files::PrivateDir::create(dir).is_err() {
+            return;
+        }
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC).bits())
+            .open(dir.join(REFRESH_STAMP))
+            .and_then(|mut f| writeln!(f, "{repository}"));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot stamp the metadata refresh; the rate limit is kept in memory only");
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Refreshed>> {
         self.last.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -130,6 +208,13 @@ impl RefreshClock {
     pub fn begin(&self, repository: &str, interval: std::time::Duration) -> bool {
         let mut last = self.lock();
         let now = std::time::Instant::now();
+        if last.is_none() {
+            *last = self.read_stamp(repository).map(|attempted| Refreshed {
+                repository: repository.to_string(),
+                attempted,
+                succeeded: None,
+            });
+        }
         let due = match last.as_ref() {
             Some(r) if r.repository == repository => now.duration_since(r.attempted) >= interval,
             _ => true,
@@ -144,6 +229,7 @@ impl RefreshClock {
                 attempted: now,
                 succeeded,
             });
+            self.write_stamp(repository);
         }
         due
     }
@@ -198,5 +284,39 @@ mod tests {
         assert_eq!(c.age("other"), None);
         assert!(c.begin("patchman", Duration::ZERO));
         assert!(c.begin("patchman", Duration::ZERO), "0s: every time");
+    }
+
+    #[test]
+    fn a_new_helper_keeps_the_interval_of_the_last() {
+        use std::os::unix::fs::PermissionsExt;
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+        // Not under /tmp: a world-writable directory in the chain is
+        // (rightly) not root-only.
+        let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+        let dir = tempfile::tempdir_in(target).unwrap();
+        let base = dir.path().join("base");
+        std::fs::create_dir(&base).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(
+            crate::files::check_root_dir(&base).is_ok(),
+            "a root-only chain"
+        );
+        let first = RefreshClock::persistent(&base);
+        assert!(first.begin("patchman", Duration::from_secs(60)));
+        let second = RefreshClock::persistent(&base);
+        assert!(
+            !second.begin("patchman", Duration::from_secs(60)),
+            "within the interval"
+        );
+        assert_eq!(second.age("patchman"), None, "its success is not known");
+        let third = RefreshClock::persistent(&base);
+        assert!(
+            third.begin("other", Duration::from_secs(60)),
+            "another repository"
+        );
+        assert!(RefreshClock::persistent(&base).begin("patchman", Duration::ZERO));
+        // A stamp someone else could have written is not believed.
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(RefreshClock::persistent(&base).begin("patchman", Duration::from_secs(60)));
     }
 }

@@ -8,7 +8,6 @@ fuzz_target!(|data: &[u8]| {
         let (stdout, stderr) = s.split_once('\0').unwrap_or((s, ""));
         for code in [Some(0), Some(1), None] {
             let _ = patchman_helper::parse::dnf::classify_download(code, stdout, stderr);
-            let _ = patchman_helper::parse::dnf::parse_clean(code, stdout, stderr);
         }
     }
 });

@@ -61,6 +61,10 @@ impl fmt::Display for RepositoryName {
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
 const MAX_LOCK_WAIT: Duration = Duration::from_secs(3600);
 
+/// Default minimum time between two refreshes of the repository's metadata.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+const MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub repository: RepositoryName,
@@ -68,6 +72,12 @@ pub struct Config {
     /// (unattended-upgrades, a person's apt) holds before answering
     /// `LockHeld`. An addition of ours; the vendor's file has no such key.
     pub lock_wait: Duration,
+    /// `[updates] refresh_interval`: the helper refreshes the repository's
+    /// metadata at most once per this interval, whatever the agent asks;
+    /// in between, `Check` and `Update` use what it fetched last (and a
+    /// `Check` says so). `0s` refreshes on every request, as the vendor's
+    /// steps do. An addition of ours.
+    pub refresh_interval: Duration,
 }
 
 impl Default for Config {
@@ -75,8 +85,33 @@ impl Default for Config {
         Config {
             repository: RepositoryName(DEFAULT_REPOSITORY.to_string()),
             lock_wait: DEFAULT_LOCK_WAIT,
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
         }
     }
+}
+
+/// `[updates] key` as a duration of at most `max`, else `default`.
+fn duration_key(
+    ini: &configparser::ini::Ini,
+    key: &'static str,
+    max: Duration,
+    max_text: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(v) = ini.get("updates", key) else {
+        return Ok(default);
+    };
+    let d = patchman_shared::parse_duration(&v).map_err(|e| ConfigError::BadValue {
+        key,
+        why: e.to_string(),
+    })?;
+    if d > max {
+        return Err(ConfigError::BadValue {
+            key,
+            why: format!("at most {max_text}"),
+        });
+    }
+    Ok(d)
 }
 
 #[derive(Debug)]
@@ -120,25 +155,18 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         Some(v) => RepositoryName::new(v.trim())?,
         None => RepositoryName(DEFAULT_REPOSITORY.to_string()),
     };
-    let lock_wait = match ini.get("updates", "lock_wait") {
-        Some(v) => {
-            let d = patchman_shared::parse_duration(&v).map_err(|e| ConfigError::BadValue {
-                key: "lock_wait",
-                why: e.to_string(),
-            })?;
-            if d > MAX_LOCK_WAIT {
-                return Err(ConfigError::BadValue {
-                    key: "lock_wait",
-                    why: "at most 1h".into(),
-                });
-            }
-            d
-        }
-        None => DEFAULT_LOCK_WAIT,
-    };
+    let lock_wait = duration_key(&ini, "lock_wait", MAX_LOCK_WAIT, "1h", DEFAULT_LOCK_WAIT)?;
+    let refresh_interval = duration_key(
+        &ini,
+        "refresh_interval",
+        MAX_REFRESH_INTERVAL,
+        "24h",
+        DEFAULT_REFRESH_INTERVAL,
+    )?;
     Ok(Config {
         repository,
         lock_wait,
+        refresh_interval,
     })
 }
 
@@ -184,6 +212,32 @@ mod tests {
             parse("[updates]\nlock_wait = 2h\n"),
             Err(ConfigError::BadValue { .. })
         ));
+    }
+
+    #[test]
+    fn refresh_interval() {
+        assert_eq!(parse("").unwrap().refresh_interval, Duration::from_secs(60));
+        let c = parse("[updates]\nrefresh_interval = 10m\n").unwrap();
+        assert_eq!(c.refresh_interval, Duration::from_secs(600));
+        assert_eq!(
+            parse("[updates]\nrefresh_interval = 0s\n")
+                .unwrap()
+                .refresh_interval,
+            Duration::ZERO
+        );
+        for bad in ["60", "2d", "soon"] {
+            let text = format!("[updates]\nrefresh_interval = {bad}\n");
+            assert!(
+                matches!(
+                    parse(&text),
+                    Err(ConfigError::BadValue {
+                        key: "refresh_interval",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub struct Helper {
     queries: std::sync::atomic::AtomicUsize,
     /// Run before the process exits (removes the socket we created).
     on_exit: Box<dyn Fn() + Send + Sync>,
+    /// The rate limit on refreshing the repository's metadata.
+    pub refresh: family::RefreshClock,
 }
 
 impl Helper {
@@ -152,6 +154,7 @@ impl Helper {
             exclusive: Mutex::new(()),
             queries: std::sync::atomic::AtomicUsize::new(0),
             on_exit,
+            refresh: family::RefreshClock::persistent(Path::new(files::PRIVATE_BASE)),
         }
     }
 

@@ -274,6 +274,13 @@ pub struct Candidate {
 pub struct CheckReport {
     /// One entry per installed package of ours.
     pub packages: Vec<Candidate>,
+    /// True when this answer did not refresh the repository's metadata:
+    /// the helper refreshes it at most once per `[updates]
+    /// refresh_interval` and answers from what it fetched last.
+    pub cached: bool,
+    /// Seconds since this helper last refreshed the metadata successfully
+    /// (0 when this request did); `None`: not since it started.
+    pub metadata_age_secs: Option<u64>,
 }
 
 impl CheckReport {
@@ -369,6 +376,10 @@ pub enum VerificationFailure {
     BadSignature,
     /// The file changed between verification and install.
     Changed,
+    /// Signed with a key the rpm database does not hold (`key_id`, as rpm
+    /// prints it). The helper never imports a key, whatever the
+    /// repository's `gpgkey=` says: an administrator must.
+    KeyNotImported { key_id: String },
 }
 
 impl fmt::Display for VerificationFailure {
@@ -400,6 +411,12 @@ impl fmt::Display for VerificationFailure {
                 write!(f, "the package signature is missing or not trusted")
             }
             VerificationFailure::Changed => write!(f, "the file changed after it was verified"),
+            VerificationFailure::KeyNotImported { key_id } => write!(
+                f,
+                "the package's signature is by key {key_id}, which is not in the rpm database; \
+                 the helper never imports keys: if the key is the vendor's, an administrator \
+                 must import it (rpm --import <key file>)"
+            ),
         }
     }
 }

@@ -64,6 +64,7 @@ fn verification() -> impl Strategy<Value = VerificationFailure> {
         Just(VerificationFailure::ChecksumMismatch),
         Just(VerificationFailure::BadSignature),
         Just(VerificationFailure::Changed),
+        text().prop_map(|key_id| VerificationFailure::KeyNotImported { key_id }),
     ]
 }
 
@@ -135,8 +136,18 @@ fn reply() -> impl Strategy<Value = Reply> {
                     helper_version,
                 })
             }),
-        proptest::collection::vec(candidate, 0..3)
-            .prop_map(|packages| Reply::Check(CheckReport { packages })),
+        (
+            proptest::collection::vec(candidate, 0..3),
+            any::<bool>(),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(
+                |(packages, cached, metadata_age_secs)| Reply::Check(CheckReport {
+                    packages,
+                    cached,
+                    metadata_age_secs
+                })
+            ),
         step().prop_map(Reply::Progress),
         (proptest::collection::vec(change, 0..3), any::<bool>()).prop_map(
             |(changes, helper_restarting)| Reply::Updated(UpdateReport {

@@ -129,3 +129,24 @@ pub fn wrap_tool_after(u: &Updater, path: &str, after: &str) {
         .write_file_mode(path, wrapper, 0o755)
         .expect("writing the wrapper");
 }
+
+/// The rpm keyring as `rpm -q gpg-pubkey` lists it, then the SHA-256 of
+/// every file of the rpm database (`/var/lib/rpm`): "byte-for-byte
+/// unchanged" compares two of these.
+pub fn rpm_keyring(u: &Updater) -> String {
+    u.sandbox
+        .run_stdout(&[
+            "sh",
+            "-c",
+            "rpm -q gpg-pubkey | sort; cd /var/lib/rpm && find . -type f | sort | xargs sha256sum",
+        ])
+        .expect("reading the rpm keyring")
+}
+
+/// Only the `gpg-pubkey` entries of the rpm database.
+pub fn rpm_pubkeys(u: &Updater) -> String {
+    u.sandbox
+        .run_unchecked(&["rpm", "-q", "gpg-pubkey"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .expect("rpm -q gpg-pubkey")
+}

@@ -215,6 +215,8 @@ pub enum FileState {
     Exists,
     /// A directory with nothing in it.
     EmptyDir,
+    /// A directory holding exactly these names (in `ls -A` order).
+    DirWithOnly(&'static [&'static str]),
     /// A file with exactly these contents.
     Contents(&'static str),
 }
@@ -394,6 +396,13 @@ fn check_file(s: &Scenario, name: &str, path: &str, state: FileState) {
                 .run_stdout(&["ls", "-A", "--", path])
                 .unwrap_or_else(|e| panic!("{name}: ls {path}: {e:#}"));
             assert_eq!(left.trim(), "", "{name}: left behind in {path}: {left}");
+        }
+        FileState::DirWithOnly(names) => {
+            let left = sandbox
+                .run_stdout(&["ls", "-A", "--", path])
+                .unwrap_or_else(|e| panic!("{name}: ls {path}: {e:#}"));
+            let left: Vec<&str> = left.lines().collect();
+            assert_eq!(&left, names, "{name}: what is left in {path}");
         }
         FileState::Contents(want) => {
             let got = sandbox

@@ -26,12 +26,16 @@ const ROWS: &[Row] = &[
     Row {
         installed: &[(CLIENT, "1.7.0-1")],
         steps: &[
+            // The check refreshed; the update right after it uses that
+            // metadata (at most one refresh per `[updates] refresh_interval`).
             Step::new(&["check"], 100)
-                .stdout(&["1.7.0-1 → 1.7.1-1 available"])
+                .stdout(&[
+                    "Refreshing the patchman repository metadata…",
+                    "1.7.0-1 → 1.7.1-1 available",
+                ])
                 .changes_nothing(),
             Step::new(&["update"], 0).stdout(&[
                 "Reading apt's configuration…",
-                "Refreshing the patchman repository metadata…",
                 "Downloading…",
                 "Verifying the downloaded package…",
                 "Installing…",

@@ -16,7 +16,12 @@
 //! cannot hang or crash the helper for others; **P7** cannot fill its
 //! memory; **P8** other local users cannot talk to it at all; **P9** the
 //! repository and signatures are trusted only through the package
-//! manager's own chain, never disabled.
+//! manager's own chain, never disabled; **P10** the repository's server
+//! (or the network to it, for `http://`) holds no signing key: it may serve
+//! any metadata, package or key, as often as it is asked, and still cannot
+//! get a package installed that is not signed by a key root imported, make
+//! the helper import a key, or remove or change any package but ours; nor
+//! can an agent make the helper hammer it or the host's package caches.
 //!
 //! | #  | attack                                                        | points     | test (file) |
 //! |----|---------------------------------------------------------------|------------|-------------|
@@ -58,6 +63,17 @@
 //! | 36 | `patchman-client-evil` in the repository, not installed       | P2         | `a_look_alike_package_offered_is_not_installed` |
 //! | 37 | a `.deb` whose control says `patchman-client-evil`, indexed and named as `patchman-client` | P2 P9 | `a_deb_whose_embedded_name_differs_from_its_index_is_refused` |
 //! | 38 | the agent killed while `dpkg -i` runs                         | P6         | `an_agent_killed_mid_install_leaves_the_update_whole_and_the_helper_serving` |
+//! | 39 | the repository server, holding no signing key, serves its own key (`gpgkey=http://…`, or a `file://` key planted) with a higher client signed by it and a `%post`: never imported, refused naming the key, the rpm database byte-for-byte unchanged by `check`, `update`, `status` | P9 P10 | `dnf_a_key_the_repository_serves_is_never_imported` |
+//! | 40 | (control) the same key imported by root beforehand            | P9         | `dnf_a_key_imported_beforehand_by_root_is_trusted` |
+//! | 41 | a signed higher client with `Obsoletes:` / `Conflicts:` an installed package (dnf would erase it): "manual upgrade required" from the `--assumeno` plan, before the download; the victim stays | P2 P10 | `dnf_a_client_that_obsoletes_or_conflicts_with_another_package_is_refused` |
+//! | 42 | the same, with the solver's lines about it hidden: refused from the downloaded header (`rpm -qp` obsoletes/conflicts), before `rpm -U` | P2 P10 | `dnf_an_obsoletes_the_solver_did_not_print_is_refused_from_the_header` |
+//! | 43 | apt: a client with `Conflicts:` + `Replaces:` an installed package: refused by the simulation, before the download | P2 | `apt_a_client_that_conflicts_with_and_replaces_another_package_is_refused` |
+//! | 44 | 20 `check`s in a row (apt and dnf): at most 2 repository refreshes, counted at the test's server (measured: 1); the later answers say they come from earlier metadata | P6 P10 | `twenty_checks_in_a_row_refresh_the_repository_at_most_twice` |
+//! | 45 | root's own `apt-get update` ×10 while the agent loops `Check`: none fails on the lists lock | P6 P10 | `roots_apt_get_update_during_a_check_loop_does_not_fail` |
+//! | 46 | a `Check` and an `Update` wiping another dnf repository's cache (the vendor's `clean all`: 5 files → 0): the cache is byte-for-byte unchanged | P6 P10 | `dnf_another_repositorys_cache_survives_a_check` |
+//! | 47 | the repository defined where dnf finds it but the helper used not to look (a `[patchman]` section in `dnf.conf`, a `reposdir=` directory) with `[main] gpgcheck=0`, and an unsigned file swapped in after dnf's check (as on EL 7, where `yum --downloadonly` checks nothing): refused by the helper's own check; any `gpgcheck` value but an explicit false is on | P9 P10 | `dnf_gpgcheck_is_read_where_dnf_finds_the_repository`; `only_an_explicit_false_turns_gpgcheck_off` (helper/src/family/rpm.rs) |
+//! | 48 | the same on the yum family (CentOS 7): refused from the download's own plan, before `rpm -U` | P2 P10 | `yum_a_client_that_obsoletes_another_package_is_refused` |
+//! | 49 | the helper killed (as socket activation's idle exit would end it) and started again: the next `check` still answers from the earlier metadata (a root-only stamp, `/var/cache/patchman-helper/last-refresh`) | P6 P10 | `a_restarted_helper_keeps_the_refresh_interval` |
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -69,15 +85,20 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use patchman_tests::attack_support::{
-    helper_pid, probe, proc_status, spawn_agent, spawn_probe, text, wait_until, wrap_tool,
-    wrap_tool_after,
+    helper_pid, probe, proc_status, rpm_keyring, rpm_pubkeys, spawn_agent, spawn_probe, text,
+    wait_until, wrap_tool, wrap_tool_after,
 };
 use patchman_tests::sandbox::apt_repo::{AptRepo, SourceFormat};
-use patchman_tests::sandbox::attack_fixture::{attack_fixture, EVIL, EVIL_PAYLOAD, SLOW_MARKER};
-use patchman_tests::sandbox::el::ElRelease;
+use patchman_tests::sandbox::attack_fixture::{
+    attack_fixture, el_attack_fixture, ATTACKER_POST_MARKER, EVIL, EVIL_PAYLOAD, SERVED_KEY_FILE,
+    SLOW_MARKER, VICTIM,
+};
+use patchman_tests::sandbox::el::{ElRelease, ElSandbox};
 use patchman_tests::sandbox::fixture::{CLIENT, POSTINST_LOG};
+use patchman_tests::sandbox::http::HttpServer;
+use patchman_tests::sandbox::RpmRepo;
 use patchman_tests::scenario::{Db, Scenario};
-use patchman_tests::updater::Updater;
+use patchman_tests::updater::{Updater, SOCKET};
 use patchman_tests::{apt_fixture, el_fixture, host_package_state};
 
 const VERSION_FILE: &str = "/usr/share/patchman-client/VERSION";
@@ -803,5 +824,504 @@ fn an_agent_killed_mid_install_leaves_the_update_whole_and_the_helper_serving() 
     let json = status_ok(&s);
     assert_eq!(json["installed"]["client"], "1.7.1-1", "{json}");
     s.assert_only_changed(&[CLIENT]);
+    s.finish();
+}
+
+// ----------------------------------------------- P9: the repository server
+
+/// An AlmaLinux 8 sandbox with client 1.7.0-1 whose `patchman`
+/// repository is `repo` of the EL attack fixture, served by `server`, with
+/// `gpgcheck=1` and `gpgkey` (written as given).
+fn el_attack(
+    repo: &RpmRepo,
+    server: &HttpServer,
+    gpgkey: &str,
+    prepare: impl FnOnce(&Updater),
+) -> Scenario {
+    el_attack_on(ElRelease::AlmaLinux8, repo, server, gpgkey, prepare)
+}
+
+/// [`el_attack`] as `release`.
+fn el_attack_on(
+    release: ElRelease,
+    repo: &RpmRepo,
+    server: &HttpServer,
+    gpgkey: &str,
+    prepare: impl FnOnce(&Updater),
+) -> Scenario {
+    let baseurl = repo.base_url(&server.url());
+    el_standard_on(release, |u| {
+        u.sandbox
+            .write_file(
+                "/etc/yum.repos.d/patchman.repo",
+                format!(
+                    "[patchman]\nname=patchman\nbaseurl={baseurl}\nenabled=1\ngpgcheck=1\n\
+                     gpgkey={gpgkey}\n"
+                ),
+            )
+            .unwrap();
+        prepare(u);
+    })
+}
+
+const ATK_KEY_INSIDE: &str = "/etc/pki/rpm-gpg/RPM-GPG-KEY-atk-el";
+
+/// What an administrator does to trust the `atk-el` key: `rpm --import`.
+fn import_atk_key(u: &Updater) {
+    u.sandbox
+        .copy_in(&el_attack_fixture().key_file, ATK_KEY_INSIDE)
+        .unwrap();
+    u.sandbox.run(&["rpm", "--import", ATK_KEY_INSIDE]).unwrap();
+}
+
+/// The repository server (or the network, for `http://`) hands out its own
+/// key with a higher client signed by it: dnf's `-y` would import it, and
+/// the helper's own `rpmkeys --checksig` would then trust it. The helper
+/// never imports a key: the update is refused naming the key, and the rpm
+/// database is byte-for-byte unchanged by every request.
+#[test]
+fn dnf_a_key_the_repository_serves_is_never_imported() {
+    let efx = el_attack_fixture();
+    let server = HttpServer::start(&efx.repos_root).unwrap();
+    let key_url = format!(
+        "{}/{SERVED_KEY_FILE}",
+        efx.served_key.base_url(&server.url())
+    );
+    for gpgkey in [format!("file://{ATK_KEY_INSIDE}"), key_url] {
+        let s = el_attack(&efx.served_key, &server, &gpgkey, |u| {
+            u.sandbox.copy_in(&efx.key_file, ATK_KEY_INSIDE).unwrap();
+        });
+        let keyring = rpm_keyring(&s.u);
+        assert_eq!(
+            rpm_pubkeys(&s.u).lines().count(),
+            1,
+            "only the patchman key"
+        );
+        s.agent_exits(&["check"], 100);
+        let out = s.agent_exits(&["update"], 1);
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!("gpgkey={gpgkey}: {err}");
+        assert!(
+            err.contains(&efx.key_id) && err.contains("rpm --import"),
+            "{gpgkey}: {}\n{}",
+            text(&out),
+            s.u.helper_log()
+        );
+        s.agent_exits(&["status"], 0);
+        assert_eq!(
+            rpm_keyring(&s.u),
+            keyring,
+            "{gpgkey}: the rpm keyring changed"
+        );
+        assert!(
+            !s.u.sandbox.exists(ATTACKER_POST_MARKER).unwrap(),
+            "the attacker's %post ran"
+        );
+        assert!(
+            !server
+                .requests()
+                .iter()
+                .any(|r| r.path.ends_with(SERVED_KEY_FILE)),
+            "dnf fetched the served key"
+        );
+        assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+        s.assert_nothing_changed();
+        s.finish();
+    }
+}
+
+/// The positive control: the same repository, its key imported by an
+/// administrator beforehand, updates; the keyring stays as it was.
+#[test]
+fn dnf_a_key_imported_beforehand_by_root_is_trusted() {
+    let efx = el_attack_fixture();
+    let server = HttpServer::start(&efx.repos_root).unwrap();
+    let gpgkey = format!("file://{ATK_KEY_INSIDE}");
+    let s = el_attack(&efx.served_key, &server, &gpgkey, |u| {
+        import_atk_key(u);
+    });
+    let keys = rpm_pubkeys(&s.u);
+    assert_eq!(keys.lines().count(), 2, "{keys}");
+    s.agent_exits(&["update"], 0);
+    assert_eq!(rpm_pubkeys(&s.u), keys);
+    assert!(s.u.sandbox.exists(ATTACKER_POST_MARKER).unwrap());
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
+    s.assert_only_changed(&[CLIENT]);
+    s.finish();
+}
+
+// ------------------------------------------- P2: obsoletes and conflicts
+
+/// A signed higher client whose header says `Obsoletes:` (or
+/// `Conflicts:`) an unrelated installed package: `rpm -U` would erase it.
+/// Refused as "manual upgrade required" before anything is downloaded;
+/// the victim stays.
+#[test]
+fn dnf_a_client_that_obsoletes_or_conflicts_with_another_package_is_refused() {
+    let efx = el_attack_fixture();
+    let server = HttpServer::start(&efx.repos_root).unwrap();
+    let gpgkey = format!("file://{ATK_KEY_INSIDE}");
+    for repo in [&efx.obsoleting, &efx.conflicting] {
+        let s = el_attack(repo, &server, &gpgkey, |u| {
+            import_atk_key(u);
+            u.sandbox.install_rpms(&[&efx.victim]).unwrap();
+        });
+        let out = s.agent_exits(&["update"], 1);
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{}: {err}", repo.name);
+        assert!(
+            err.contains("manual upgrade required") && err.contains(VICTIM),
+            "{}: {}\n{}",
+            repo.name,
+            text(&out),
+            s.u.helper_log()
+        );
+        assert!(
+            !s.u.helper_log().contains("--downloadonly"),
+            "{}: refused before the download\n{}",
+            repo.name,
+            s.u.helper_log()
+        );
+        assert_victim_kept(s);
+    }
+}
+
+/// Nothing installed: the victim and our client as they were, the host
+/// unchanged.
+fn assert_victim_kept(s: Scenario) {
+    assert!(
+        !s.u.helper_log().contains("rpm -U"),
+        "refused before rpm -U"
+    );
+    assert_eq!(s.version(VICTIM).as_deref(), Some("1.0-1"));
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+/// The header check behind the plan's: a solver whose output does not
+/// show the obsolete (here dnf with those lines filtered out) still gets
+/// the download refused by `rpm -qp`'s `Obsoletes:` before `rpm -U`.
+#[test]
+fn dnf_an_obsoletes_the_solver_did_not_print_is_refused_from_the_header() {
+    let efx = el_attack_fixture();
+    let server = HttpServer::start(&efx.repos_root).unwrap();
+    let gpgkey = format!("file://{ATK_KEY_INSIDE}");
+    let s = el_attack(&efx.obsoleting, &server, &gpgkey, |u| {
+        import_atk_key(u);
+        u.sandbox.install_rpms(&[&efx.victim]).unwrap();
+        u.sandbox
+            .run(&["mv", "/usr/bin/dnf-3", "/usr/bin/dnf-3.real"])
+            .unwrap();
+        let wrapper = "#!/bin/sh\nout=$(/usr/bin/dnf-3.real \"$@\" 2>&1)\nrc=$?\n\
+                       printf '%s\\n' \"$out\" | grep -v -e obsoleted -e replacing\nexit $rc\n";
+        u.sandbox
+            .write_file_mode("/usr/bin/dnf-3", wrapper, 0o755)
+            .unwrap();
+    });
+    let err = update_fails(&s);
+    assert!(
+        err.contains("manual upgrade required") && err.contains(&format!("obsoletes {VICTIM}")),
+        "{err}\n{}",
+        s.u.helper_log()
+    );
+    assert_victim_kept(s);
+}
+
+/// The yum family (CentOS 7's command lines; EL 6's yum has no
+/// `--assumeno`): the obsolete is refused from the download's own plan,
+/// before `rpm -U`; the victim stays.
+#[test]
+fn yum_a_client_that_obsoletes_another_package_is_refused() {
+    let efx = el_attack_fixture();
+    let server = HttpServer::start(&efx.repos_root).unwrap();
+    let gpgkey = format!("file://{ATK_KEY_INSIDE}");
+    let s = el_attack_on(ElRelease::CentOS7, &efx.obsoleting, &server, &gpgkey, |u| {
+        import_atk_key(u);
+        u.sandbox.install_rpms(&[&efx.victim]).unwrap();
+    });
+    let err = update_fails(&s);
+    assert!(
+        err.contains("manual upgrade required") && err.contains(VICTIM),
+        "{err}\n{}",
+        s.u.helper_log()
+    );
+    assert!(
+        s.u.helper_log().contains("command=yum "),
+        "the yum family ran"
+    );
+    assert_victim_kept(s);
+}
+
+/// apt's twin: `Conflicts:` + `Replaces:` an installed package makes apt
+/// plan its removal; refused by the simulation before the download.
+#[test]
+fn apt_a_client_that_conflicts_with_and_replaces_another_package_is_refused() {
+    let fx = apt_fixture();
+    let afx = attack_fixture();
+    let s = apt(
+        &afx.repos_root,
+        &afx.replacing_repo,
+        &[fx.client("1.7.0-1"), &afx.victim],
+        |_| {},
+    );
+    let err = update_fails(&s);
+    assert!(
+        err.contains("manual upgrade required") && err.contains(VICTIM),
+        "{err}\n{}",
+        s.u.helper_log()
+    );
+    assert!(
+        !s.u.helper_log().contains("-d install"),
+        "refused before the download"
+    );
+    assert_eq!(s.version(VICTIM).as_deref(), Some("1.0-1"));
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+// --------------------------------------------- P6: the refresh rate limit
+
+/// Requests at the test's server for a repository's signed metadata root
+/// (apt's `InRelease`/`Release`, dnf's `repomd.xml`): one per refresh.
+fn metadata_fetches(server: &HttpServer, repo_path: &str) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.path.contains(repo_path)
+                && (r.path.ends_with("/InRelease")
+                    || r.path.ends_with("/Release")
+                    || r.path.ends_with("/repomd.xml"))
+        })
+        .count()
+}
+
+/// 20 `check`s in a row from a compromised agent: the helper refreshes
+/// the repository at most once per `refresh_interval` (60 s by default),
+/// and says when it answered from what it fetched before.
+#[test]
+fn twenty_checks_in_a_row_refresh_the_repository_at_most_twice() {
+    let fx = apt_fixture();
+    let apt = standard(|_| {});
+    let el = el_standard(|_| {});
+    for (s, repo_path) in [(&apt, fx.patchman.url_path.as_str()), (&el, "patchman/")] {
+        let before = metadata_fetches(&s.u.http, repo_path);
+        for i in 0..20 {
+            let out = s.agent_exits(&["check"], 100);
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                said.contains("from the repository metadata fetched"),
+                i > 0,
+                "check {i}: {said}"
+            );
+        }
+        let fetches = metadata_fetches(&s.u.http, repo_path) - before;
+        eprintln!("{repo_path}: 20 checks, {fetches} metadata fetches");
+        assert!(fetches <= 2, "{fetches} refreshes\n{}", s.u.helper_log());
+        assert!(fetches >= 1, "the first check refreshed");
+    }
+    apt.assert_nothing_changed();
+    el.assert_nothing_changed();
+    apt.finish();
+    el.finish();
+}
+
+/// An AlmaLinux 8 sandbox, client 1.7.0-1, the standard repository,
+/// changed by `prepare` before the helper starts.
+fn el_standard(prepare: impl FnOnce(&Updater)) -> Scenario {
+    el_standard_on(ElRelease::AlmaLinux8, prepare)
+}
+
+/// [`el_standard`] as `release`.
+fn el_standard_on(release: ElRelease, prepare: impl FnOnce(&Updater)) -> Scenario {
+    let fx = el_fixture();
+    let host_before = host_package_state();
+    let u = Updater::new_el(release, &fx.patchman, &[fx.client("1.7.0-1")]).expect("EL sandbox");
+    Scenario::start(Db::Rpm, u, host_before, prepare)
+}
+
+/// Root's own `apt-get update` while the agent loops `Check`: every one
+/// succeeds (before the rate limit, 10 of 20 failed on the lists lock).
+#[test]
+fn roots_apt_get_update_during_a_check_loop_does_not_fail() {
+    let s = standard(|_| {});
+    s.agent_exits(&["check"], 100);
+    let stop = AtomicBool::new(false);
+    let failures = std::thread::scope(|scope| {
+        let looping = scope.spawn(|| {
+            let mut checks = 0;
+            while !stop.load(Ordering::SeqCst) && checks < 200 {
+                let out = s.agent(&["check"]);
+                assert!(
+                    matches!(out.status.code(), Some(0 | 100 | 1)),
+                    "{}",
+                    text(&out)
+                );
+                checks += 1;
+            }
+            checks
+        });
+        let mut failures = Vec::new();
+        for _ in 0..10 {
+            let out = s.u.sandbox.run_unchecked(&["apt-get", "update"]).unwrap();
+            if !out.status.success() {
+                failures.push(text(&out));
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        let checks = looping.join().unwrap();
+        eprintln!("{checks} agent checks during 10 apt-get update runs");
+        assert!(checks >= 5, "the agent kept checking");
+        failures
+    });
+    assert!(failures.is_empty(), "{failures:#?}\n{}", s.u.helper_log());
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+/// The vendor's step 1, `dnf clean all --disablerepo=* --enablerepo=patchman`,
+/// wipes every repository's cache. A `Check` now leaves another
+/// repository's cache as it was.
+#[test]
+fn dnf_another_repositorys_cache_survives_a_check() {
+    let fx = el_fixture();
+    let s = el_standard(|u| {
+        u.sandbox
+            .add_rpm_repo("second", &fx.other, &u.http.url())
+            .unwrap();
+        u.sandbox
+            .run(&[
+                "dnf",
+                "-q",
+                "makecache",
+                "--disablerepo=*",
+                "--enablerepo=second",
+            ])
+            .unwrap();
+    });
+    let cache = || {
+        s.u.sandbox
+            .run_stdout(&[
+                "sh",
+                "-c",
+                "find /var/cache/dnf -path '*second*' -type f | sort | xargs -r sha256sum",
+            ])
+            .unwrap()
+    };
+    let before = cache();
+    assert!(
+        !before.is_empty(),
+        "makecache filled the second repository's cache"
+    );
+    s.agent_exits(&["check"], 100);
+    s.agent_exits(&["update"], 0);
+    let after = cache();
+    eprintln!(
+        "the second repository's cache files: {} before, {} after check and update",
+        before.lines().count(),
+        after.lines().count()
+    );
+    assert_eq!(after, before);
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
+    s.assert_only_changed(&[CLIENT]);
+    s.finish();
+}
+// ------------------------------------------------- P9: where gpgcheck is
+
+/// The helper's own `rpmkeys --checksig` is the only signature check on
+/// EL 7 (`yum --downloadonly` skips yum's). Here a root process swaps the
+/// signed download for the unsigned build right after dnf's own check, as
+/// if dnf had not checked, and the repository is defined where dnf finds
+/// it but the helper used not to look, with `[main] gpgcheck=0`: inside
+/// `dnf.conf` itself, and in a `reposdir=` directory. The helper must read
+/// `gpgcheck=1` there and refuse the unsigned file.
+#[test]
+fn dnf_gpgcheck_is_read_where_dnf_finds_the_repository() {
+    let fx = el_fixture();
+    let unsigned = fx.unsigned_rpm(CLIENT, "1.7.1-1");
+    for place in ["dnf.conf", "reposdir"] {
+        let s = el_standard(|u| {
+            let definition = u
+                .sandbox
+                .read_to_string("/etc/yum.repos.d/patchman.repo")
+                .unwrap();
+            assert!(definition.contains("gpgcheck=1"), "{definition}");
+            u.sandbox
+                .run(&["rm", "/etc/yum.repos.d/patchman.repo"])
+                .unwrap();
+            let main = "[main]\ngpgcheck=0\nbest=True\nskip_if_unavailable=False\n\
+                            cachedir=/var/cache/dnf\n";
+            let conf = match place {
+                "dnf.conf" => format!("{main}reposdir=/etc/yum.repos.d\n\n{definition}"),
+                _ => {
+                    u.sandbox
+                        .write_file("/etc/patchman-tests.repos.d/patchman.repo", &definition)
+                        .unwrap();
+                    format!("{main}reposdir=/etc/patchman-tests.repos.d\n")
+                }
+            };
+            u.sandbox.write_file("/etc/dnf/dnf.conf", conf).unwrap();
+            u.sandbox.copy_in(unsigned, "/root/unsigned.rpm").unwrap();
+            wrap_tool_after(
+                u,
+                "/usr/bin/dnf-3",
+                "for a in \"$@\"; do case \"$a\" in --downloaddir=*) \
+                     for f in \"${a#--downloaddir=}\"/*.rpm; do [ -f \"$f\" ] && \
+                     cp /root/unsigned.rpm \"$f\" && touch /root/swapped; done;; esac; done",
+            );
+        });
+        let out = s.agent_exits(&["update"], 1);
+        assert!(
+            s.u.sandbox.exists("/root/swapped").unwrap(),
+            "{place}: the swap happened"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("refused patchman-client") && err.contains("signature"),
+            "{place}: {}\n{}",
+            text(&out),
+            s.u.helper_log()
+        );
+        assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+        s.assert_nothing_changed();
+        s.finish();
+    }
+}
+
+/// A helper that exits (60 s idle under socket activation, or killed)
+/// does not start the interval over: the next one reads the stamp.
+#[test]
+fn a_restarted_helper_keeps_the_refresh_interval() {
+    let fx = apt_fixture();
+    let mut s = standard(|_| {});
+    s.agent_exits(&["check"], 100);
+    let fetched = metadata_fetches(&s.u.http, &fx.patchman.url_path);
+    assert!(fetched >= 1);
+    let pid = helper_pid(&s.u).expect("the helper's pid");
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    assert!(s.u.helper_exited_within(Duration::from_secs(10)));
+    s.u.sandbox.run(&["rm", "-f", SOCKET]).unwrap();
+    s.u.start_helper().unwrap();
+    let out = s.agent_exits(&["check"], 100);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("from the repository metadata fetched before"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(metadata_fetches(&s.u.http, &fx.patchman.url_path), fetched);
+    let stamp =
+        s.u.sandbox
+            .run_stdout(&[
+                "stat",
+                "-c",
+                "%U %a",
+                "/var/cache/patchman-helper/last-refresh",
+            ])
+            .unwrap();
+    assert_eq!(stamp.trim(), "root 600");
+    s.assert_nothing_changed();
     s.finish();
 }

@@ -23,11 +23,15 @@ const DNF_ROWS: &[Row] = &[
         steps: &[
             Step::new(&["status", "--json"], 0)
                 .json(&[("family", "dnf"), ("installed.client", "1.7.0-1")]),
+            // The check refreshed; the update right after it uses that
+            // metadata (at most one refresh per `[updates] refresh_interval`).
             Step::new(&["check"], 100)
-                .stdout(&["1.7.0-1 → 1.7.1-1 available"])
+                .stdout(&[
+                    "Refreshing the patchman repository metadata…",
+                    "1.7.0-1 → 1.7.1-1 available",
+                ])
                 .changes_nothing(),
             Step::new(&["update"], 0).stdout(&[
-                "Refreshing the patchman repository metadata…",
                 "Downloading…",
                 "Verifying the downloaded package…",
                 "Installing…",
@@ -37,14 +41,21 @@ const DNF_ROWS: &[Row] = &[
         expect: &[(CLIENT, Some("1.7.1-1"))],
         changed: &[CLIENT],
         helper_exits: Some(true),
+        // Only our repository's metadata expired, never `clean all` (which
+        // wipes every repository's cache).
         helper_log: &[
-            "clean all --disablerepo=* --enablerepo=patchman",
+            "--setopt=patchman.metadata_expire=0",
             "--downloadonly --downloaddir=/var/cache/patchman-helper/",
             "--verbose --disablerepo=* --enablerepo=patchman patchman-client",
             "rpmkeys --checksig",
         ],
-        // The private download dir is emptied after the run.
-        files: &[("/var/cache/patchman-helper", FileState::EmptyDir)],
+        helper_log_lacks: &["clean all"],
+        // The private download dir is emptied after the run (the base keeps
+        // only the refresh rate limit's stamp).
+        files: &[(
+            "/var/cache/patchman-helper",
+            FileState::DirWithOnly(&["last-refresh"]),
+        )],
         ..Row::new("dnf_update_available_is_checked_then_installed", "patchman")
     },
     Row {

@@ -187,6 +187,12 @@ pub fn check(socket: &Path) -> i32 {
     printer.finish_current();
     match reply {
         Ok(Reply::Check(report)) => {
+            if report.cached {
+                let age = report
+                    .metadata_age_secs
+                    .map_or("before".into(), |a| format!("{a} s ago"));
+                println!("(from the repository metadata fetched {age}: the helper refreshes it at most once per interval)");
+            }
             for c in &report.packages {
                 match &c.candidate {
                     Some(new) => println!("{}: {} → {} available", c.package, c.installed, new),

@@ -662,6 +662,8 @@ mod tests {
                     installed: evr(self.installed.unwrap_or("0")),
                     candidate: self.candidate.map(evr),
                 }],
+                cached: false,
+                metadata_age_secs: Some(0),
             })
         }
         fn update(&mut self) -> Result<UpdateReport, CallError> {

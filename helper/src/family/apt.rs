@@ -35,7 +35,7 @@ use crate::parse::{apt_policy, apt_show, apt_simulate};
 use crate::Helper;
 use patchman_shared::version::deb as deb_version;
 
-use super::{internal, unexpected, Progress};
+use super::{internal, unexpected, Exits, Progress};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -80,25 +80,14 @@ fn lock_held(pid: Option<u32>) -> Failure {
     Failure::LockHeld { pid }
 }
 
-/// Runs `cmd` for `step`; any unsuccessful end becomes the matching typed
-/// failure (timeout, another program's lock, or the exit code with an
-/// excerpt).
+/// Another program's apt/dpkg lock named in a failed command's output.
+pub(super) fn lock_in(out: &Output) -> Option<Failure> {
+    lock_holder(&out.stderr).map(lock_held)
+}
+
+/// A step's command that must succeed.
 fn run(h: &Helper, step: Step, cmd: &Cmd) -> Result<Output, Failure> {
-    let out = h.programs.run(cmd).map_err(internal)?;
-    if out.timed_out && cmd.on_timeout == crate::exec::OnTimeout::Kill {
-        return Err(Failure::Timeout { step });
-    }
-    if !out.success() {
-        if let Some(pid) = lock_holder(&out.stderr) {
-            return Err(lock_held(pid));
-        }
-        return Err(Failure::CommandFailed {
-            step,
-            exit_code: out.code(),
-            excerpt: out.excerpt(crate::parse::MAX_EXCERPT),
-        });
-    }
-    Ok(out)
+    super::run(h, step, cmd, Exits::Success)
 }
 
 /// `name=version` as apt takes it on its command line.
@@ -162,14 +151,7 @@ fn query_installed(h: &Helper, step: Step) -> Result<DpkgQuery, Failure> {
     let cmd = Cmd::new(Tool::DpkgQuery, QUERY_TIMEOUT)
         .args(["-W", "-f", DPKG_QUERY_FORMAT])
         .args(Package::ALL.map(|p| p.name()));
-    let out = h.programs.run(&cmd).map_err(internal)?;
-    if !matches!(out.code(), Some(0 | 1)) || out.timed_out {
-        return Err(Failure::CommandFailed {
-            step,
-            exit_code: out.code(),
-            excerpt: out.excerpt(crate::parse::MAX_EXCERPT),
-        });
-    }
+    let out = super::run(h, step, &cmd, Exits::Among(&[0, 1]))?;
     dpkg_query::parse(&out.stdout).map_err(|e| unexpected(step, e))
 }
 
@@ -348,15 +330,7 @@ fn check_dependencies(
         // command's time). Nothing is run, so nothing needs logging.
         .args(["-o", "Dir::Log::Planner=/dev/null"])
         .args(targets.iter().map(|(p, _, to)| pinned(*p, to)));
-    let out = h.programs.run(&cmd).map_err(internal)?;
-    if out.timed_out {
-        return Err(Failure::Timeout {
-            step: Step::CheckDependencies,
-        });
-    }
-    if let Some(pid) = lock_holder(&out.stderr) {
-        return Err(lock_held(pid));
-    }
+    let out = super::run(h, Step::CheckDependencies, &cmd, Exits::Any)?;
     let manual = format!(
         "apt-get install {}",
         targets
@@ -555,7 +529,7 @@ fn install_and_confirm(
         .args(copies)
         .env(ExtraEnv::DpkgFrontendLocked)
         .never_kill();
-    let out = h.programs.run(&cmd).map_err(internal)?;
+    let out = super::run(h, Step::Install, &cmd, Exits::Any)?;
     let result = dpkg_deb::classify_install(out.code(), &out.stdout, &out.stderr);
     match result.result {
         DpkgInstallResult::Success if !out.timed_out => {}
@@ -623,7 +597,7 @@ fn candidates(
     h: &Helper,
     q: &DpkgQuery,
     progress: &mut Progress<'_>,
-) -> Result<(AptDirs, Restriction, PrivateDir, Vec<Candidate>), Failure> {
+) -> Result<(AptDirs, Restriction, PrivateDir, Vec<Candidate>, bool), Failure> {
     let installed = installed_targets(q)?;
     let (dirs, source) = read_apt_config(h, progress)?;
     let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
@@ -631,15 +605,25 @@ fn candidates(
         source,
         cache_dir: private.path().to_path_buf(),
     };
-    refresh_metadata(h, &source, progress)?;
+    // At most once per `[updates] refresh_interval`: in between, the
+    // lists apt fetched last (root's own `apt-get update` would otherwise
+    // fail on the lists lock while an agent loops `Check`).
+    let repository = h.config().repository;
+    let refreshed = h
+        .refresh
+        .begin(repository.as_str(), h.config().refresh_interval);
+    if refreshed {
+        refresh_metadata(h, &source, progress)?;
+        h.refresh.succeeded(repository.as_str());
+    }
     let candidates = query_candidates(h, &source, &installed, progress)?;
-    Ok((dirs, source, private, candidates))
+    Ok((dirs, source, private, candidates, refreshed))
 }
 
 pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Failure> {
     let q = query_installed(h, Step::QueryCandidate)?;
-    let (_, _, _private, packages) = candidates(h, &q, progress)?;
-    Ok(CheckReport { packages })
+    let (_, _, _private, packages, refreshed) = candidates(h, &q, progress)?;
+    Ok(super::check_report(h, packages, refreshed))
 }
 
 pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, Failure> {
@@ -649,7 +633,7 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
     if !changes.is_empty() {
         q = query_installed(h, Step::FinishInterrupted)?;
     }
-    let (dirs, source, private, candidates) = candidates(h, &q, progress)?;
+    let (dirs, source, private, candidates, _) = candidates(h, &q, progress)?;
     let targets: Vec<(Package, Evr, Evr)> = candidates
         .into_iter()
         .filter_map(|c| Some((c.package, c.installed, c.candidate?)))

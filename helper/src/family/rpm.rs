@@ -2,7 +2,16 @@
 //! order, with the hardening of DESIGN.md. The two tools take the same
 //! command lines; only the name (and dnf's `--verbose`) differs.
 //!
-//! 1. `<tool> clean all --disablerepo="*" --enablerepo="<repository>"`.
+//! Every command carries `--setopt=<repository>.gpgkey=`: dnf never imports
+//! a key the repository serves (with `-y` it would, unattended).
+//!
+//! 1. (changed) not `<tool> clean all --disablerepo="*"
+//!    --enablerepo="<repository>"`, which wipes every repository's cache:
+//!    the next command expires only ours, at most once per interval.
+//!
+//!    1a. (ours, dnf) `dnf install --assumeno --verbose …`: the solver's
+//!    plan, before anything is downloaded; anything but upgrades of our
+//!    installed packages is "manual upgrade required".
 //! 2. `<tool> install -y --downloadonly --downloaddir=<dir> [--verbose]
 //!    --disablerepo="*" --enablerepo="<repository>" patchman-client […]`
 //!    into a fresh root-only directory of this run; nothing downloaded for
@@ -14,9 +23,11 @@
 //!
 //! Before step 4 every file is checked: regular, root-owned, in our
 //! directory; `rpm -qp` names exactly our package at a version newer than
-//! installed (rpm's ordering); `rpmkeys --checksig` trusts its signature
+//! installed (rpm's ordering); its `Obsoletes:`/`Conflicts:` name no
+//! installed package but ours; `rpmkeys --checksig` trusts its signature
 //! where the repository has `gpgcheck` on (rpm's own default check of a
-//! file given on the command line is digests only).
+//! file given on the command line is digests only), naming a key that is
+//! not imported.
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
@@ -36,17 +47,12 @@ use crate::parse::rpm_query::{self, RpmPackage, RpmQuery};
 use crate::parse::{check_update, dnf, rpmkeys, yum, MAX_EXCERPT};
 use crate::Helper;
 
-use super::{internal, unexpected, Progress};
+use super::{internal, run, unexpected, Exits, Progress};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
-const CLEAN_TIMEOUT: Duration = Duration::from_secs(120);
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
 /// Past this, a running `rpm -U` is reported but never killed.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(1800);
-
-/// Where yum and dnf read repository definitions.
-const REPOS_DIR: &str = "/etc/yum.repos.d";
-const MAX_REPO_FILES: usize = 200;
 
 fn tool(h: &Helper) -> Tool {
     match h.family {
@@ -64,6 +70,94 @@ fn only_our_repository(h: &Helper) -> [String; 2] {
     ]
 }
 
+/// `<tool> --setopt=<repository>.gpgkey= <subcommand>`: every dnf/yum
+/// command of ours runs with no key to import. With the vendor's `-y`, dnf
+/// would fetch whatever key the repository's `gpgkey=` URL serves and
+/// import it unattended, so the repository's server (or the network, for
+/// `http://`) could sign its own package. dnf's signature check stays on;
+/// a package signed by a key that is not already in the rpm database fails
+/// it (measured on dnf 4.14: `Public key for … is not installed`, `Error:
+/// GPG check FAILED`, exit 1, the key never fetched).
+///
+/// And `--setopt=<repository>.metadata_expire=0` on the first command of a
+/// request that refreshes ([`Metadata`]), `=-1` (never) on every other: only
+/// the patchman repository's metadata is expired, and at most once per
+/// `[updates] refresh_interval`.
+fn restricted<'a>(
+    h: &Helper,
+    meta: &Metadata,
+    timeout: Duration,
+    subcommand: impl IntoIterator<Item = &'a str>,
+) -> Cmd {
+    let repository = h.config().repository;
+    let expire = if meta.expire_now.take() { "0" } else { "-1" };
+    Cmd::new(tool(h), timeout)
+        .arg(format!("--setopt={repository}.gpgkey="))
+        .arg(format!("--setopt={repository}.metadata_expire={expire}"))
+        .args(subcommand)
+}
+
+/// Whether this request refreshes the repository's metadata, and whether
+/// its next dnf/yum command is the one that does.
+struct Metadata {
+    refreshes: bool,
+    expire_now: std::cell::Cell<bool>,
+}
+
+/// The keys the downloaded files are signed with that the rpm database
+/// does not hold (`rpmkeys --checksig -v`), to name them in the failure.
+fn missing_keys(h: &Helper, private: &PrivateDir) -> Vec<String> {
+    let Ok(names) = files::list_private(private) else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    for name in names.iter().filter(|n| n.ends_with(".rpm")) {
+        if let Ok(path) = files::verify_in_place(private, name) {
+            for id in missing_keys_of(h, &path) {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// The keys of `path` that the rpm database lacks (`rpmkeys --checksig
+/// -v`; its one-line form, which the trust verdict reads, names none).
+fn missing_keys_of(h: &Helper, path: &Path) -> Vec<String> {
+    let cmd = Cmd::new(Tool::Rpmkeys, QUERY_TIMEOUT)
+        .args(["--checksig", "-v"])
+        .arg(path);
+    run(h, Step::Verify, &cmd, Exits::Any)
+        .map(|out| rpmkeys::nokey_ids(&out.stdout))
+        .unwrap_or_default()
+}
+
+/// A signature dnf or `rpmkeys` did not trust: named by its key when the
+/// key is simply not imported.
+fn untrusted(package: Package, key_ids: &[String]) -> Failure {
+    Failure::Verification {
+        package,
+        reason: if key_ids.is_empty() {
+            VerificationFailure::BadSignature
+        } else {
+            VerificationFailure::KeyNotImported {
+                key_id: key_ids.join(", "),
+            }
+        },
+    }
+}
+
+/// rpm's own words for its transaction lock held by another program
+/// (`error: can't create transaction lock on /var/lib/rpm/.rpm.lock`).
+pub(super) fn lock_in(out: &Output) -> Option<Failure> {
+    [&out.stdout, &out.stderr]
+        .iter()
+        .any(|t| t.contains("can't create transaction lock"))
+        .then(rpm_lock_held)
+}
+
 fn rpm_lock_held() -> Failure {
     let pid = match lock::probe(Path::new(lock::RPM_LOCK)) {
         patchman_shared::LockState::Held { pid } => pid,
@@ -78,15 +172,8 @@ fn query_installed(h: &Helper, step: Step) -> Result<RpmQuery, Failure> {
     let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
         .args(["-q", "--queryformat", rpm_query::QUERY_FORMAT])
         .args(Package::ALL.map(|p| p.name()));
-    let out = h.programs.run(&cmd).map_err(internal)?;
     // rpm -q exits with the number of packages not installed.
-    if !matches!(out.code(), Some(0..=2)) || out.timed_out {
-        return Err(Failure::CommandFailed {
-            step,
-            exit_code: out.code(),
-            excerpt: out.excerpt(MAX_EXCERPT),
-        });
-    }
+    let out = run(h, step, &cmd, Exits::Among(&[0, 1, 2]))?;
     rpm_query::parse_query(&out.stdout).map_err(|e| unexpected(step, e))
 }
 
@@ -119,29 +206,31 @@ fn installed_targets(q: &RpmQuery) -> Result<Vec<(Package, Evr)>, Failure> {
 
 // ------------------------------------------------------------ the steps
 
-/// Step 1: drop the patchman repository's cached metadata, so the next
-/// command fetches it fresh.
-fn clean_metadata(h: &Helper, progress: &mut Progress<'_>) -> Result<(), Failure> {
-    progress(Step::RefreshMetadata);
-    let cmd = Cmd::new(tool(h), CLEAN_TIMEOUT)
-        .args(["clean", "all"])
-        .args(only_our_repository(h));
-    let out = h.programs.run(&cmd).map_err(internal)?;
-    if out.timed_out {
-        return Err(Failure::Timeout {
-            step: Step::RefreshMetadata,
-        });
+/// Step 1, changed (a deviation): the vendor's `clean all
+/// --disablerepo=* --enablerepo=<repository>` ignores the repository
+/// filter and wipes the metadata cache of every repository on the host,
+/// every time (measured on dnf 4.14: a second repository's 5 cache files
+/// → 0), so the next dnf run of anyone downloads all of them again.
+/// Instead the next command expires only the patchman repository's
+/// metadata (`--setopt=<repository>.metadata_expire=0`), and at most once
+/// per `[updates] refresh_interval` ([`super::RefreshClock`]).
+fn begin_metadata(h: &Helper, progress: &mut Progress<'_>) -> Metadata {
+    let refreshes = h
+        .refresh
+        .begin(h.config().repository.as_str(), h.config().refresh_interval);
+    if refreshes {
+        progress(Step::RefreshMetadata);
     }
-    match dnf::parse_clean(out.code(), &out.stdout, &out.stderr) {
-        Ok(dnf::CleanOutcome::Cleaned { .. }) => Ok(()),
-        Ok(dnf::CleanOutcome::UnknownRepo(_)) => Err(Failure::RepositoryMissing {
-            repository: h.config().repository.to_string(),
-        }),
-        Err(_) => Err(Failure::CommandFailed {
-            step: Step::RefreshMetadata,
-            exit_code: out.code(),
-            excerpt: out.excerpt(MAX_EXCERPT),
-        }),
+    Metadata {
+        refreshes,
+        expire_now: std::cell::Cell::new(refreshes),
+    }
+}
+
+/// The command that fetched the metadata came through.
+fn metadata_fetched(h: &Helper, meta: &Metadata) {
+    if meta.refreshes {
+        h.refresh.succeeded(h.config().repository.as_str());
     }
 }
 
@@ -180,32 +269,9 @@ fn dependency_problem(detail: Vec<String>, excerpt: String, command: String) -> 
     }
 }
 
-/// Step 2: download the newest of our installed packages into `dir`.
-fn download(
-    h: &Helper,
-    installed: &[(Package, Evr)],
-    dir: &Path,
-    progress: &mut Progress<'_>,
-) -> Result<Downloaded, Failure> {
-    progress(Step::Download);
-    let mut downloaddir = std::ffi::OsString::from("--downloaddir=");
-    downloaddir.push(dir.as_os_str());
-    let mut cmd = Cmd::new(tool(h), DOWNLOAD_TIMEOUT)
-        .args(["install", "-y", "--downloadonly"])
-        .arg(downloaddir);
-    if h.family == Family::Dnf {
-        cmd = cmd.arg("--verbose");
-    }
-    let cmd = cmd
-        .args(only_our_repository(h))
-        .args(installed.iter().map(|(p, _)| p.name()));
-    let out = h.programs.run(&cmd).map_err(internal)?;
-    if out.timed_out {
-        return Err(Failure::Timeout {
-            step: Step::Download,
-        });
-    }
-    let manual = format!(
+/// How a person installs what we would not: `dnf install patchman-client …`.
+fn manual_command(h: &Helper, installed: &[(Package, Evr)]) -> String {
+    format!(
         "{} install {}",
         tool(h).name(),
         installed
@@ -213,7 +279,180 @@ fn download(
             .map(|(p, _)| p.name())
             .collect::<Vec<_>>()
             .join(" ")
-    );
+    )
+}
+
+/// The solver's plan may only upgrade our installed packages. An erase, an
+/// obsolete (a new client's `Obsoletes:` makes `rpm -U` erase another
+/// package), a downgrade, or any other package installed or changed needs
+/// a person: "manual upgrade required", whatever the kind of change.
+fn plan_allowed(
+    h: &Helper,
+    installed: &[(Package, Evr)],
+    resolved: &[dnf::Resolved],
+) -> Result<(), Failure> {
+    let allowed = |r: &dnf::Resolved| {
+        let ours =
+            Package::from_name(&r.name).is_some_and(|p| installed.iter().any(|(q, _)| *q == p));
+        ours && matches!(
+            r.change,
+            dnf::Change::Upgrade | dnf::Change::Upgraded | dnf::Change::Install
+        )
+    };
+    let others: Vec<String> = resolved
+        .iter()
+        .filter(|r| !allowed(r))
+        .map(|r| format!("{} {} {}", r.change.describe(), r.name, r.evr))
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::DependencyProblem {
+        detail: format!("the update would also {}", others.join(", ")),
+        command: manual_command(h, installed),
+    })
+}
+
+/// What the plan said.
+enum Planned {
+    Changes,
+    NothingNewer,
+}
+
+/// (ours) dnf: `dnf install --assumeno --verbose …` (restricted as the
+/// download) prints the solver's plan and downloads nothing; anything in
+/// it but upgrades of our installed packages is refused before the
+/// download. (yum 3 on EL 6 has no `--assumeno`: there the download's own
+/// plan and the headers are checked before anything is installed.)
+fn plan(
+    h: &Helper,
+    meta: &Metadata,
+    installed: &[(Package, Evr)],
+    progress: &mut Progress<'_>,
+) -> Result<Planned, Failure> {
+    progress(Step::CheckDependencies);
+    let cmd = restricted(
+        h,
+        meta,
+        DOWNLOAD_TIMEOUT,
+        ["install", "--assumeno", "--verbose"],
+    )
+    .args(only_our_repository(h))
+    .args(installed.iter().map(|(p, _)| p.name()));
+    let out = run(h, Step::CheckDependencies, &cmd, Exits::Any)?;
+    let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
+    if !matches!(d.outcome, dnf::DnfOutcome::MetadataUnavailable { .. }) {
+        metadata_fetched(h, meta);
+    }
+    match d.outcome {
+        dnf::DnfOutcome::Aborted => {
+            plan_allowed(h, installed, &d.resolved)?;
+            Ok(Planned::Changes)
+        }
+        dnf::DnfOutcome::NothingToDo => Ok(Planned::NothingNewer),
+        dnf::DnfOutcome::DependencyProblem(problems) => Err(dependency_problem(
+            nothing_provides(&problems),
+            d.excerpt,
+            manual_command(h, installed),
+        )),
+        dnf::DnfOutcome::UnknownRepo(_) => Err(Failure::RepositoryMissing {
+            repository: h.config().repository.to_string(),
+        }),
+        dnf::DnfOutcome::NoMatch(_) => Err(Failure::NotInstalled),
+        _ => Err(Failure::CommandFailed {
+            step: Step::CheckDependencies,
+            exit_code: out.code(),
+            excerpt: if d.excerpt.is_empty() {
+                out.excerpt(MAX_EXCERPT)
+            } else {
+                d.excerpt
+            },
+        }),
+    }
+}
+
+/// (ours) The downloaded header itself: an `Obsoletes:` or `Conflicts:` that
+/// names an installed package other than ours would make `rpm -U` erase
+/// it or fail; refused whatever the solver printed (`rpm -qp --obsoletes
+/// --conflicts`, then `rpm -q --whatprovides` of each name).
+fn header_allowed(h: &Helper, installed: &[(Package, Evr)], path: &Path) -> Result<(), Failure> {
+    let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
+        .args(["-qp", "--queryformat", rpm_query::RELATIONS_FORMAT])
+        .arg(path);
+    let out = run(h, Step::Verify, &cmd, Exits::Success)?;
+    let named = rpm_query::parse_relations(&out.stdout).map_err(|e| unexpected(Step::Verify, e))?;
+    let foreign: Vec<&rpm_query::Relation> = named
+        .iter()
+        .filter(|r| Package::from_name(&r.name).is_none())
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
+        .args([
+            "-q",
+            "--queryformat",
+            "%{NAME} %{EPOCHNUM}:%{VERSION}-%{RELEASE}\\n",
+            "--whatprovides",
+            "--",
+        ])
+        .args(foreign.iter().map(|r| r.name.as_str()));
+    let out = run(h, Step::Verify, &cmd, Exits::Any)?;
+    let hit: Vec<String> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("no package provides"))
+        .map(|l| crate::parse::sanitize_excerpt(l, 120))
+        .collect();
+    if hit.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<String> = foreign
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.kind,
+                crate::parse::sanitize_excerpt(&r.name, 120)
+            )
+        })
+        .collect();
+    Err(Failure::DependencyProblem {
+        detail: format!(
+            "the new package {} the installed {}",
+            kinds.join(", "),
+            hit.join(", ")
+        ),
+        command: manual_command(h, installed),
+    })
+}
+
+/// Step 2: download the newest of our installed packages into `dir`.
+fn download(
+    h: &Helper,
+    meta: &Metadata,
+    installed: &[(Package, Evr)],
+    private: &PrivateDir,
+    progress: &mut Progress<'_>,
+) -> Result<Downloaded, Failure> {
+    progress(Step::Download);
+    let mut downloaddir = std::ffi::OsString::from("--downloaddir=");
+    downloaddir.push(private.path().as_os_str());
+    let mut cmd = restricted(
+        h,
+        meta,
+        DOWNLOAD_TIMEOUT,
+        ["install", "-y", "--downloadonly"],
+    )
+    .arg(downloaddir);
+    if h.family == Family::Dnf {
+        cmd = cmd.arg("--verbose");
+    }
+    let cmd = cmd
+        .args(only_our_repository(h))
+        .args(installed.iter().map(|(p, _)| p.name()));
+    let out = run(h, Step::Download, &cmd, Exits::Any)?;
+    let manual = manual_command(h, installed);
     let repository = h.config().repository.to_string();
     let failed = |out: &Output, excerpt: &str| Failure::CommandFailed {
         step: Step::Download,
@@ -236,9 +475,10 @@ fn download(
         let y = yum::classify_download(out.code(), &out.stdout, &out.stderr);
         match y.outcome {
             yum::YumOutcome::Downloaded => {
+                plan_allowed(h, installed, &y.resolved)?;
                 return Ok(Downloaded::Files {
                     resolved: resolved_of(&y.resolved),
-                })
+                });
             }
             yum::YumOutcome::NothingToDo => return Ok(Downloaded::NothingNewer),
             yum::YumOutcome::NotAvailable(_) => return Ok(Downloaded::NothingNewer),
@@ -261,9 +501,12 @@ fn download(
     }
     let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
     match d.outcome {
-        dnf::DnfOutcome::Downloaded => Ok(Downloaded::Files {
-            resolved: resolved_of(&d.resolved),
-        }),
+        dnf::DnfOutcome::Downloaded => {
+            plan_allowed(h, installed, &d.resolved)?;
+            Ok(Downloaded::Files {
+                resolved: resolved_of(&d.resolved),
+            })
+        }
         dnf::DnfOutcome::NothingToDo => Ok(Downloaded::NothingNewer),
         dnf::DnfOutcome::DependencyProblem(problems) => Err(dependency_problem(
             nothing_provides(&problems),
@@ -272,58 +515,100 @@ fn download(
         )),
         dnf::DnfOutcome::UnknownRepo(_) => Err(Failure::RepositoryMissing { repository }),
         dnf::DnfOutcome::NoMatch(_) => Err(Failure::NotInstalled),
-        dnf::DnfOutcome::GpgCheckFailed => Err(Failure::Verification {
-            package: Package::Client,
-            reason: VerificationFailure::BadSignature,
-        }),
+        dnf::DnfOutcome::GpgCheckFailed => {
+            Err(untrusted(Package::Client, &missing_keys(h, private)))
+        }
         dnf::DnfOutcome::MetadataUnavailable { .. }
         | dnf::DnfOutcome::DownloadFailed
+        | dnf::DnfOutcome::Aborted
         | dnf::DnfOutcome::Failed => Err(failed(&out, &d.excerpt)),
     }
 }
 
-/// Whether `gpgcheck` is on for `repository`: its own setting in
-/// /etc/yum.repos.d, else `[main]` of dnf.conf / yum.conf, else on (the
-/// strict reading: a missing setting never disables the check).
-fn gpgcheck_enabled(repository: &str) -> bool {
-    let truthy = |v: &str| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "yes" | "true" | "on"
-        )
+/// Where dnf and yum read repository definitions when `[main]` has no
+/// `reposdir=` (dnf 4's and yum 3's defaults).
+const DEFAULT_REPOS_DIRS: &[&str] = &[
+    "/etc/yum.repos.d",
+    "/etc/yum/repos.d",
+    "/etc/distro.repos.d",
+];
+const MAX_REPO_FILES: usize = 200;
+const MAX_REPO_FILE_LEN: usize = 256 * 1024;
+
+/// The main configuration file the family's tool reads: dnf's, or yum's
+/// (EL 8+ makes `/etc/yum.conf` dnf's; where it is missing, yum is dnf).
+fn main_config(h: &Helper) -> &'static [&'static str] {
+    match h.family {
+        Family::Yum => &["/etc/yum.conf", "/etc/dnf/dnf.conf"],
+        _ => &["/etc/dnf/dnf.conf"],
+    }
+}
+
+fn read_ini(path: &Path) -> Option<configparser::ini::Ini> {
+    let text = std::fs::read_to_string(path).ok()?;
+    if text.len() > MAX_REPO_FILE_LEN {
+        return None;
+    }
+    let mut ini = configparser::ini::Ini::new_cs();
+    ini.read(text).ok()?;
+    Some(ini)
+}
+
+/// Only an explicit false turns a check off: anything else (a typo, an
+/// unknown word) leaves it on.
+fn explicitly_false(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "0" | "no" | "false" | "off"
+    )
+}
+
+/// Whether `gpgcheck` is on for `repository`, read where dnf and yum find
+/// the repository: `[repository]` sections of the main configuration file
+/// itself, then of every `*.repo` file in its `reposdir=` directories (or
+/// the defaults). A definition's own `gpgcheck`, else `[main]`'s, else on
+/// (the strict reading; dnf's built-in default is off). Off only when
+/// every definition found says an explicit false. On EL 7, `yum
+/// --downloadonly` skips yum's own signature check: this one is the only
+/// one there.
+fn gpgcheck_enabled(h: &Helper, repository: &str) -> bool {
+    let main = main_config(h)
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .and_then(read_ini);
+    let main_value = |key: &str| main.as_ref().and_then(|ini| ini.get("main", key));
+    let main_off = main_value("gpgcheck").is_some_and(|v| explicitly_false(&v));
+    let reposdirs: Vec<PathBuf> = match main_value("reposdir") {
+        Some(v) => v
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        None => DEFAULT_REPOS_DIRS.iter().map(PathBuf::from).collect(),
     };
-    let read = |path: &Path| -> Option<configparser::ini::Ini> {
-        let text = std::fs::read_to_string(path).ok()?;
-        if text.len() > 256 * 1024 {
-            return None;
-        }
-        let mut ini = configparser::ini::Ini::new_cs();
-        ini.read(text).ok()?;
-        Some(ini)
-    };
-    if let Ok(entries) = std::fs::read_dir(REPOS_DIR) {
+    let mut definitions: Vec<configparser::ini::Ini> = main.clone().into_iter().collect();
+    for dir in &reposdirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "repo"))
             .take(MAX_REPO_FILES)
             .collect();
         files.sort();
-        for f in files {
-            if let Some(ini) = read(&f) {
-                if ini.sections().iter().any(|s| s == repository) {
-                    if let Some(v) = ini.get(repository, "gpgcheck") {
-                        return truthy(&v);
-                    }
-                }
-            }
-        }
+        definitions.extend(files.iter().filter_map(|f| read_ini(f)));
     }
-    for main in ["/etc/dnf/dnf.conf", "/etc/yum.conf"] {
-        if let Some(v) = read(Path::new(main)).and_then(|ini| ini.get("main", "gpgcheck")) {
-            return truthy(&v);
-        }
-    }
-    true
+    let found: Vec<bool> = definitions
+        .iter()
+        .filter(|ini| ini.sections().iter().any(|s| s == repository))
+        .map(|ini| match ini.get(repository, "gpgcheck") {
+            Some(v) => !explicitly_false(&v),
+            None => !main_off,
+        })
+        .collect();
+    found.is_empty() || found.into_iter().any(|on| on)
 }
 
 /// Steps 3 and the hardening: find each file in our directory, check it,
@@ -350,7 +635,7 @@ fn locate_and_verify(
         });
     }
     progress(Step::Verify);
-    let gpgcheck = gpgcheck_enabled(h.config().repository.as_str());
+    let gpgcheck = gpgcheck_enabled(h, h.config().repository.as_str());
     let mut found: Vec<(Package, Evr, Evr, PathBuf)> = Vec::new();
     for name in &names {
         let refuse_unknown = || Failure::Verification {
@@ -373,7 +658,7 @@ fn locate_and_verify(
         let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
             .args(["-qp", "--queryformat", rpm_query::QUERY_FORMAT])
             .arg(&path);
-        let out = h.programs.run(&cmd).map_err(internal)?;
+        let out = run(h, Step::Verify, &cmd, Exits::Any)?;
         if !out.success() {
             return Err(Failure::Verification {
                 package: Package::Client,
@@ -414,11 +699,12 @@ fn locate_and_verify(
                 offered: meta.evr.clone(),
             }));
         }
+        header_allowed(h, installed, &path)?;
         if gpgcheck {
             let cmd = Cmd::new(Tool::Rpmkeys, QUERY_TIMEOUT)
                 .arg("--checksig")
                 .arg(&path);
-            let out = h.programs.run(&cmd).map_err(internal)?;
+            let out = run(h, Step::Verify, &cmd, Exits::Any)?;
             let status = rpmkeys::parse_checksig(
                 &path.to_string_lossy(),
                 out.code(),
@@ -426,11 +712,12 @@ fn locate_and_verify(
                 &out.stderr,
             )
             .map_err(|e| unexpected(Step::Verify, e))?;
-            if !status.is_trusted() {
-                return Err(refuse(match status {
-                    rpmkeys::SignatureStatus::Corrupt => VerificationFailure::ChecksumMismatch,
-                    _ => VerificationFailure::BadSignature,
-                }));
+            match status {
+                rpmkeys::SignatureStatus::Trusted => {}
+                rpmkeys::SignatureStatus::Corrupt => {
+                    return Err(refuse(VerificationFailure::ChecksumMismatch))
+                }
+                _ => return Err(untrusted(package, &missing_keys_of(h, &path))),
             }
         }
         found.push((package, from.clone(), meta.evr.clone(), path));
@@ -476,7 +763,7 @@ fn install_and_confirm(
         .arg("-U")
         .args(files.iter().map(|(.., path)| path.clone()))
         .never_kill();
-    let out = h.programs.run(&cmd).map_err(internal)?;
+    let out = run(h, Step::Install, &cmd, Exits::Any)?;
     let result = rpm_install::classify_install(out.code(), &out.stdout, &out.stderr);
     let failed = |excerpt: String| Failure::CommandFailed {
         step: Step::Install,
@@ -530,20 +817,21 @@ fn install_and_confirm(
 pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Failure> {
     let q = query_installed(h, Step::QueryCandidate)?;
     let installed = installed_targets(&q)?;
-    clean_metadata(h, progress)?;
+    let meta = begin_metadata(h, progress);
     progress(Step::QueryCandidate);
-    let cmd = Cmd::new(tool(h), DOWNLOAD_TIMEOUT)
-        .args(["-q", "check-update"])
+    let cmd = restricted(h, &meta, DOWNLOAD_TIMEOUT, ["-q", "check-update"])
         .args(only_our_repository(h))
         .args(installed.iter().map(|(p, _)| p.name()));
-    let out = h.programs.run(&cmd).map_err(internal)?;
-    if out.timed_out {
-        return Err(Failure::Timeout {
-            step: Step::QueryCandidate,
-        });
-    }
+    let out = run(h, Step::QueryCandidate, &cmd, Exits::Any)?;
     // 100: updates listed; 0: none; anything else: an error.
     if !matches!(out.code(), Some(0 | 100)) {
+        if let dnf::DnfOutcome::UnknownRepo(_) =
+            dnf::classify_download(out.code(), &out.stdout, &out.stderr).outcome
+        {
+            return Err(Failure::RepositoryMissing {
+                repository: h.config().repository.to_string(),
+            });
+        }
         return Err(Failure::CommandFailed {
             step: Step::QueryCandidate,
             exit_code: out.code(),
@@ -567,15 +855,29 @@ pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Fai
             }
         })
         .collect();
-    Ok(CheckReport { packages })
+    metadata_fetched(h, &meta);
+    Ok(super::check_report(h, packages, meta.refreshes))
 }
 
 pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, Failure> {
     let q = query_installed(h, Step::FinishInterrupted)?;
     let installed = installed_targets(&q)?;
-    clean_metadata(h, progress)?;
+    let meta = begin_metadata(h, progress);
+    if h.family == Family::Dnf {
+        if let Planned::NothingNewer = plan(h, &meta, &installed, progress)? {
+            progress(Step::Cleanup);
+            return Ok(UpdateReport {
+                changes: Vec::new(),
+                helper_restarting: false,
+            });
+        }
+    }
     let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
-    let resolved = match download(h, &installed, private.path(), progress)? {
+    let downloaded = download(h, &meta, &installed, &private, progress);
+    if downloaded.is_ok() {
+        metadata_fetched(h, &meta);
+    }
+    let resolved = match downloaded? {
         Downloaded::NothingNewer => {
             progress(Step::Cleanup);
             return Ok(UpdateReport {
@@ -604,4 +906,21 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
             .collect(),
         helper_restarting: true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_explicit_false_turns_gpgcheck_off() {
+        for off in ["0", "no", "False", " off ", "NO"] {
+            assert!(explicitly_false(off), "{off:?}");
+        }
+        for on in [
+            "1", "yes", "true", "on", "", "maybe", "0 # off", "disabled", "00",
+        ] {
+            assert!(!explicitly_false(on), "{on:?}");
+        }
+    }
 }

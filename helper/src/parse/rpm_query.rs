@@ -155,6 +155,55 @@ fn formatted_line(tool: &'static str, n: usize, line: &str) -> Result<RpmPackage
     })
 }
 
+/// The `--queryformat` of [`parse_relations`]: the header's `Obsoletes:`
+/// and `Conflicts:` names (what `rpm -qp --obsoletes --conflicts` lists).
+pub const RELATIONS_FORMAT: &str = "[obsoletes %{OBSOLETENAME}\\n][conflicts %{CONFLICTNAME}\\n]";
+
+const RELATIONS_TOOL: &str = "rpm -qp (obsoletes, conflicts)";
+
+/// One `Obsoletes:` or `Conflicts:` name of a package header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    /// `obsoletes` or `conflicts`.
+    pub kind: &'static str,
+    pub name: String,
+}
+
+/// Parses `rpm -qp --queryformat RELATIONS_FORMAT FILE`: one
+/// `obsoletes NAME` / `conflicts NAME` line each, nothing for none.
+pub fn parse_relations(output: &str) -> Result<Vec<Relation>, ParseError> {
+    check_size(RELATIONS_TOOL, output)?;
+    let mut out = Vec::new();
+    for (i, line) in output.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = line.split_once(' ').and_then(|(kind, name)| {
+            let kind = match kind {
+                "obsoletes" => "obsoletes",
+                "conflicts" => "conflicts",
+                _ => return None,
+            };
+            (!name.is_empty() && !name.contains(char::is_whitespace)).then(|| Relation {
+                kind,
+                name: name.to_string(),
+            })
+        });
+        match parsed {
+            Some(r) => out.push(r),
+            None => {
+                return Err(malformed(
+                    RELATIONS_TOOL,
+                    i + 1,
+                    "`obsoletes NAME` or `conflicts NAME`",
+                    line,
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +323,26 @@ mod tests {
             let _ = parse_query(&text);
             let _ = parse_file_query(&text);
         }
+    }
+
+    #[test]
+    fn relations_of_a_header() {
+        let r = parse_relations("obsoletes patchman-tests-victim\nconflicts foo\n").unwrap();
+        assert_eq!(
+            r,
+            vec![
+                Relation {
+                    kind: "obsoletes",
+                    name: "patchman-tests-victim".into()
+                },
+                Relation {
+                    kind: "conflicts",
+                    name: "foo".into()
+                }
+            ]
+        );
+        assert_eq!(parse_relations(""), Ok(vec![]));
+        assert!(parse_relations("requires foo\n").is_err());
+        assert!(parse_relations("obsoletes \n").is_err());
     }
 }

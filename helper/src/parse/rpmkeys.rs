@@ -137,6 +137,30 @@ pub fn parse_checksig(
     Ok(status)
 }
 
+/// The ids of the keys `rpmkeys --checksig -v` (or rpm's own warnings:
+/// `Header V4 RSA/SHA256 Signature, key ID 3cd178d3: NOKEY`) found
+/// missing from the rpm database, lower-case hex, each once. Anything that
+/// is not 8 to 16 hex digits is not an id.
+pub fn nokey_ids(output: &str) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for line in output.lines() {
+        let Some((_, rest)) = line.split_once("key ID ") else {
+            continue;
+        };
+        let Some(id) = rest.strip_suffix(": NOKEY") else {
+            continue;
+        };
+        let id = id.trim();
+        if (8..=16).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let id = id.to_ascii_lowercase();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
 /// What one item of the summary line checks.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -439,6 +463,16 @@ mod tests {
             Ok(Unreadable)
         );
         assert!(Trusted.is_trusted() && !Unsigned.is_trusted());
+    }
+
+    #[test]
+    fn names_the_missing_key() {
+        assert_eq!(
+            nokey_ids(&fixture("rpmkeys_nokey_v.out")),
+            vec!["3cd178d3".to_string()]
+        );
+        assert!(nokey_ids(&fixture("rpmkeys_signed_v.out")).is_empty());
+        assert!(nokey_ids("x key ID zz;rm -rf: NOKEY\nkey ID 12: NOKEY\n").is_empty());
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! | `swapped_in`             | `patchman-client` 1.7.1-1        | conventional                       | `VERSION` says [`EVIL_PAYLOAD`]: what an attacker swaps in |
 //! | `slow`                   | `patchman-client` 1.7.1-1        | conventional                       | postinst touches [`SLOW_MARKER`], sleeps [`SLOW_SECONDS`] s |
 //! | `failing`                | `patchman-client` 1.7.1-1        | conventional                       | postinst prints [`FAILURE_MARKER`] to stderr and exits 1 |
+//! | `replacing`              | `patchman-client` 1.7.1-1, `Conflicts:` and `Replaces:` [`VICTIM`] | conventional | apt would remove the victim |
+//! | `victim`                 | [`VICTIM`] 1.0-1                 | conventional                       | what a test installs |
 //!
 //! # apt repositories
 //!
@@ -29,6 +31,7 @@
 //! | `misnamed` | 1.7.0-1; the index's 1.7.1-1 is `misnamed` (index rewritten: `Package: patchman-client`, the file's true SHA-256) | |
 //! | `slow`     | 1.7.0-1, `slow` 1.7.1-1                  | |
 //! | `failing`  | 1.7.0-1, `failing` 1.7.1-1               | |
+//! | `replacing_repo` | 1.7.0-1, `replacing` 1.7.1-1       | [`VICTIM`] 1.0-1 |
 //!
 //! # rpm packages and repositories ([`ElAttackFixture`])
 //!
@@ -37,6 +40,15 @@
 //! standard signed client 1.7.0-1 and a 1.7.1-1 whose `%post` sleeps
 //! [`SLOW_SECONDS`] s after touching [`SLOW_MARKER`], or prints
 //! [`FAILURE_MARKER`] and exits 1.
+//!
+//! Signed with the fixture's own `atk-el` key, which no sandbox imports
+//! unless a test does ([`ElAttackFixture::key_file`]):
+//!
+//! | field        | packages | note |
+//! |--------------|----------|------|
+//! | `served_key` | client 1.7.1-1 whose `%post` touches [`ATTACKER_POST_MARKER`] | the key file itself at [`SERVED_KEY_FILE`] in the repository's directory: the repository server handing out its own key |
+//! | `obsoleting` | client 1.7.1-1 with `Obsoletes:` [`VICTIM`] | [`ElAttackFixture::victim`] (unsigned) is what a test installs |
+//! | `conflicting`| client 1.7.1-1 with `Conflicts:` [`VICTIM`] | |
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,7 +59,7 @@ use anyhow::{Context, Result};
 use super::apt_repo::{build_repo, native_arch, AptRepo, GpgHome, RepoLayout, RepoSpec};
 use super::deb::DebSpec;
 use super::fixture::{apt_fixture, CLIENT, POSTINST_LOG};
-use super::rpm::{build_rpms, RpmSpec};
+use super::rpm::{build_rpms, export_armored, sign_rpms, RpmSpec};
 use super::rpm_repo::{build_rpm_repo, RpmRepo};
 use crate::cmd;
 
@@ -59,6 +71,14 @@ pub const EVIL_PAYLOAD: &str = "EVIL, NOT VERIFIED\n";
 pub const SLOW_MARKER: &str = "/run/patchman-tests-slow-script-started";
 /// How long the slow maintainer scripts sleep.
 pub const SLOW_SECONDS: u32 = 6;
+/// Touched by the `%post` of the package signed with the served key: the
+/// proof that a key a repository handed out was trusted.
+pub const ATTACKER_POST_MARKER: &str = "/root/patchman-tests-attacker-post-ran";
+/// The served key's file name in the `served_key` repository's directory.
+pub const SERVED_KEY_FILE: &str = "RPM-GPG-KEY-atk-el";
+/// An unrelated installed package that a new client obsoletes or
+/// conflicts with.
+pub const VICTIM: &str = "patchman-tests-victim";
 /// What the failing maintainer scripts print (to stderr) before `exit 1`.
 pub const FAILURE_MARKER: &str = "patchman-tests: postinst cannot configure this system";
 
@@ -73,10 +93,13 @@ pub struct AttackFixture {
     pub swapped_in: PathBuf,
     pub slow: PathBuf,
     pub failing: PathBuf,
+    pub replacing: PathBuf,
+    pub victim: PathBuf,
     pub evil: AptRepo,
     pub misnamed_repo: AptRepo,
     pub slow_repo: AptRepo,
     pub failing_repo: AptRepo,
+    pub replacing_repo: AptRepo,
 }
 
 /// See the module documentation.
@@ -86,6 +109,15 @@ pub struct ElAttackFixture {
     pub repos_root: PathBuf,
     pub slow: RpmRepo,
     pub failing: RpmRepo,
+    pub served_key: RpmRepo,
+    pub obsoleting: RpmRepo,
+    pub conflicting: RpmRepo,
+    /// [`VICTIM`] 1.0-1, unsigned.
+    pub victim: PathBuf,
+    /// The `atk-el` key, ASCII-armored (what `rpm --import` takes).
+    pub key_file: PathBuf,
+    /// Its short id as rpm prints it (`key ID 3cd178d3`).
+    pub key_id: String,
 }
 
 fn parent_dir() -> PathBuf {
@@ -171,6 +203,18 @@ fn build() -> Result<AttackFixture> {
         &format!("#!/bin/sh\necho '{FAILURE_MARKER}' >&2\nexit 1\n"),
     )
     .build(&root.join("failing"))?;
+    std::fs::create_dir_all(root.join("replacing"))?;
+    let replacing = client(
+        "1.7.1-1",
+        "1.7.1-1\n",
+        &format!("#!/bin/sh\n{}", log_line("1.7.1-1")),
+    )
+    .field("Conflicts", VICTIM)
+    .field("Replaces", VICTIM)
+    .build(&root.join("replacing"))?;
+    let victim = DebSpec::new(VICTIM, "1.0-1")
+        .file("/usr/share/patchman-tests-victim/VERSION", "1.0-1\n", 0o644)
+        .build(&debs)?;
     // Embedded name patchman-client-evil, file named as apt names ours.
     let misnamed_dir = root.join("misnamed");
     let built = DebSpec::new(EVIL, "1.7.1-1")
@@ -205,6 +249,10 @@ fn build() -> Result<AttackFixture> {
     )?;
     let slow_repo = repo("atk-slow", &[c170.clone(), slow.clone()])?;
     let failing_repo = repo("atk-failing", &[c170.clone(), failing.clone()])?;
+    let replacing_repo = repo(
+        "atk-replacing",
+        &[c170.clone(), replacing.clone(), victim.clone()],
+    )?;
     let misnamed_repo = repo("atk-misnamed", &[c170, misnamed.clone()])?;
     // The index now says what the file's control does not: rewrite it
     // (name only; size and SHA-256 stay the file's true ones), then the
@@ -250,10 +298,13 @@ fn build() -> Result<AttackFixture> {
         swapped_in,
         slow,
         failing,
+        replacing,
+        victim,
         evil,
         misnamed_repo,
         slow_repo,
         failing_repo,
+        replacing_repo,
     })
 }
 
@@ -286,10 +337,64 @@ fn build_el() -> Result<ElAttackFixture> {
         &[c170, failing[0].clone()],
         None,
     )?;
+    let signed_specs = [
+        RpmSpec::new(CLIENT, "1.7.1-1")
+            .file("/usr/share/patchman-client/VERSION", "1.7.1-1\n")
+            .post(&format!("touch {ATTACKER_POST_MARKER}")),
+        RpmSpec::new(CLIENT, "1.7.1-1")
+            .file("/usr/share/patchman-client/VERSION", "1.7.1-1\n")
+            .tag("Obsoletes", VICTIM),
+        RpmSpec::new(CLIENT, "1.7.1-1")
+            .file("/usr/share/patchman-client/VERSION", "1.7.1-1\n")
+            .tag("Conflicts", VICTIM),
+    ];
+    let served = build_rpms(&signed_specs[..1], &root.join("served"))?;
+    let obsoleting = build_rpms(&signed_specs[1..2], &root.join("obsoleting"))?;
+    let conflicting = build_rpms(&signed_specs[2..], &root.join("conflicting"))?;
+    let victim = build_rpms(
+        &[RpmSpec::new(VICTIM, "1.0-1")
+            .file("/usr/share/patchman-tests-victim/VERSION", "1.0-1\n")],
+        &root.join("victim"),
+    )?
+    .remove(0);
+    let gpg_dir = tempfile::Builder::new().prefix("pmatkel").tempdir()?;
+    let gpg = GpgHome::new(gpg_dir.path())?;
+    let key = gpg.generate_key("atk-el", &root.join("keys"))?;
+    let signed: Vec<PathBuf> = served
+        .iter()
+        .chain(&obsoleting)
+        .chain(&conflicting)
+        .cloned()
+        .collect();
+    sign_rpms(gpg_dir.path(), &key, &signed)?;
+    let key_file = root.join("keys").join(SERVED_KEY_FILE);
+    let key_id = key.fingerprint[key.fingerprint.len().saturating_sub(8)..].to_ascii_lowercase();
+    export_armored(gpg_dir.path(), &key, &key_file)?;
+    drop(gpg);
+    let served_key = build_rpm_repo(&repos_root, "atk-el-served-key", &served, Some("atk-el"))?;
+    std::fs::copy(&key_file, served_key.dir.join(SERVED_KEY_FILE))?;
+    let obsoleting = build_rpm_repo(
+        &repos_root,
+        "atk-el-obsoleting",
+        &obsoleting,
+        Some("atk-el"),
+    )?;
+    let conflicting = build_rpm_repo(
+        &repos_root,
+        "atk-el-conflicting",
+        &conflicting,
+        Some("atk-el"),
+    )?;
     Ok(ElAttackFixture {
         root,
         repos_root,
         slow,
         failing,
+        served_key,
+        obsoleting,
+        conflicting,
+        victim,
+        key_file,
+        key_id,
     })
 }

@@ -31,6 +31,8 @@ pub struct RpmSpec {
     pub config_files: Vec<(String, String)>,
     /// The `%post` scriptlet's body (run by `/bin/sh`), if any.
     pub post: Option<String>,
+    /// Other dependency tags, as written: `("Obsoletes", "victim")`.
+    pub tags: Vec<(String, String)>,
 }
 
 impl RpmSpec {
@@ -44,6 +46,7 @@ impl RpmSpec {
             files: Vec::new(),
             config_files: Vec::new(),
             post: None,
+            tags: Vec::new(),
         }
     }
 
@@ -56,6 +59,12 @@ impl RpmSpec {
     /// Adds a `Provides:`.
     pub fn provides(mut self, what: &str) -> Self {
         self.provides.push(what.to_owned());
+        self
+    }
+
+    /// Adds a dependency tag: `tag("Obsoletes", "victim")`.
+    pub fn tag(mut self, tag: &str, value: &str) -> Self {
+        self.tags.push((tag.to_owned(), value.to_owned()));
         self
     }
 
@@ -109,6 +118,7 @@ impl RpmSpec {
             .into_iter()
             .chain(&self.requires)
             .chain(&self.provides)
+            .chain(self.tags.iter().flat_map(|(t, v)| [t, v]))
         {
             if !safe(s) {
                 bail!("{s:?} is not usable in a test spec");
@@ -130,6 +140,9 @@ impl RpmSpec {
         }
         for p in &self.provides {
             t.push_str(&format!("Provides: {p}\n"));
+        }
+        for (tag, value) in &self.tags {
+            t.push_str(&format!("{tag}: {value}\n"));
         }
         t.push_str(&format!(
             "\n%description\n{} test package {}, built by the patchman-tests sandbox.\n\n%install\n",

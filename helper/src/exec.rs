@@ -315,7 +315,8 @@ impl Output {
     }
 
     /// The last `max` bytes of stderr (or stdout if stderr is empty),
-    /// trimmed to whole characters: what a person needs to see.
+    /// trimmed to whole characters, control characters escaped: what a
+    /// person needs to see, and nothing a terminal would act on.
     pub fn excerpt(&self, max: usize) -> String {
         let text = if self.stderr.trim().is_empty() {
             &self.stdout
@@ -327,7 +328,7 @@ impl Output {
         while !text.is_char_boundary(start) {
             start += 1;
         }
-        text[start..].to_string()
+        patchman_shared::escape_controls(&text[start..]).into_owned()
     }
 }
 
@@ -714,6 +715,27 @@ mod tests {
             r#"dpkg-query -W -f "${Package}\t${Version}\n" "a b" """#
         );
         assert!(!cmd.display().contains('\n'));
+    }
+
+    #[test]
+    fn a_scripts_terminal_escapes_never_reach_the_excerpt() {
+        // As a maintainer script would print them: clear the screen, set
+        // the title, write the clipboard (OSC 52), overwrite the line, and
+        // an 8-bit CSI.
+        let out = run_program(
+            Path::new("/bin/sh"),
+            &[
+                "-c",
+                r"printf 'ok\033[2J\033]0;t\007\033]52;c;aGk=\007\rX\302\2332J\n' >&2; exit 1",
+            ],
+            LONG,
+            OnTimeout::Kill,
+            OUTPUT_CAP,
+        );
+        assert!(out.stderr.contains('\u{1b}'), "the raw capture keeps them");
+        let e = out.excerpt(200);
+        assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+        assert_eq!(e, r"ok\x1b[2J\x1b]0;t\x07\x1b]52;c;aGk=\x07\rX\x9b2J");
     }
 
     #[test]

@@ -573,3 +573,52 @@ fn the_agent_drops_capabilities_it_was_given() {
         "{control:?}"
     );
 }
+
+#[test]
+fn status_prints_planted_escape_sequences_escaped() {
+    let h = Helper::start();
+    let state_dir = h.dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    // What a compromised `patchman` could write into its own state file:
+    // clear the screen, set the title, write the clipboard (OSC 52), hide
+    // text, return to the line start, and an 8-bit CSI (U+009B).
+    let hostile = "\u{1b}[2J\u{1b}]0;owned\u{7}\u{1b}]52;c;aGk=\u{7}\u{1b}[8mhidden\r\u{9b}2J";
+    let state = serde_json::json!({
+        "last_error": hostile,
+        "last_error_at": 1_700_000_000u64,
+        "last_result": hostile,
+        "last_result_detail": hostile,
+        "last_check": 1_700_000_000u64,
+    });
+    std::fs::write(state_dir.join("state.json"), state.to_string()).unwrap();
+    let run = |json: bool| {
+        let mut args = vec!["--state-dir", state_dir.to_str().unwrap(), "status"];
+        if json {
+            args.push("--json");
+        }
+        let out = h.agent(&args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let human = run(false);
+    let raw: Vec<char> = human
+        .chars()
+        .filter(|c| c.is_control() && *c != '\n')
+        .collect();
+    assert!(
+        raw.is_empty(),
+        "control characters reached the terminal: {raw:?}\n{human}"
+    );
+    assert!(
+        human.contains(r"last error:") && human.contains(r"\x1b[2J\x1b]0;owned\x07"),
+        "shown escaped: {human}"
+    );
+    assert!(human.contains(r"hidden\r\x9b2J"), "{human}");
+    let json = run(true);
+    assert!(
+        !json.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters in JSON output: {json:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["last_error"], hostile, "JSON keeps the exact string");
+}

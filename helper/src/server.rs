@@ -141,7 +141,7 @@ pub fn activated_socket() -> Result<Option<UnixListener>, SocketError> {
 
 /// Creates the socket at `path`: the directory (if missing) `0750
 /// root:<agent group>`, the socket `0660 root:<agent group>`. An existing
-/// directory must be root-owned and not writable by others unless sticky;
+/// directory must be root-owned and writable by no one else, sticky or not;
 /// a stale socket is replaced, anything else at the path is refused.
 pub fn bind(path: &Path, gid: Gid) -> Result<Bound, SocketError> {
     let io_err = |what, path: &Path| {
@@ -172,11 +172,12 @@ pub fn bind(path: &Path, gid: Gid) -> Result<Bound, SocketError> {
                 Some("not a directory")
             } else if m.uid() != 0 {
                 Some("not owned by root")
-            } else if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
-                // Writable by others without the sticky bit: anyone could
-                // replace our socket. (A sticky directory such as /tmp is
-                // fine: only root may remove or rename root's socket.)
-                Some("group- or world-writable (and not sticky)")
+            } else if m.mode() & 0o022 != 0 {
+                // Writable by others: without the sticky bit anyone could
+                // replace our socket; with it (/tmp) they cannot, but they
+                // can bind the path first, before we start, and serve the
+                // agent invented replies. Only a directory of root's alone.
+                Some("group- or world-writable (sticky or not); use a directory only root can write, such as /run/patchman")
             } else {
                 None
             };

@@ -437,43 +437,159 @@ fn the_agent_refuses_root_and_explains_an_unreachable_helper() {
 }
 
 #[test]
-fn a_sticky_world_writable_directory_like_tmp_is_accepted() {
+fn a_sticky_world_writable_directory_like_tmp_is_refused() {
     require_root();
+    // In /tmp another user can bind the path before the helper starts and
+    // serve the agent; the helper will not use such a directory.
     let name = format!("/tmp/patchman-helper-test-{}.sock", std::process::id());
-    let socket = PathBuf::from(&name);
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(workspace_bin("patchman-helper"))
-        .args([
-            "--socket",
-            &name,
-            "--agent-user",
-            AGENT,
-            "--config",
-            "/nonexistent.ini",
-        ])
-        .stderr(log.reopen().unwrap())
-        .spawn()
+    let mut cmd = Command::new(workspace_bin("patchman-helper"));
+    cmd.args([
+        "--socket",
+        &name,
+        "--agent-user",
+        AGENT,
+        "--config",
+        "/nonexistent.ini",
+    ]);
+    let out = output_within(cmd, Duration::from_secs(10));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("unsafe socket directory /tmp"), "{err}");
+    assert!(err.contains("sticky or not"), "{err}");
+    assert!(!Path::new(&name).exists());
+}
+
+/// A relay a compromised (or any other) non-root account could run: it
+/// listens on `listen` and forwards every connection, both ways, to the
+/// real helper at `target`.
+const RELAY: &str = r#"
+import os, socket, sys, threading
+listen, target = sys.argv[1], sys.argv[2]
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(listen)
+os.chmod(listen, 0o666)
+srv.listen(8)
+print("listening", flush=True)
+def pump(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+while True:
+    c, _ = srv.accept()
+    u = socket.socket(socket.AF_UNIX)
+    u.connect(target)
+    threading.Thread(target=pump, args=(c, u), daemon=True).start()
+    threading.Thread(target=pump, args=(u, c), daemon=True).start()
+"#;
+
+#[test]
+fn the_agent_refuses_a_relay_that_is_not_root() {
+    let h = Helper::start();
+    // The relay runs as the agent's own uid, so the real helper serves it:
+    // only the agent's check of who listens can tell it from the helper.
+    let relay_dir = h.dir.path().join("relay");
+    std::fs::create_dir(&relay_dir).unwrap();
+    nix::unistd::chown(
+        &relay_dir,
+        Some(nix::unistd::Uid::from_raw(AGENT_UID)),
+        Some(nix::unistd::Gid::from_raw(AGENT_GID)),
+    )
+    .unwrap();
+    let relay_sock = relay_dir.join("helper.sock");
+    let mut relay = KillOnDrop(
+        Command::new("/usr/bin/python3")
+            .args(["-c", RELAY])
+            .arg(&relay_sock)
+            .arg(&h.socket)
+            .uid(AGENT_UID)
+            .gid(AGENT_GID)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (in tests/ci.sh's packages)"),
+    );
+    let mut line = String::new();
+    BufReader::new(relay.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
         .unwrap();
-    let t0 = Instant::now();
-    while !socket.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "{}",
-            std::fs::read_to_string(log.path()).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = Command::new(workspace_bin("patchman-agent"))
-        .args(["--socket", &name, "status", "--json"])
+    assert_eq!(line.trim(), "listening");
+    // Control: the relay really reaches the helper and is served.
+    let out = Command::new(workspace_bin("probe"))
+        .arg(&relay_sock)
+        .args(["hello", "recv"])
         .uid(AGENT_UID)
         .gid(AGENT_GID)
         .output()
         .unwrap();
-    let json = status_json(&out);
-    assert_eq!(json["family"], "apt");
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    assert!(!socket.exists());
+    let probe = String::from_utf8_lossy(&out.stdout);
+    assert!(probe.contains("reply Welcome"), "relay forwards: {probe}");
+    let out = Command::new(workspace_bin("patchman-agent"))
+        .arg("--socket")
+        .arg(&relay_sock)
+        .args(["status", "--json"])
+        .uid(AGENT_UID)
+        .gid(AGENT_GID)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the agent used the relay: {out:?}"
+    );
+    assert!(
+        err.contains(&format!("runs as uid {AGENT_UID}, not root")),
+        "{err}"
+    );
+    assert!(err.contains("it is not patchman-helper"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing printed as the helper's");
+    // The same agent through the real socket is served.
+    status_json(&h.agent(&["status", "--json"]));
+}
+
+/// Runs `cmd` to its end, or kills it after `limit` and fails the test.
+fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // Not reaped yet (the waiting thread holds it): the pid is ours.
+            let _ = kill(pid, Signal::SIGKILL);
+            let out = rx.recv().unwrap().unwrap();
+            panic!(
+                "still running after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// A process the test started, killed and reaped however the test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]

@@ -20,7 +20,7 @@ use interprocess::os::unix::uds_local_socket::Stream;
 use patchman_shared::{Failure, FrameError, Reply, Request, PROTOCOL_VERSION};
 
 use crate::family;
-use crate::server::{self, Slots};
+use crate::server::{self, PeerEvent, Slots};
 use crate::Helper;
 
 /// Where a connection is in its short life.
@@ -68,7 +68,9 @@ impl Connection<'_> {
         match server::send(self.stream, reply) {
             Ok(()) => true,
             Err(e) => {
-                tracing::info!(conn = self.id, error = %e, "cannot answer the peer");
+                // Debug: a flood of peers that hang up at once must not
+                // become a flood of lines (the per-peer summary counts them).
+                tracing::debug!(conn = self.id, error = %e, "cannot answer the peer");
                 false
             }
         }
@@ -84,17 +86,22 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
             return;
         }
     };
+    let log = &helper.peer_log;
+    if log.note(uid, PeerEvent::Connection) {
+        tracing::debug!(conn = conn.id, peer_uid = uid, peer_pid = pid, "accepted");
+    }
     if uid != helper.agent_uid {
-        tracing::warn!(
-            conn = conn.id,
-            peer_uid = uid,
-            peer_pid = pid,
-            "denied: not the agent user"
-        );
+        if log.note(uid, PeerEvent::Denied) {
+            tracing::warn!(
+                conn = conn.id,
+                peer_uid = uid,
+                peer_pid = pid,
+                "denied: not the agent user"
+            );
+        }
         conn.send(&Reply::Denied);
         return;
     }
-    tracing::debug!(conn = conn.id, peer_uid = uid, peer_pid = pid, "accepted");
     let mut state = State::AwaitingHello;
     loop {
         conn.slots.set_idle(conn.id, true);
@@ -102,7 +109,9 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
             Ok(r) => r,
             Err(FrameError::Closed) => return,
             Err(e) => {
-                tracing::warn!(conn = conn.id, peer_uid = uid, peer_pid = pid, error = %e, "bad or missing frame; closing");
+                if log.note(uid, PeerEvent::BadFrame) {
+                    tracing::warn!(conn = conn.id, peer_uid = uid, peer_pid = pid, error = %e, "bad or missing frame; closing");
+                }
                 if !matches!(e, FrameError::Io(_)) {
                     conn.send(&Reply::Failed(Failure::Protocol {
                         detail: e.to_string(),
@@ -139,7 +148,9 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
             Route::Status => {
                 let Some(_slot) = helper.try_query() else {
                     conn.send(&Reply::Busy);
-                    log_request(uid, pid, &request, "busy", started);
+                    if log.note(uid, PeerEvent::Routine) {
+                        log_request(uid, pid, &request, "busy", started);
+                    }
                     continue;
                 };
                 let reply = match family::status(helper) {
@@ -152,7 +163,9 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
             Route::Check | Route::Update => {
                 let Some(exclusive) = helper.try_exclusive() else {
                     conn.send(&Reply::Busy);
-                    log_request(uid, pid, &request, "busy", started);
+                    if log.note(uid, PeerEvent::Routine) {
+                        log_request(uid, pid, &request, "busy", started);
+                    }
                     continue;
                 };
                 // Progress frames are best effort: a peer that went away
@@ -191,7 +204,10 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                 continue;
             }
         };
-        log_request(uid, pid, &request, &outcome, started);
+        // Check and Update are logged above, always: the audit lines.
+        if log.note(uid, PeerEvent::Routine) {
+            log_request(uid, pid, &request, &outcome, started);
+        }
         if !keep_open {
             return;
         }

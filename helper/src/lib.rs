@@ -127,6 +127,8 @@ pub struct Helper {
     queries: std::sync::atomic::AtomicUsize,
     /// Run before the process exits (removes the socket we created).
     on_exit: Box<dyn Fn() + Send + Sync>,
+    /// Bounds the log lines of each peer (see [`server::PeerLog`]).
+    pub(crate) peer_log: server::PeerLog,
 }
 
 impl Helper {
@@ -149,6 +151,7 @@ impl Helper {
             exclusive: Mutex::new(()),
             queries: std::sync::atomic::AtomicUsize::new(0),
             on_exit,
+            peer_log: server::PeerLog::new(server::PEER_LOG_WINDOW),
         }
     }
 

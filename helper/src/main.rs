@@ -73,14 +73,27 @@ fn parse_args() -> Result<Option<Args>> {
     Ok(Some(args))
 }
 
+/// Info by default, in the journal and on stderr alike; debug (every
+/// accepted connection, every peer that hung up) with
+/// `PATCHMAN_HELPER_LOG=debug` in the environment (`systemctl edit
+/// patchman-helper.service`: `Environment=PATCHMAN_HELPER_LOG=debug`).
 fn init_logging() {
+    use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::prelude::*;
+    let level = match std::env::var("PATCHMAN_HELPER_LOG").as_deref() {
+        Ok("debug") => LevelFilter::DEBUG,
+        _ => LevelFilter::INFO,
+    };
     let under_systemd =
         std::env::var_os("JOURNAL_STREAM").is_some() || std::env::var_os("INVOCATION_ID").is_some();
     if under_systemd {
         if let Ok(journald) = tracing_journald::layer() {
             tracing_subscriber::registry()
-                .with(journald.with_syslog_identifier("patchman-helper".into()))
+                .with(
+                    journald
+                        .with_syslog_identifier("patchman-helper".into())
+                        .with_filter(level),
+                )
                 .init();
             return;
         }
@@ -89,7 +102,7 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false)
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(level)
         .init();
 }
 

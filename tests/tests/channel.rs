@@ -738,3 +738,91 @@ fn status_prints_planted_escape_sequences_escaped() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["last_error"], hostile, "JSON keeps the exact string");
 }
+
+/// Connects `n` times as the agent's uid and sends an oversized length
+/// prefix on each: `n` bad frames.
+const BAD_FRAME_FLOOD: &str = r#"
+import socket, sys
+path, n = sys.argv[1], int(sys.argv[2])
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    try:
+        s.sendall(b"\xff\xff\xff\xff")
+        s.recv(64)
+    except OSError:
+        pass
+    s.close()
+print("done", flush=True)
+"#;
+
+#[test]
+fn a_connection_flood_is_summarised_per_peer_and_another_uids_denial_still_logged() {
+    use std::os::unix::net::UnixStream;
+    let h = Helper::start();
+    let started_lines = h.log().lines().count();
+    // Root is not the agent: 3000 denied connections from this process.
+    let t0 = Instant::now();
+    for _ in 0..3000 {
+        let s = UnixStream::connect(&h.socket).unwrap();
+        drop(s);
+    }
+    // And 1000 bad frames from the agent's own uid.
+    let flood = Command::new("/usr/bin/python3")
+        .args(["-c", BAD_FRAME_FLOOD])
+        .arg(&h.socket)
+        .arg("1000")
+        .uid(AGENT_UID)
+        .gid(AGENT_GID)
+        .output()
+        .expect("python3");
+    assert_eq!(
+        String::from_utf8_lossy(&flood.stdout).trim(),
+        "done",
+        "{flood:?}"
+    );
+    let flood_took = t0.elapsed();
+    // During the flood's window: another uid (in the socket's group) is
+    // denied, and its line is there.
+    let out = h.probe(12345, AGENT_GID, &["hello", "recv"]);
+    assert!(out.contains("reply Denied"), "{out}");
+    // The window ends (10 s): a summary line per flooding uid. (Some of
+    // root's connections find the table full and are refused before their
+    // uid is read: those are counted without one.)
+    let t1 = Instant::now();
+    while !(summed(&h.log(), "peer_uid=0 ", "denied") >= 1000
+        && summed(&h.log(), "peer_uid=65534 ", "bad_frames") >= 500)
+    {
+        assert!(
+            t1.elapsed() < Duration::from_secs(25),
+            "no summaries:\n{}",
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = h.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("denied: not the agent user") && l.contains("peer_uid=12345")),
+        "the other uid's denial is logged:\n{log}"
+    );
+    let lines = log.lines().count() - started_lines;
+    assert!(
+        lines <= 40,
+        "{lines} log lines for 4001 connections in {flood_took:?}:\n{log}"
+    );
+    // The helper still serves the agent.
+    status_json(&h.agent(&["status", "--json"]));
+}
+
+/// The sum of `field=N` over the peer summary lines that contain `peer`.
+fn summed(log: &str, peer: &str, field: &str) -> u64 {
+    let key = format!(" {field}=");
+    log.lines()
+        .filter(|l| l.contains("peer summary") && l.contains(peer))
+        .filter_map(|l| {
+            let rest = &l[l.find(&key)? + key.len()..];
+            rest.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}

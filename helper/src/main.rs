@@ -117,6 +117,9 @@ fn run() -> Result<()> {
     let Some(args) = parse_args()? else {
         return Ok(());
     };
+    // First: which file is running, before a package manager could
+    // replace it (serve exits when it is).
+    let own_binary = server::OwnBinary::at_start();
     // Before any thread exists: the socket from systemd, and the signals
     // we handle synchronously in one thread (children get a clean mask).
     let activated = server::activated_socket()?;
@@ -187,6 +190,10 @@ fn run() -> Result<()> {
             .context("starting the signal thread")?;
     }
 
-    server::serve(&bound, Arc::clone(&helper)).context("accepting connections")?;
+    let own_binary = own_binary
+        .map_err(|e| tracing::warn!(error = %e, "cannot read /proc/self/exe: a replaced binary will not be noticed"))
+        .ok();
+    server::serve(&bound, Arc::clone(&helper), own_binary.as_ref())
+        .context("accepting connections")?;
     helper.exit(0)
 }

@@ -408,6 +408,15 @@ impl Slots {
     pub(crate) fn count(&self) -> usize {
         self.lock().1.len()
     }
+
+    /// Connections running a request now (not waiting for a frame).
+    fn busy(&self) -> usize {
+        self.lock()
+            .1
+            .values()
+            .filter(|s| s.idle_since.is_none())
+            .count()
+    }
 }
 
 /// Reads from a stream with a deadline for the whole frame, however the
@@ -444,15 +453,70 @@ pub(crate) fn send(stream: &Stream, reply: &Reply) -> Result<(), FrameError> {
     write_frame(&mut s, reply)
 }
 
+/// The helper's own executable as it was at start. A person's `dpkg -i`
+/// or `rpm -U` renames a new file over it; the running process would go on
+/// serving from the old, deleted one (perhaps the vulnerable one the
+/// upgrade fixed) for as long as connections keep it from going idle.
+#[derive(Debug, Clone)]
+pub struct OwnBinary {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl OwnBinary {
+    /// Reads `/proc/self/exe`: the path we were started from and the file
+    /// that is running. Call at start, before anything could replace it.
+    pub fn at_start() -> io::Result<OwnBinary> {
+        let path = fs::read_link("/proc/self/exe")?;
+        let running = fs::metadata("/proc/self/exe")?;
+        Ok(OwnBinary {
+            path,
+            dev: running.dev(),
+            ino: running.ino(),
+        })
+    }
+
+    /// Whether the path now names another file, or none (one `stat`).
+    pub fn replaced(&self) -> bool {
+        match fs::metadata(&self.path) {
+            Ok(m) => (m.dev(), m.ino()) != (self.dev, self.ino),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// How long a replaced helper waits for requests other than `Check` and
+/// `Update` (which it always waits for) to be answered before it exits.
+const DRAIN_FOR: Duration = Duration::from_secs(30);
+
 /// The accept loop. Returns only when the listener fails, or (socket
-/// activation) when idle for `limits.idle_exit`.
-pub fn serve(bound: &Bound, helper: Arc<Helper>) -> io::Result<()> {
+/// activation) when idle for `limits.idle_exit`. With `own_binary`, exits
+/// the process (0) once that file is replaced on disk, after any running
+/// request: checked at every wake, at least every `limits.tick`.
+pub fn serve(bound: &Bound, helper: Arc<Helper>, own_binary: Option<&OwnBinary>) -> io::Result<()> {
     let listener = Listener::from(bound.listener().try_clone()?);
     let slots = Arc::new(Slots::default());
     let mut last_activity = Instant::now();
     loop {
         let readable = wait_readable(bound.listener(), helper.limits.tick)?;
         helper.peer_log.flush_if_due();
+        if let Some(own) = own_binary.filter(|o| o.replaced()) {
+            tracing::info!(
+                path = %own.path().display(),
+                "this program was replaced on disk (a package upgrade): exiting after any running request, so the next connection runs the new one"
+            );
+            let drain_end = Instant::now() + DRAIN_FOR;
+            while slots.busy() > 0 && Instant::now() < drain_end {
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _held = helper.wait_exclusive();
+            helper.exit(0);
+        }
         if !readable {
             if slots.count() > 0 || helper.update_running() {
                 last_activity = Instant::now();

@@ -826,3 +826,66 @@ fn summed(log: &str, peer: &str, field: &str) -> u64 {
         })
         .sum()
 }
+
+#[test]
+fn the_helper_exits_0_once_its_binary_is_replaced_on_disk() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A copy of the helper, replaced as dpkg and rpm replace a file: a new
+    // file renamed over the old path.
+    let installed = dir.path().join("patchman-helper");
+    std::fs::copy(workspace_bin("patchman-helper"), &installed).unwrap();
+    let socket = dir.path().join("run/helper.sock");
+    let log = dir.path().join("helper.log");
+    let child = Command::new(&installed)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--agent-user", AGENT, "--config", "/nonexistent.ini"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let t0 = Instant::now();
+    while !socket.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "helper did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let agent = |socket: &Path| {
+        Command::new(workspace_bin("patchman-agent"))
+            .arg("--socket")
+            .arg(socket)
+            .args(["status", "--json"])
+            .uid(AGENT_UID)
+            .gid(AGENT_GID)
+            .output()
+            .unwrap()
+    };
+    status_json(&agent(&socket));
+    // Some seconds of ordinary service: the helper stays.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(child.0.try_wait().unwrap().is_none(), "exited unprompted");
+    status_json(&agent(&socket));
+    let staged = dir.path().join(".patchman-helper.dpkg-new");
+    std::fs::copy(workspace_bin("patchman-helper"), &staged).unwrap();
+    std::fs::rename(&staged, &installed).unwrap();
+    let t1 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(10),
+            "still serving 10 s after its binary was replaced:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("replaced on disk"), "{text}");
+    assert!(!socket.exists(), "the socket it created is removed");
+}

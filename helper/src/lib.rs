@@ -46,6 +46,16 @@ pub enum StartError {
     UnknownUser(String),
     RootAgent(String),
     Lookup(String, nix::Error),
+    /// The agent account is not a system account: a login user (or a
+    /// directory user) named like the agent must not be served as root's
+    /// one peer.
+    NotSystemUser {
+        name: String,
+        uid: u32,
+        range: std::ops::RangeInclusive<u32>,
+    },
+    /// `/etc/login.defs` could not be read or has a bad system range.
+    LoginDefs(String),
     Family(os_release::DetectError),
     Program(exec::ExecError),
     Config(config::ConfigError),
@@ -65,6 +75,13 @@ impl fmt::Display for StartError {
                 "agent user {u:?} is root; the agent must be unprivileged"
             ),
             StartError::Lookup(u, e) => write!(f, "cannot look up user {u:?}: {e}"),
+            StartError::NotSystemUser { name, uid, range } => write!(
+                f,
+                "agent user {name:?} has uid {uid}, outside the system range {}..={} (SYS_UID_MIN..SYS_UID_MAX in {LOGIN_DEFS}): it is not a system account; remove or rename it and create the agent with `adduser --system {name}`",
+                range.start(),
+                range.end()
+            ),
+            StartError::LoginDefs(why) => write!(f, "{LOGIN_DEFS}: {why}"),
             StartError::Family(e) => write!(f, "{e}"),
             StartError::Program(e) => write!(f, "{e}"),
             StartError::Config(e) => write!(f, "{e}"),
@@ -75,13 +92,57 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Looks up the agent user by name; refuses root.
-pub fn agent_user(name: &str) -> Result<AgentUser, StartError> {
+/// Where the system uid range is defined.
+pub const LOGIN_DEFS: &str = "/etc/login.defs";
+/// The range when `login.defs` does not set it (Debian's adduser.conf and
+/// shadow's documented defaults).
+pub const DEFAULT_SYS_UIDS: std::ops::RangeInclusive<u32> = 100..=999;
+
+/// `SYS_UID_MIN..=SYS_UID_MAX` from the text of `login.defs`; a key it
+/// does not set has its default. A value that is not a number is an
+/// error, not a default: the range decides whom root serves.
+pub fn system_uid_range(text: &str) -> Result<std::ops::RangeInclusive<u32>, String> {
+    let (mut min, mut max) = (*DEFAULT_SYS_UIDS.start(), *DEFAULT_SYS_UIDS.end());
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(key), value) = (words.next(), words.next()) else {
+            continue;
+        };
+        let slot = match key {
+            "SYS_UID_MIN" => &mut min,
+            "SYS_UID_MAX" => &mut max,
+            _ => continue,
+        };
+        *slot = value
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{key} is not a number: {:?}", line.trim()))?;
+    }
+    if min > max {
+        return Err(format!("SYS_UID_MIN {min} is above SYS_UID_MAX {max}"));
+    }
+    Ok(min..=max)
+}
+
+/// Looks up the agent user by name; refuses root and any account outside
+/// the system uid range of `login_defs`.
+pub fn agent_user(name: &str, login_defs: &Path) -> Result<AgentUser, StartError> {
     let user = User::from_name(name)
         .map_err(|e| StartError::Lookup(name.to_string(), e))?
         .ok_or_else(|| StartError::UnknownUser(name.to_string()))?;
     if user.uid.is_root() {
         return Err(StartError::RootAgent(name.to_string()));
+    }
+    let range = match patchman_shared::read_config(login_defs) {
+        Ok(Some(text)) => system_uid_range(&text).map_err(StartError::LoginDefs)?,
+        Ok(None) => DEFAULT_SYS_UIDS,
+        Err(e) => return Err(StartError::LoginDefs(e.to_string())),
+    };
+    if !range.contains(&user.uid.as_raw()) {
+        return Err(StartError::NotSystemUser {
+            name: name.to_string(),
+            uid: user.uid.as_raw(),
+            range,
+        });
     }
     Ok(AgentUser {
         name: name.to_string(),
@@ -229,6 +290,21 @@ mod tests {
             Config::default(),
             Box::new(|| {}),
         )
+    }
+
+    #[test]
+    fn the_system_uid_range_of_login_defs() {
+        assert_eq!(system_uid_range(""), Ok(100..=999));
+        // Debian's shipped file comments both keys out.
+        let debian = "UID_MIN\t\t\t 1000\nUID_MAX\t\t\t60000\n#SYS_UID_MIN\t\t  100\n#SYS_UID_MAX\t\t  999\n";
+        assert_eq!(system_uid_range(debian), Ok(100..=999));
+        assert_eq!(
+            system_uid_range("SYS_UID_MIN 201\nSYS_UID_MAX   499 # x\n"),
+            Ok(201..=499)
+        );
+        assert!(system_uid_range("SYS_UID_MAX lots\n").is_err());
+        assert!(system_uid_range("SYS_UID_MAX\n").is_err());
+        assert!(system_uid_range("SYS_UID_MIN 900\nSYS_UID_MAX 100\n").is_err());
     }
 
     #[test]

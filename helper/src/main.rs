@@ -133,7 +133,10 @@ fn run() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Err(StartError::NotRoot.into());
     }
-    let agent = patchman_helper::agent_user(&args.agent_user)?;
+    let agent = patchman_helper::agent_user(
+        &args.agent_user,
+        std::path::Path::new(patchman_helper::LOGIN_DEFS),
+    )?;
     let family = os_release::detect(std::path::Path::new("/")).map_err(StartError::Family)?;
     let programs =
         exec::Programs::resolve(patchman_helper::tools_for(family)).map_err(StartError::Program)?;

@@ -19,6 +19,47 @@ const AGENT: &str = "nobody";
 const AGENT_UID: u32 = 65534;
 const AGENT_GID: u32 = 65534;
 
+/// The command line that runs `program` with a `login.defs` whose system
+/// uid range includes `nobody`, this file's agent (the host's own puts
+/// 65534 outside it, and the helper refuses such an agent, as
+/// `the_helper_refuses_to_start_wrongly` checks): in a private mount
+/// namespace, over the real one. `unshare` and `sh` exec in place, so the
+/// helper keeps the pid (signals, `LISTEN_PID`).
+fn helper_command_line(program: &Path) -> Vec<std::ffi::OsString> {
+    // Written once per run: tests in parallel must never see it empty.
+    static DEFS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let defs = DEFS.get_or_init(|| {
+        let defs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("channel-login.defs");
+        let staged = defs.with_extension(format!("{}", std::process::id()));
+        std::fs::write(&staged, "SYS_UID_MIN 100\nSYS_UID_MAX 65534\n").unwrap();
+        std::fs::rename(&staged, &defs).unwrap();
+        defs
+    });
+    let mut line: Vec<std::ffi::OsString> = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        r#"mount --bind "$0" /etc/login.defs && exec "$@""#,
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    line.push(defs.into());
+    line.push(program.into());
+    line
+}
+
+fn helper_command(program: &Path) -> Command {
+    let line = helper_command_line(program);
+    let mut cmd = Command::new(&line[0]);
+    cmd.args(&line[1..]);
+    cmd
+}
+
 fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -46,7 +87,7 @@ impl Helper {
         let config = dir.path().join("patchman.ini");
         std::fs::write(&config, "[updates]\nrepository = patchman\n").unwrap();
         let log = dir.path().join("helper.log");
-        let child = Command::new(workspace_bin("patchman-helper"))
+        let child = helper_command(&workspace_bin("patchman-helper"))
             .arg("--socket")
             .arg(&socket)
             .arg("--config")
@@ -381,8 +422,12 @@ fn the_helper_refuses_to_start_wrongly() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/helper.sock");
     let run = |uid: u32, args: &[&str]| {
-        Command::new(workspace_bin("patchman-helper"))
-            .arg("--socket")
+        let mut cmd = if uid == 0 {
+            helper_command(&workspace_bin("patchman-helper"))
+        } else {
+            Command::new(workspace_bin("patchman-helper"))
+        };
+        cmd.arg("--socket")
             .arg(&socket)
             .args(args)
             .uid(uid)
@@ -398,6 +443,22 @@ fn the_helper_refuses_to_start_wrongly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
     let out = run(0, &["--bogus"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument"));
+    // With the host's own login.defs (Debian: 100..999), `nobody` (65534)
+    // is not a system account: refused, as a login user `patchman` is.
+    let out = Command::new(workspace_bin("patchman-helper"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--agent-user", AGENT])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("agent user \"nobody\" has uid 65534, outside the system range 100..=999"),
+        "{err}"
+    );
+    assert!(err.contains("adduser --system"), "{err}");
+    assert!(!Path::new(&socket).exists());
     // A world-writable socket directory is refused.
     std::fs::create_dir(dir.path().join("run")).unwrap();
     std::fs::set_permissions(
@@ -442,7 +503,7 @@ fn a_sticky_world_writable_directory_like_tmp_is_refused() {
     // In /tmp another user can bind the path before the helper starts and
     // serve the agent; the helper will not use such a directory.
     let name = format!("/tmp/patchman-helper-test-{}.sock", std::process::id());
-    let mut cmd = Command::new(workspace_bin("patchman-helper"));
+    let mut cmd = helper_command(&workspace_bin("patchman-helper"));
     cmd.args([
         "--socket",
         &name,
@@ -604,7 +665,7 @@ fn socket_activation_takes_the_socket_from_systemd() {
     let mut child = Command::new("systemd-socket-activate")
         .arg("--listen")
         .arg(&socket)
-        .arg(workspace_bin("patchman-helper"))
+        .args(helper_command_line(&workspace_bin("patchman-helper")))
         .args(["--agent-user", AGENT, "--config", "/nonexistent.ini"])
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -838,7 +899,7 @@ fn the_helper_exits_0_once_its_binary_is_replaced_on_disk() {
     std::fs::copy(workspace_bin("patchman-helper"), &installed).unwrap();
     let socket = dir.path().join("run/helper.sock");
     let log = dir.path().join("helper.log");
-    let child = Command::new(&installed)
+    let child = helper_command(&installed)
         .arg("--socket")
         .arg(&socket)
         .args(["--agent-user", AGENT, "--config", "/nonexistent.ini"])

@@ -950,3 +950,84 @@ fn the_helper_exits_0_once_its_binary_is_replaced_on_disk() {
     assert!(text.contains("replaced on disk"), "{text}");
     assert!(!socket.exists(), "the socket it created is removed");
 }
+
+#[test]
+fn the_server_group_file_is_root_s_and_the_state_dir_copy_is_ignored() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let h = Helper::start();
+    // The agent's own directory: a file there is no longer the portal's.
+    let state_dir = h.dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    std::fs::write(
+        state_dir.join("server-group.json"),
+        r#"{"automatic_updates": false}"#,
+    )
+    .unwrap();
+    let group = h.dir.path().join("server-group.json");
+    let code = |args: &[&str]| {
+        let mut all = vec!["--state-dir", state_dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["status", "--json"]);
+        let json = status_json(&h.agent(&all));
+        json["automatic"]["code"].as_str().unwrap().to_string()
+    };
+    let group_arg = ["--server-group", group.to_str().unwrap()];
+    // No root file: the state-dir copy does not switch anything off (the
+    // host has no patchman-client, so the version gate answers).
+    assert_ne!(code(&group_arg), "disabled_by_server_group");
+    std::fs::write(&group, r#"{"automatic_updates": false}"#).unwrap();
+    assert_eq!(code(&group_arg), "disabled_by_server_group");
+    // Writable by others: not the portal's word; automatic stays off.
+    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(code(&group_arg), "server_group_file_invalid");
+}
+
+#[test]
+fn an_unsafe_patchman_ini_is_refused_on_reload_and_the_previous_settings_kept() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let h = Helper::start();
+    let ini = h.dir.path().join("patchman.ini");
+    let wait_for = |what: &str, n: usize| {
+        let t0 = Instant::now();
+        while h.log().matches(what).count() < n {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "no {what:?} (#{n}):\n{}",
+                h.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let hup = || kill(h.pid(), Signal::SIGHUP).unwrap();
+    // A FIFO no one writes: refused at once (before, the reload blocked in
+    // open() for good, and with it every later SIGHUP and SIGTERM).
+    std::fs::remove_file(&ini).unwrap();
+    nix::unistd::mkfifo(&ini, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    hup();
+    wait_for("is not a regular file", 1);
+    // A symlink to a good file, a group-writable file, a file not root's.
+    std::fs::remove_file(&ini).unwrap();
+    let target = h.dir.path().join("elsewhere.ini");
+    std::fs::write(&target, "[updates]\nrepository = evil-link\n").unwrap();
+    std::os::unix::fs::symlink(&target, &ini).unwrap();
+    hup();
+    wait_for("is a symbolic link", 1);
+    std::fs::remove_file(&ini).unwrap();
+    std::fs::write(&ini, "[updates]\nrepository = evil-writable\n").unwrap();
+    std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o664)).unwrap();
+    hup();
+    wait_for("is group- or world-writable", 1);
+    std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o644)).unwrap();
+    nix::unistd::chown(&ini, Some(nix::unistd::Uid::from_raw(AGENT_UID)), None).unwrap();
+    hup();
+    wait_for("is not owned by root", 1);
+    wait_for("keeping the previous one", 4);
+    assert!(!h.log().contains("repository=evil"), "{}", h.log());
+    // A good file is still picked up: the signal thread was never stuck.
+    std::fs::remove_file(&ini).unwrap();
+    std::fs::write(&ini, "[updates]\nrepository = patchman-beta\n").unwrap();
+    hup();
+    wait_for("repository=patchman-beta", 1);
+    let (status, log) = h.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+}

@@ -97,11 +97,17 @@ fn fail(e: impl std::fmt::Display) -> i32 {
 
 /// `status [--json]`: the helper's view (installed versions, family, lock)
 /// and the agent's own (automatic on/off and why, last and next check).
-pub fn status(socket: &Path, config: &Path, state_dir: &Path, json: bool) -> i32 {
+pub fn status(
+    socket: &Path,
+    config: &Path,
+    state_dir: &Path,
+    server_group: &Path,
+    json: bool,
+) -> i32 {
     let reply = Client::connect(socket).and_then(|mut c| c.request(Request::Status, |_| {}));
     match reply {
         Ok(Reply::Status(s)) => {
-            let agent = AgentView::gather(config, state_dir, &s);
+            let agent = AgentView::gather(config, state_dir, server_group, &s);
             if json {
                 let mut v = status_json(&s);
                 agent.add_to_json(&mut v);
@@ -283,9 +289,14 @@ fn time_or_null(t: Option<u64>) -> serde_json::Value {
 }
 
 impl AgentView {
-    pub fn gather(config: &Path, state_dir: &Path, s: &StatusReport) -> AgentView {
+    pub fn gather(
+        config: &Path,
+        state_dir: &Path,
+        server_group: &Path,
+        s: &StatusReport,
+    ) -> AgentView {
         let config = crate::config::load(config).map_err(|e| e.to_string());
-        let group = policy::read_server_group(state_dir);
+        let group = policy::read_server_group(server_group);
         let automatic = match &config {
             Err(e) => Err(("config_invalid", format!("patchman.ini is unusable: {e}"))),
             Ok(c) => match policy::evaluate(c.automatic, &group, s.family, s.client.as_ref()) {

@@ -151,6 +151,28 @@ pub fn agent_user(name: &str, login_defs: &Path) -> Result<AgentUser, StartError
     })
 }
 
+/// Closes every file descriptor above 2 but those in `keep` (the socket
+/// systemd passed): whatever started us may have leaked some (a log file,
+/// the write end of a pipe, a socket), and dpkg, rpm and maintainer
+/// scripts would inherit them. Call at start, before any thread, as the
+/// descriptors are read from `/proc/self/fd`. Returns how many it closed.
+pub fn close_inherited_fds(keep: &[std::os::fd::RawFd]) -> std::io::Result<usize> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        if let Some(fd) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
+            fds.push(fd);
+        }
+    }
+    // The directory's own descriptor is closed by now: EBADF, ignored.
+    let mut closed = 0;
+    for fd in fds.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+        if nix::unistd::close(fd).is_ok() {
+            closed += 1;
+        }
+    }
+    Ok(closed)
+}
+
 /// The tools each family's procedure runs, resolved at start.
 pub fn tools_for(family: Family) -> &'static [exec::Tool] {
     use exec::Tool::*;

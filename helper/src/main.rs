@@ -123,6 +123,12 @@ fn run() -> Result<()> {
     // Before any thread exists: the socket from systemd, and the signals
     // we handle synchronously in one thread (children get a clean mask).
     let activated = server::activated_socket()?;
+    {
+        use std::os::fd::AsRawFd;
+        let keep: Vec<_> = activated.iter().map(|l| l.as_raw_fd()).collect();
+        patchman_helper::close_inherited_fds(&keep)
+            .context("closing inherited file descriptors")?;
+    }
     let signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
     signals.thread_block().context("blocking signals")?;
     umask(Mode::from_bits_truncate(0o022));

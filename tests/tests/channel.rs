@@ -1031,3 +1031,63 @@ fn an_unsafe_patchman_ini_is_refused_on_reload_and_the_previous_settings_kept() 
     let (status, log) = h.stop();
     assert_eq!(status.code(), Some(0), "{log}");
 }
+
+#[test]
+fn inherited_file_descriptors_are_closed_at_start() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/helper.sock");
+    let leak = dir.path().join("leaked");
+    std::fs::write(&leak, "").unwrap();
+    // Whatever starts the helper leaks two descriptors (7 and 9) into it.
+    let mut line = helper_command_line(&workspace_bin("patchman-helper"));
+    let program = line.pop().unwrap();
+    let defs = line.pop().unwrap();
+    let script = line.pop().unwrap();
+    let script = format!(
+        "exec 7<\"$LEAK\" 9>>\"$LEAK\"; {}",
+        script.to_str().unwrap()
+    );
+    line.push(script.into());
+    line.push(defs);
+    line.push(program);
+    let child = Command::new(&line[0])
+        .args(&line[1..])
+        .env("LEAK", &leak)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--agent-user", AGENT, "--config", "/nonexistent.ini"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    let t0 = Instant::now();
+    while !socket.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "helper did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{}/fd", child.0.id()))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                target.to_string_lossy().into_owned(),
+            ))
+        })
+        .collect();
+    let leaked: Vec<_> = fds
+        .iter()
+        .filter(|(_, target)| target.contains("leaked"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "inherited descriptors still open: {fds:?}"
+    );
+    // What is left: stdio, the listening socket and the helper's own.
+    assert!(fds.iter().any(|(_, t)| t.starts_with("socket:")), "{fds:?}");
+}

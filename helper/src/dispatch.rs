@@ -16,12 +16,16 @@
 
 use std::time::Instant;
 
+use interprocess::local_socket::traits::Stream as _;
 use interprocess::os::unix::uds_local_socket::Stream;
 use patchman_shared::{Failure, FrameError, Reply, Request, PROTOCOL_VERSION};
 
 use crate::family;
 use crate::server::{self, PeerEvent, Slots};
 use crate::Helper;
+
+/// The time all progress frames of one request may cost, together.
+pub const PROGRESS_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where a connection is in its short life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +125,8 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
             }
         };
         conn.slots.set_idle(conn.id, false);
+        // One configuration for the whole request, whatever SIGHUP does.
+        let _config = helper.pin_config();
         let started = Instant::now();
         let route = route(state, &request);
         let (outcome, keep_open) = match route {
@@ -144,6 +150,15 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                     detail: format!("{} is not allowed here", request.name()),
                 }));
                 ("out of order".to_string(), false)
+            }
+            Route::Status | Route::Check | Route::Update if helper.stopping() => {
+                // Stopping (SIGTERM, or a replaced binary) waits only for
+                // the update already running: nothing new starts.
+                conn.send(&Reply::Busy);
+                if log.note(uid, PeerEvent::Routine) {
+                    log_request(uid, pid, &request, "busy: stopping", started);
+                }
+                continue;
             }
             Route::Status => {
                 let Some(_slot) = helper.try_query() else {
@@ -171,9 +186,20 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                 // Progress frames are best effort: a peer that went away
                 // does not stop an update midway (it finishes, or never
                 // starts — never half).
+                // All of them together may take PROGRESS_BUDGET of the
+                // update's time, not a write timeout each: after the first
+                // that fails or the budget, none is sent.
+                let budget_end = Instant::now() + PROGRESS_BUDGET;
+                let mut peer_reading = true;
                 let mut progress = |step| {
                     tracing::info!(conn = conn.id, step = ?step, "step");
-                    let _ = server::send(conn.stream, &Reply::Progress(step));
+                    let left = budget_end.saturating_duration_since(Instant::now());
+                    if !peer_reading || left.is_zero() {
+                        peer_reading = false;
+                        return;
+                    }
+                    let _ = conn.stream.set_send_timeout(Some(left));
+                    peer_reading = server::send(conn.stream, &Reply::Progress(step)).is_ok();
                 };
                 let reply = if route == Route::Check {
                     family::check(helper, &mut progress).map(Reply::Check)
@@ -181,6 +207,9 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                     family::update(helper, &mut progress).map(Reply::Updated)
                 }
                 .unwrap_or_else(Reply::Failed);
+                let _ = conn
+                    .stream
+                    .set_send_timeout(Some(helper.limits.write_timeout));
                 let outcome = outcome_of(&reply);
                 // Logged before the answer, so the log never lags behind
                 // what the agent already printed.

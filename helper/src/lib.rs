@@ -196,6 +196,21 @@ impl Drop for QuerySlot<'_> {
     }
 }
 
+thread_local! {
+    /// The configuration snapshot of the request this thread serves.
+    static PINNED_CONFIG: std::cell::RefCell<Option<Config>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One request's configuration snapshot; unpinned when dropped. Not
+/// `Send`: it belongs to the thread that serves the request.
+pub struct PinnedConfig(std::marker::PhantomData<*const ()>);
+
+impl Drop for PinnedConfig {
+    fn drop(&mut self) {
+        PINNED_CONFIG.with(|p| *p.borrow_mut() = None);
+    }
+}
+
 /// Everything a request handler may use. Shared by all connections.
 pub struct Helper {
     pub family: Family,
@@ -210,6 +225,8 @@ pub struct Helper {
     queries: std::sync::atomic::AtomicUsize,
     /// Run before the process exits (removes the socket we created).
     on_exit: Box<dyn Fn() + Send + Sync>,
+    /// Set when the process is about to exit: new requests get `Busy`.
+    stopping: std::sync::atomic::AtomicBool,
     /// Bounds the log lines of each peer (see [`server::PeerLog`]).
     pub(crate) peer_log: server::PeerLog,
 }
@@ -234,17 +251,34 @@ impl Helper {
             exclusive: Mutex::new(()),
             queries: std::sync::atomic::AtomicUsize::new(0),
             on_exit,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             peer_log: server::PeerLog::new(server::PEER_LOG_WINDOW),
         }
     }
 
-    /// The current configuration (a copy: a reload never changes it under
-    /// a running procedure).
+    /// The configuration of the request this thread is serving (see
+    /// [`Helper::pin_config`]), else the current one. A procedure reads it
+    /// at each step; pinned, a SIGHUP between two steps cannot make one
+    /// update use two repositories or two lock waits.
     pub fn config(&self) -> Config {
+        PINNED_CONFIG
+            .with(|p| p.borrow().clone())
+            .unwrap_or_else(|| self.current_config())
+    }
+
+    fn current_config(&self) -> Config {
         self.config
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Takes one snapshot of the configuration for the request this
+    /// thread serves until the guard is dropped.
+    pub fn pin_config(&self) -> PinnedConfig {
+        let snapshot = self.current_config();
+        PINNED_CONFIG.with(|p| *p.borrow_mut() = Some(snapshot));
+        PinnedConfig(std::marker::PhantomData)
     }
 
     /// Re-reads the configuration file; on error the old one stays.
@@ -273,6 +307,24 @@ impl Helper {
     /// a `dpkg -i` short), then keeps the lock so none starts.
     pub fn wait_exclusive(&self) -> MutexGuard<'_, ()> {
         self.exclusive.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From now on every new request is answered `Busy` at once.
+    pub fn begin_stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops: new requests get `Busy`, a running update finishes, then
+    /// the process exits with `code`.
+    pub fn stop_after_running_update(&self, code: i32) -> ! {
+        self.begin_stop();
+        let _held = self.wait_exclusive();
+        self.exit(code)
     }
 
     /// A slot for a read-only query (`Status`), at most
@@ -338,6 +390,41 @@ mod tests {
         assert!(h.try_query().is_none(), "one more than the bound is busy");
         drop(slots);
         assert!(h.try_query().is_some(), "released slots are reusable");
+    }
+
+    #[test]
+    fn a_reload_mid_request_does_not_change_that_requests_configuration() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ini = dir.path().join("patchman.ini");
+        let write = |repo: &str| {
+            std::fs::write(&ini, format!("[updates]\nrepository = {repo}\n")).unwrap();
+            std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o644)).unwrap();
+        };
+        write("first");
+        let h = Helper::new(
+            Family::Apt,
+            Programs::default(),
+            1000,
+            Limits::default(),
+            &ini,
+            config::load(&ini).unwrap(),
+            Box::new(|| {}),
+        );
+        let pinned = h.pin_config();
+        write("second");
+        h.reload();
+        // The request's later steps (family code calls config() at each)
+        // still see the snapshot; another thread sees the reload.
+        assert_eq!(h.config().repository.as_str(), "first");
+        let other = std::thread::scope(|s| {
+            s.spawn(|| h.config().repository.to_string())
+                .join()
+                .unwrap()
+        });
+        assert_eq!(other, "second");
+        drop(pinned);
+        assert_eq!(h.config().repository.as_str(), "second");
     }
 
     #[test]

@@ -147,6 +147,16 @@ fn run() -> Result<()> {
     let programs =
         exec::Programs::resolve(patchman_helper::tools_for(family)).map_err(StartError::Program)?;
     let config = config::load(&args.config).map_err(StartError::Config)?;
+    match patchman_helper::files::sweep_stale(std::path::Path::new(
+        patchman_helper::files::PRIVATE_BASE,
+    )) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            removed = n,
+            "removed private directories of runs that crashed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot sweep private directories of earlier runs"),
+    }
 
     let mut limits = Limits::default();
     let bound = match activated {
@@ -190,8 +200,7 @@ fn run() -> Result<()> {
                     Ok(Signal::SIGHUP) => helper.reload(),
                     Ok(sig) => {
                         tracing::info!(signal = ?sig, "stopping (after any running update)");
-                        let _held = helper.wait_exclusive();
-                        helper.exit(0);
+                        helper.stop_after_running_update(0);
                     }
                     Err(e) => tracing::error!(error = %e, "waiting for signals failed"),
                 }
@@ -202,7 +211,11 @@ fn run() -> Result<()> {
     let own_binary = own_binary
         .map_err(|e| tracing::warn!(error = %e, "cannot read /proc/self/exe: a replaced binary will not be noticed"))
         .ok();
-    server::serve(&bound, Arc::clone(&helper), own_binary.as_ref())
-        .context("accepting connections")?;
+    if let Err(e) = server::serve(&bound, Arc::clone(&helper), own_binary.as_ref()) {
+        // Never mid-update: dpkg -i is not cut short because accept failed.
+        tracing::error!(error = %e, "accepting connections failed; stopping after any running update");
+        eprintln!("patchman-helper: accepting connections: {e}");
+        helper.stop_after_running_update(1);
+    }
     helper.exit(0)
 }

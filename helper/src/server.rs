@@ -510,12 +510,12 @@ pub fn serve(bound: &Bound, helper: Arc<Helper>, own_binary: Option<&OwnBinary>)
                 path = %own.path().display(),
                 "this program was replaced on disk (a package upgrade): exiting after any running request, so the next connection runs the new one"
             );
+            helper.begin_stop();
             let drain_end = Instant::now() + DRAIN_FOR;
             while slots.busy() > 0 && Instant::now() < drain_end {
                 thread::sleep(Duration::from_millis(50));
             }
-            let _held = helper.wait_exclusive();
-            helper.exit(0);
+            helper.stop_after_running_update(0);
         }
         if !readable {
             if slots.count() > 0 || helper.update_running() {

@@ -168,6 +168,7 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                     }
                     continue;
                 };
+                let _quiet = crate::exec::QuietCommands::new();
                 let reply = match family::status(helper) {
                     Ok(s) => Reply::Status(s),
                     Err(f) => Reply::Failed(f),

@@ -485,14 +485,53 @@ fn run_path(path: &Path, cmd: &Cmd) -> Result<Output, ExecError> {
         timed_out,
         duration: started.elapsed(),
     };
-    tracing::info!(
-        command = %cmd.display(),
-        exit = ?output.exit,
-        timed_out = output.timed_out,
-        duration_ms = output.duration.as_millis() as u64,
-        "ran command"
-    );
+    // One line, at a level chosen per call (tracing's levels are static).
+    macro_rules! ran_command {
+        ($level:ident) => {
+            tracing::$level!(
+                command = %cmd.display(),
+                exit = ?output.exit,
+                timed_out = output.timed_out,
+                duration_ms = output.duration.as_millis() as u64,
+                "ran command"
+            )
+        };
+    }
+    if QUIET.with(|q| q.get()) {
+        ran_command!(debug);
+    } else {
+        ran_command!(info);
+    }
     Ok(output)
+}
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While held, the commands this thread runs are logged at debug: those
+/// of a read-only `Status`, which the agent may ask for in a loop (its
+/// request line is bounded per peer; see `server::PeerLog`). The commands
+/// of `Check` and `Update` are the audit trail and always logged at info.
+pub struct QuietCommands(std::marker::PhantomData<*const ()>);
+
+impl QuietCommands {
+    pub fn new() -> QuietCommands {
+        QUIET.with(|q| q.set(true));
+        QuietCommands(std::marker::PhantomData)
+    }
+}
+
+impl Default for QuietCommands {
+    fn default() -> QuietCommands {
+        QuietCommands::new()
+    }
+}
+
+impl Drop for QuietCommands {
+    fn drop(&mut self) {
+        QUIET.with(|q| q.set(false));
+    }
 }
 
 #[cfg(test)]

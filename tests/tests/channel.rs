@@ -843,6 +843,14 @@ fn a_connection_flood_is_summarised_per_peer_and_another_uids_denial_still_logge
         "{flood:?}"
     );
     let flood_took = t0.elapsed();
+    // And 30 Status requests from the agent: read-only, a loop of them
+    // is routine too (each runs dpkg-query).
+    let mut actions = vec!["hello", "recv"];
+    for _ in 0..30 {
+        actions.extend_from_slice(&["req:status", "final"]);
+    }
+    let out = h.probe(AGENT_UID, AGENT_GID, &actions);
+    assert_eq!(out.matches("reply Status").count(), 30, "{out}");
     // During the flood's window: another uid (in the socket's group) is
     // denied, and its line is there.
     let out = h.probe(12345, AGENT_GID, &["hello", "recv"]);
@@ -867,10 +875,14 @@ fn a_connection_flood_is_summarised_per_peer_and_another_uids_denial_still_logge
             .any(|l| l.contains("denied: not the agent user") && l.contains("peer_uid=12345")),
         "the other uid's denial is logged:\n{log}"
     );
+    assert!(
+        log.matches("request=\"status\"").count() <= 5 && log.matches("ran command").count() <= 5,
+        "Status lines are bounded too:\n{log}"
+    );
     let lines = log.lines().count() - started_lines;
     assert!(
         lines <= 40,
-        "{lines} log lines for 4001 connections in {flood_took:?}:\n{log}"
+        "{lines} log lines for 4002 connections in {flood_took:?}:\n{log}"
     );
     // The helper still serves the agent.
     status_json(&h.agent(&["status", "--json"]));

@@ -1103,3 +1103,59 @@ fn inherited_file_descriptors_are_closed_at_start() {
     // What is left: stdio, the listening socket and the helper's own.
     assert!(fds.iter().any(|(_, t)| t.starts_with("socket:")), "{fds:?}");
 }
+
+#[test]
+fn during_sigterm_the_running_update_finishes_and_new_requests_get_busy_at_once() {
+    use patchman_tests::attack_support::{
+        helper_pid, hold_download, probe as probe_in, release_download, spawn_agent,
+        wait_for_held_download, wait_until,
+    };
+    use patchman_tests::sandbox::apt_repo::SourceFormat;
+    use patchman_tests::sandbox::fixture::CLIENT;
+    use patchman_tests::scenario::{Db, Scenario};
+    use patchman_tests::updater::Updater;
+    let fx = patchman_tests::apt_fixture();
+    let host_before = patchman_tests::host_package_state();
+    let u = Updater::new(
+        &fx.repos_root,
+        &fx.patchman,
+        SourceFormat::List,
+        &[fx.client("1.7.0-1")],
+    )
+    .expect("sandbox");
+    // The download waits for the test's go-ahead: an update held mid-way.
+    let s = Scenario::start(Db::Dpkg, u, host_before, hold_download);
+    let agent = spawn_agent(&s.u, &["update"]);
+    wait_for_held_download(&s.u);
+    let pid = helper_pid(&s.u).expect("the helper's pid");
+    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || s
+        .u
+        .helper_log()
+        .contains("stopping (after any running update)")));
+    // A new request while it stops: Busy, at once (before, a Status was
+    // served as usual by a process about to exit).
+    let t0 = Instant::now();
+    let out = probe_in(&s.u, &["hello", "recv", "req:status", "final"]);
+    assert!(out.contains("reply Welcome"), "{out}");
+    assert!(out.contains("reply Busy"), "{out}\n{}", s.u.helper_log());
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert!(helper_pid(&s.u).is_some(), "it waits for the update");
+    release_download(&s.u);
+    let out = agent.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.u.helper_log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || helper_pid(&s.u).is_none()),
+        "the helper exits once the update is done:\n{}",
+        s.u.helper_log()
+    );
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
+    s.assert_only_changed(&[CLIENT]);
+    s.finish();
+}

@@ -345,6 +345,8 @@ impl Helper {
 
     /// Cleans up and exits the process.
     pub fn exit(&self, code: i32) -> ! {
+        // The counts of the last window are not lost with the process.
+        self.peer_log.flush_now();
         (self.on_exit)();
         std::process::exit(code)
     }

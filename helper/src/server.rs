@@ -305,11 +305,21 @@ impl PeerLog {
         self.roll(&mut guard);
     }
 
+    /// Summarises the window so far at once: before the process exits.
+    pub(crate) fn flush_now(&self) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.summarise(&mut guard);
+    }
+
     fn roll(&self, guard: &mut (Instant, BTreeMap<u32, PeerCounts>)) {
-        let (start, table) = guard;
-        if start.elapsed() < self.window {
-            return;
+        if guard.0.elapsed() >= self.window {
+            self.summarise(guard);
         }
+    }
+
+    fn summarise(&self, guard: &mut (Instant, BTreeMap<u32, PeerCounts>)) {
+        let (start, table) = guard;
+        let seconds = start.elapsed().as_secs().min(self.window.as_secs());
         for (uid, c) in std::mem::take(table) {
             let suppressed: u64 = c
                 .seen
@@ -328,9 +338,8 @@ impl PeerLog {
                 bad_frames,
                 routine,
                 suppressed,
-                window_s = self.window.as_secs(),
-                "peer summary: {connections} connections, {denied} denied, {bad_frames} bad frames, {routine} routine events in the last {} s ({suppressed} lines not logged one by one)",
-                self.window.as_secs()
+                window_s = seconds,
+                "peer summary: {connections} connections, {denied} denied, {bad_frames} bad frames, {routine} routine events in the last {seconds} s ({suppressed} lines not logged one by one)"
             );
         }
         *start = Instant::now();

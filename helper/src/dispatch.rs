@@ -16,12 +16,16 @@
 
 use std::time::Instant;
 
+use interprocess::local_socket::traits::Stream as _;
 use interprocess::os::unix::uds_local_socket::Stream;
 use patchman_shared::{Failure, FrameError, Reply, Request, PROTOCOL_VERSION};
 
 use crate::family;
-use crate::server::{self, Slots};
+use crate::server::{self, PeerEvent, Slots};
 use crate::Helper;
+
+/// The time all progress frames of one request may cost, together.
+pub const PROGRESS_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where a connection is in its short life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +72,9 @@ impl Connection<'_> {
         match server::send(self.stream, reply) {
             Ok(()) => true,
             Err(e) => {
-                tracing::info!(conn = self.id, error = %e, "cannot answer the peer");
+                // Debug: a flood of peers that hang up at once must not
+                // become a flood of lines (the per-peer summary counts them).
+                tracing::debug!(conn = self.id, error = %e, "cannot answer the peer");
                 false
             }
         }
@@ -84,17 +90,22 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
             return;
         }
     };
+    let log = &helper.peer_log;
+    if log.note(uid, PeerEvent::Connection) {
+        tracing::debug!(conn = conn.id, peer_uid = uid, peer_pid = pid, "accepted");
+    }
     if uid != helper.agent_uid {
-        tracing::warn!(
-            conn = conn.id,
-            peer_uid = uid,
-            peer_pid = pid,
-            "denied: not the agent user"
-        );
+        if log.note(uid, PeerEvent::Denied) {
+            tracing::warn!(
+                conn = conn.id,
+                peer_uid = uid,
+                peer_pid = pid,
+                "denied: not the agent user"
+            );
+        }
         conn.send(&Reply::Denied);
         return;
     }
-    tracing::debug!(conn = conn.id, peer_uid = uid, peer_pid = pid, "accepted");
     let mut state = State::AwaitingHello;
     loop {
         conn.slots.set_idle(conn.id, true);
@@ -102,7 +113,9 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
             Ok(r) => r,
             Err(FrameError::Closed) => return,
             Err(e) => {
-                tracing::warn!(conn = conn.id, peer_uid = uid, peer_pid = pid, error = %e, "bad or missing frame; closing");
+                if log.note(uid, PeerEvent::BadFrame) {
+                    tracing::warn!(conn = conn.id, peer_uid = uid, peer_pid = pid, error = %e, "bad or missing frame; closing");
+                }
                 if !matches!(e, FrameError::Io(_)) {
                     conn.send(&Reply::Failed(Failure::Protocol {
                         detail: e.to_string(),
@@ -112,6 +125,8 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
             }
         };
         conn.slots.set_idle(conn.id, false);
+        // One configuration for the whole request, whatever SIGHUP does.
+        let _config = helper.pin_config();
         let started = Instant::now();
         let route = route(state, &request);
         let (outcome, keep_open) = match route {
@@ -136,12 +151,24 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                 }));
                 ("out of order".to_string(), false)
             }
+            Route::Status | Route::Check | Route::Update if helper.stopping() => {
+                // Stopping (SIGTERM, or a replaced binary) waits only for
+                // the update already running: nothing new starts.
+                conn.send(&Reply::Busy);
+                if log.note(uid, PeerEvent::Routine) {
+                    log_request(uid, pid, &request, "busy: stopping", started);
+                }
+                continue;
+            }
             Route::Status => {
                 let Some(_slot) = helper.try_query() else {
                     conn.send(&Reply::Busy);
-                    log_request(uid, pid, &request, "busy", started);
+                    if log.note(uid, PeerEvent::Routine) {
+                        log_request(uid, pid, &request, "busy", started);
+                    }
                     continue;
                 };
+                let _quiet = crate::exec::QuietCommands::new();
                 let reply = match family::status(helper) {
                     Ok(s) => Reply::Status(s),
                     Err(f) => Reply::Failed(f),
@@ -152,15 +179,28 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
             Route::Check | Route::Update => {
                 let Some(exclusive) = helper.try_exclusive() else {
                     conn.send(&Reply::Busy);
-                    log_request(uid, pid, &request, "busy", started);
+                    if log.note(uid, PeerEvent::Routine) {
+                        log_request(uid, pid, &request, "busy", started);
+                    }
                     continue;
                 };
                 // Progress frames are best effort: a peer that went away
                 // does not stop an update midway (it finishes, or never
                 // starts — never half).
+                // All of them together may take PROGRESS_BUDGET of the
+                // update's time, not a write timeout each: after the first
+                // that fails or the budget, none is sent.
+                let budget_end = Instant::now() + PROGRESS_BUDGET;
+                let mut peer_reading = true;
                 let mut progress = |step| {
                     tracing::info!(conn = conn.id, step = ?step, "step");
-                    let _ = server::send(conn.stream, &Reply::Progress(step));
+                    let left = budget_end.saturating_duration_since(Instant::now());
+                    if !peer_reading || left.is_zero() {
+                        peer_reading = false;
+                        return;
+                    }
+                    let _ = conn.stream.set_send_timeout(Some(left));
+                    peer_reading = server::send(conn.stream, &Reply::Progress(step)).is_ok();
                 };
                 let reply = if route == Route::Check {
                     family::check(helper, &mut progress).map(Reply::Check)
@@ -168,6 +208,9 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                     family::update(helper, &mut progress).map(Reply::Updated)
                 }
                 .unwrap_or_else(Reply::Failed);
+                let _ = conn
+                    .stream
+                    .set_send_timeout(Some(helper.limits.write_timeout));
                 let outcome = outcome_of(&reply);
                 // Logged before the answer, so the log never lags behind
                 // what the agent already printed.
@@ -191,7 +234,10 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                 continue;
             }
         };
-        log_request(uid, pid, &request, &outcome, started);
+        // Check and Update are logged above, always: the audit lines.
+        if log.note(uid, PeerEvent::Routine) {
+            log_request(uid, pid, &request, &outcome, started);
+        }
         if !keep_open {
             return;
         }

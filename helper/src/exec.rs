@@ -315,7 +315,8 @@ impl Output {
     }
 
     /// The last `max` bytes of stderr (or stdout if stderr is empty),
-    /// trimmed to whole characters: what a person needs to see.
+    /// trimmed to whole characters, control characters escaped: what a
+    /// person needs to see, and nothing a terminal would act on.
     pub fn excerpt(&self, max: usize) -> String {
         let text = if self.stderr.trim().is_empty() {
             &self.stdout
@@ -327,7 +328,7 @@ impl Output {
         while !text.is_char_boundary(start) {
             start += 1;
         }
-        text[start..].to_string()
+        patchman_shared::escape_controls(&text[start..]).into_owned()
     }
 }
 
@@ -484,14 +485,53 @@ fn run_path(path: &Path, cmd: &Cmd) -> Result<Output, ExecError> {
         timed_out,
         duration: started.elapsed(),
     };
-    tracing::info!(
-        command = %cmd.display(),
-        exit = ?output.exit,
-        timed_out = output.timed_out,
-        duration_ms = output.duration.as_millis() as u64,
-        "ran command"
-    );
+    // One line, at a level chosen per call (tracing's levels are static).
+    macro_rules! ran_command {
+        ($level:ident) => {
+            tracing::$level!(
+                command = %cmd.display(),
+                exit = ?output.exit,
+                timed_out = output.timed_out,
+                duration_ms = output.duration.as_millis() as u64,
+                "ran command"
+            )
+        };
+    }
+    if QUIET.with(|q| q.get()) {
+        ran_command!(debug);
+    } else {
+        ran_command!(info);
+    }
     Ok(output)
+}
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While held, the commands this thread runs are logged at debug: those
+/// of a read-only `Status`, which the agent may ask for in a loop (its
+/// request line is bounded per peer; see `server::PeerLog`). The commands
+/// of `Check` and `Update` are the audit trail and always logged at info.
+pub struct QuietCommands(std::marker::PhantomData<*const ()>);
+
+impl QuietCommands {
+    pub fn new() -> QuietCommands {
+        QUIET.with(|q| q.set(true));
+        QuietCommands(std::marker::PhantomData)
+    }
+}
+
+impl Default for QuietCommands {
+    fn default() -> QuietCommands {
+        QuietCommands::new()
+    }
+}
+
+impl Drop for QuietCommands {
+    fn drop(&mut self) {
+        QUIET.with(|q| q.set(false));
+    }
 }
 
 #[cfg(test)]
@@ -714,6 +754,27 @@ mod tests {
             r#"dpkg-query -W -f "${Package}\t${Version}\n" "a b" """#
         );
         assert!(!cmd.display().contains('\n'));
+    }
+
+    #[test]
+    fn a_scripts_terminal_escapes_never_reach_the_excerpt() {
+        // As a maintainer script would print them: clear the screen, set
+        // the title, write the clipboard (OSC 52), overwrite the line, and
+        // an 8-bit CSI.
+        let out = run_program(
+            Path::new("/bin/sh"),
+            &[
+                "-c",
+                r"printf 'ok\033[2J\033]0;t\007\033]52;c;aGk=\007\rX\302\2332J\n' >&2; exit 1",
+            ],
+            LONG,
+            OnTimeout::Kill,
+            OUTPUT_CAP,
+        );
+        assert!(out.stderr.contains('\u{1b}'), "the raw capture keeps them");
+        let e = out.excerpt(200);
+        assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+        assert_eq!(e, r"ok\x1b[2J\x1b]0;t\x07\x1b]52;c;aGk=\x07\rX\x9b2J");
     }
 
     #[test]

@@ -160,6 +160,40 @@ impl Drop for PrivateDir {
     }
 }
 
+/// Removes the private directories (`run-<pid>-<n>`) that runs which no
+/// longer exist left behind (a crash, a kill, a power cut), so downloaded
+/// packages do not pile up. Those of a live pid (a helper serving now, in
+/// a test beside us) are kept. Only in a root-only `base`: nothing in it
+/// can be a link planted by someone else. Returns how many it removed.
+pub fn sweep_stale(base: &Path) -> Result<usize, FileError> {
+    match fs::symlink_metadata(base) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err("inspect", base)(e)),
+        Ok(_) => {}
+    }
+    check_root_dir(base)?;
+    let mut removed = 0;
+    for entry in fs::read_dir(base).map_err(io_err("list", base))? {
+        let entry = entry.map_err(io_err("list", base))?;
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("run-"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, n)| n.parse::<u64>().ok().and(pid.parse::<u32>().ok()))
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        fs::remove_dir_all(&path).map_err(io_err("remove stale", &path))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 /// A package file that passed the checks, copied into a private dir.
 #[derive(Debug, Clone)]
 pub struct VerifiedCopy {
@@ -390,6 +424,31 @@ mod tests {
             copy_verified(Path::new(&with_slash), "p.deb", &private),
             Err(FileError::UnsafeDir { .. })
         ));
+    }
+
+    #[test]
+    fn directories_of_dead_runs_are_swept_and_live_ones_kept() {
+        require_root();
+        let t = root_tree();
+        let base = t.path().join("base");
+        let ours = PrivateDir::create(&base).unwrap();
+        fs::write(ours.path().join("p.deb"), b"x").unwrap();
+        // A pid that has just ended: a crashed run's directory.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = base.join(format!("run-{dead}-7"));
+        fs::create_dir(&stale).unwrap();
+        fs::write(stale.join("left.deb"), b"x").unwrap();
+        // A live process's directory, and a name that is not ours.
+        let live = base.join("run-1-0");
+        fs::create_dir(&live).unwrap();
+        let other = base.join("keep-me");
+        fs::create_dir(&other).unwrap();
+        assert_eq!(sweep_stale(&base).unwrap(), 1);
+        assert!(!stale.exists());
+        assert!(ours.path().join("p.deb").exists() && live.exists() && other.exists());
+        assert_eq!(sweep_stale(&t.path().join("absent")).unwrap(), 0);
     }
 
     #[test]

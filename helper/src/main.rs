@@ -73,14 +73,27 @@ fn parse_args() -> Result<Option<Args>> {
     Ok(Some(args))
 }
 
+/// Info by default, in the journal and on stderr alike; debug (every
+/// accepted connection, every peer that hung up) with
+/// `PATCHMAN_HELPER_LOG=debug` in the environment (`systemctl edit
+/// patchman-helper.service`: `Environment=PATCHMAN_HELPER_LOG=debug`).
 fn init_logging() {
+    use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::prelude::*;
+    let level = match std::env::var("PATCHMAN_HELPER_LOG").as_deref() {
+        Ok("debug") => LevelFilter::DEBUG,
+        _ => LevelFilter::INFO,
+    };
     let under_systemd =
         std::env::var_os("JOURNAL_STREAM").is_some() || std::env::var_os("INVOCATION_ID").is_some();
     if under_systemd {
         if let Ok(journald) = tracing_journald::layer() {
             tracing_subscriber::registry()
-                .with(journald.with_syslog_identifier("patchman-helper".into()))
+                .with(
+                    journald
+                        .with_syslog_identifier("patchman-helper".into())
+                        .with_filter(level),
+                )
                 .init();
             return;
         }
@@ -89,7 +102,7 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false)
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(level)
         .init();
 }
 
@@ -104,9 +117,18 @@ fn run() -> Result<()> {
     let Some(args) = parse_args()? else {
         return Ok(());
     };
+    // First: which file is running, before a package manager could
+    // replace it (serve exits when it is).
+    let own_binary = server::OwnBinary::at_start();
     // Before any thread exists: the socket from systemd, and the signals
     // we handle synchronously in one thread (children get a clean mask).
     let activated = server::activated_socket()?;
+    {
+        use std::os::fd::AsRawFd;
+        let keep: Vec<_> = activated.iter().map(|l| l.as_raw_fd()).collect();
+        patchman_helper::close_inherited_fds(&keep)
+            .context("closing inherited file descriptors")?;
+    }
     let signals = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
     signals.thread_block().context("blocking signals")?;
     umask(Mode::from_bits_truncate(0o022));
@@ -117,11 +139,24 @@ fn run() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Err(StartError::NotRoot.into());
     }
-    let agent = patchman_helper::agent_user(&args.agent_user)?;
+    let agent = patchman_helper::agent_user(
+        &args.agent_user,
+        std::path::Path::new(patchman_helper::LOGIN_DEFS),
+    )?;
     let family = os_release::detect(std::path::Path::new("/")).map_err(StartError::Family)?;
     let programs =
         exec::Programs::resolve(patchman_helper::tools_for(family)).map_err(StartError::Program)?;
     let config = config::load(&args.config).map_err(StartError::Config)?;
+    match patchman_helper::files::sweep_stale(std::path::Path::new(
+        patchman_helper::files::PRIVATE_BASE,
+    )) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            removed = n,
+            "removed private directories of runs that crashed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot sweep private directories of earlier runs"),
+    }
 
     let mut limits = Limits::default();
     let bound = match activated {
@@ -165,8 +200,7 @@ fn run() -> Result<()> {
                     Ok(Signal::SIGHUP) => helper.reload(),
                     Ok(sig) => {
                         tracing::info!(signal = ?sig, "stopping (after any running update)");
-                        let _held = helper.wait_exclusive();
-                        helper.exit(0);
+                        helper.stop_after_running_update(0);
                     }
                     Err(e) => tracing::error!(error = %e, "waiting for signals failed"),
                 }
@@ -174,6 +208,14 @@ fn run() -> Result<()> {
             .context("starting the signal thread")?;
     }
 
-    server::serve(&bound, Arc::clone(&helper)).context("accepting connections")?;
+    let own_binary = own_binary
+        .map_err(|e| tracing::warn!(error = %e, "cannot read /proc/self/exe: a replaced binary will not be noticed"))
+        .ok();
+    if let Err(e) = server::serve(&bound, Arc::clone(&helper), own_binary.as_ref()) {
+        // Never mid-update: dpkg -i is not cut short because accept failed.
+        tracing::error!(error = %e, "accepting connections failed; stopping after any running update");
+        eprintln!("patchman-helper: accepting connections: {e}");
+        helper.stop_after_running_update(1);
+    }
     helper.exit(0)
 }

@@ -40,6 +40,9 @@ pub struct Limits {
     pub evictable_after: Duration,
     /// Under socket activation: exit after this long with no connection.
     pub idle_exit: Option<Duration>,
+    /// How often the accept loop wakes with nothing to accept: to end a
+    /// window of the per-peer log, and to notice a replaced binary.
+    pub tick: Duration,
 }
 
 impl Default for Limits {
@@ -50,6 +53,7 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(10),
             evictable_after: Duration::from_secs(1),
             idle_exit: None,
+            tick: Duration::from_secs(2),
         }
     }
 }
@@ -141,7 +145,7 @@ pub fn activated_socket() -> Result<Option<UnixListener>, SocketError> {
 
 /// Creates the socket at `path`: the directory (if missing) `0750
 /// root:<agent group>`, the socket `0660 root:<agent group>`. An existing
-/// directory must be root-owned and not writable by others unless sticky;
+/// directory must be root-owned and writable by no one else, sticky or not;
 /// a stale socket is replaced, anything else at the path is refused.
 pub fn bind(path: &Path, gid: Gid) -> Result<Bound, SocketError> {
     let io_err = |what, path: &Path| {
@@ -172,11 +176,12 @@ pub fn bind(path: &Path, gid: Gid) -> Result<Bound, SocketError> {
                 Some("not a directory")
             } else if m.uid() != 0 {
                 Some("not owned by root")
-            } else if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
-                // Writable by others without the sticky bit: anyone could
-                // replace our socket. (A sticky directory such as /tmp is
-                // fine: only root may remove or rename root's socket.)
-                Some("group- or world-writable (and not sticky)")
+            } else if m.mode() & 0o022 != 0 {
+                // Writable by others: without the sticky bit anyone could
+                // replace our socket; with it (/tmp) they cannot, but they
+                // can bind the path first, before we start, and serve the
+                // agent invented replies. Only a directory of root's alone.
+                Some("group- or world-writable (sticky or not); use a directory only root can write, such as /run/patchman")
             } else {
                 None
             };
@@ -224,6 +229,123 @@ pub fn bind(path: &Path, gid: Gid) -> Result<Bound, SocketError> {
     })
 }
 
+/// What a peer did that would otherwise be one log line each time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerEvent {
+    /// A connection was accepted (any uid).
+    Connection,
+    /// A connection from a uid that is not the agent's.
+    Denied,
+    /// A bad, oversized, late or missing frame.
+    BadFrame,
+    /// A read-only request (`Status`), a `Busy`, an unanswerable peer.
+    Routine,
+}
+
+/// Individual lines per peer, per kind of event, per window; the rest of
+/// the window is counted and summarised in one line when it ends.
+pub const PEER_LINES_PER_WINDOW: u32 = 5;
+/// The summary interval.
+pub const PEER_LOG_WINDOW: Duration = Duration::from_secs(10);
+/// Distinct uids tracked in one window; further ones share one entry.
+const MAX_TRACKED_PEERS: usize = 256;
+/// The entry of uids past [`MAX_TRACKED_PEERS`], and of events with no
+/// peer yet (an eviction).
+const OTHER_PEERS: u32 = u32::MAX;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct PeerCounts {
+    /// Per [`PeerEvent`], in its order: seen, and logged on their own.
+    seen: [u64; 4],
+    logged: [u32; 4],
+}
+
+/// Bounds the helper's log lines per peer, so that a flood of connections
+/// from one uid can neither fill the journal nor make journald's rate
+/// limit drop the `denied` lines of another uid or the audit lines of an
+/// update (`Check`/`Update` outcomes and steps are never counted here).
+pub(crate) struct PeerLog {
+    window: Duration,
+    inner: Mutex<(Instant, BTreeMap<u32, PeerCounts>)>,
+}
+
+impl PeerLog {
+    pub(crate) fn new(window: Duration) -> PeerLog {
+        PeerLog {
+            window,
+            inner: Mutex::new((Instant::now(), BTreeMap::new())),
+        }
+    }
+
+    /// Counts `event` for `uid`; `true` when it may have a line of its own.
+    pub(crate) fn note(&self, uid: u32, event: PeerEvent) -> bool {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.roll(&mut guard);
+        let table = &mut guard.1;
+        let key = if table.contains_key(&uid) || table.len() < MAX_TRACKED_PEERS {
+            uid
+        } else {
+            OTHER_PEERS
+        };
+        let counts = table.entry(key).or_default();
+        let i = event as usize;
+        counts.seen[i] += 1;
+        if counts.logged[i] < PEER_LINES_PER_WINDOW {
+            counts.logged[i] += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Ends the window if it is over (called on a timer too, so the last
+    /// window of a flood is summarised even if nothing follows it).
+    pub(crate) fn flush_if_due(&self) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.roll(&mut guard);
+    }
+
+    /// Summarises the window so far at once: before the process exits.
+    pub(crate) fn flush_now(&self) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.summarise(&mut guard);
+    }
+
+    fn roll(&self, guard: &mut (Instant, BTreeMap<u32, PeerCounts>)) {
+        if guard.0.elapsed() >= self.window {
+            self.summarise(guard);
+        }
+    }
+
+    fn summarise(&self, guard: &mut (Instant, BTreeMap<u32, PeerCounts>)) {
+        let (start, table) = guard;
+        let seconds = start.elapsed().as_secs().min(self.window.as_secs());
+        for (uid, c) in std::mem::take(table) {
+            let suppressed: u64 = c
+                .seen
+                .iter()
+                .zip(c.logged)
+                .map(|(seen, logged)| seen - u64::from(logged))
+                .sum();
+            if suppressed == 0 {
+                continue;
+            }
+            let [connections, denied, bad_frames, routine] = c.seen;
+            tracing::warn!(
+                peer_uid = (uid != OTHER_PEERS).then_some(uid),
+                connections,
+                denied,
+                bad_frames,
+                routine,
+                suppressed,
+                window_s = seconds,
+                "peer summary: {connections} connections, {denied} denied, {bad_frames} bad frames, {routine} routine events in the last {seconds} s ({suppressed} lines not logged one by one)"
+            );
+        }
+        *start = Instant::now();
+    }
+}
+
 /// One live connection in the slot table.
 struct Slot {
     /// A second handle on the socket, to shut it down when evicted.
@@ -244,7 +366,7 @@ impl Slots {
     }
 
     /// Admits a connection, evicting the longest-idle one if full.
-    fn admit(&self, handle: UnixStream, limits: &Limits) -> Option<u64> {
+    fn admit(&self, handle: UnixStream, limits: &Limits, log: &PeerLog) -> Option<u64> {
         let mut guard = self.lock();
         let (next, table) = &mut *guard;
         if table.len() >= limits.max_connections {
@@ -259,10 +381,12 @@ impl Slots {
                 Some(id) => {
                     if let Some(slot) = table.remove(&id) {
                         let _ = slot.handle.shutdown(std::net::Shutdown::Both);
-                        tracing::warn!(
-                            evicted = id,
-                            "connection limit reached: closed the longest-idle connection"
-                        );
+                        if log.note(OTHER_PEERS, PeerEvent::Routine) {
+                            tracing::warn!(
+                                evicted = id,
+                                "connection limit reached: closed the longest-idle connection"
+                            );
+                        }
                     }
                 }
                 None => return None,
@@ -292,6 +416,15 @@ impl Slots {
 
     pub(crate) fn count(&self) -> usize {
         self.lock().1.len()
+    }
+
+    /// Connections running a request now (not waiting for a frame).
+    fn busy(&self) -> usize {
+        self.lock()
+            .1
+            .values()
+            .filter(|s| s.idle_since.is_none())
+            .count()
     }
 }
 
@@ -329,26 +462,91 @@ pub(crate) fn send(stream: &Stream, reply: &Reply) -> Result<(), FrameError> {
     write_frame(&mut s, reply)
 }
 
+/// The helper's own executable as it was at start. A person's `dpkg -i`
+/// or `rpm -U` renames a new file over it; the running process would go on
+/// serving from the old, deleted one (perhaps the vulnerable one the
+/// upgrade fixed) for as long as connections keep it from going idle.
+#[derive(Debug, Clone)]
+pub struct OwnBinary {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl OwnBinary {
+    /// Reads `/proc/self/exe`: the path we were started from and the file
+    /// that is running. Call at start, before anything could replace it.
+    pub fn at_start() -> io::Result<OwnBinary> {
+        let path = fs::read_link("/proc/self/exe")?;
+        let running = fs::metadata("/proc/self/exe")?;
+        Ok(OwnBinary {
+            path,
+            dev: running.dev(),
+            ino: running.ino(),
+        })
+    }
+
+    /// Whether the path now names another file, or none (one `stat`).
+    pub fn replaced(&self) -> bool {
+        match fs::metadata(&self.path) {
+            Ok(m) => (m.dev(), m.ino()) != (self.dev, self.ino),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// How long a replaced helper waits for requests other than `Check` and
+/// `Update` (which it always waits for) to be answered before it exits.
+const DRAIN_FOR: Duration = Duration::from_secs(30);
+
 /// The accept loop. Returns only when the listener fails, or (socket
-/// activation) when idle for `limits.idle_exit`.
-pub fn serve(bound: &Bound, helper: Arc<Helper>) -> io::Result<()> {
+/// activation) when idle for `limits.idle_exit`. With `own_binary`, exits
+/// the process (0) once that file is replaced on disk, after any running
+/// request: checked at every wake, at least every `limits.tick`.
+pub fn serve(bound: &Bound, helper: Arc<Helper>, own_binary: Option<&OwnBinary>) -> io::Result<()> {
     let listener = Listener::from(bound.listener().try_clone()?);
     let slots = Arc::new(Slots::default());
+    let mut last_activity = Instant::now();
     loop {
-        if let Some(idle) = helper.limits.idle_exit {
-            if !wait_readable(bound.listener(), idle)? {
-                if slots.count() == 0 && !helper.update_running() {
-                    tracing::info!("idle: exiting until the next connection activates us");
-                    return Ok(());
-                }
-                continue;
+        let readable = wait_readable(bound.listener(), helper.limits.tick)?;
+        helper.peer_log.flush_if_due();
+        if let Some(own) = own_binary.filter(|o| o.replaced()) {
+            tracing::info!(
+                path = %own.path().display(),
+                "this program was replaced on disk (a package upgrade): exiting after any running request, so the next connection runs the new one"
+            );
+            helper.begin_stop();
+            let drain_end = Instant::now() + DRAIN_FOR;
+            while slots.busy() > 0 && Instant::now() < drain_end {
+                thread::sleep(Duration::from_millis(50));
             }
+            helper.stop_after_running_update(0);
         }
+        if !readable {
+            if slots.count() > 0 || helper.update_running() {
+                last_activity = Instant::now();
+            } else if helper
+                .limits
+                .idle_exit
+                .is_some_and(|idle| last_activity.elapsed() >= idle)
+            {
+                tracing::info!("idle: exiting until the next connection activates us");
+                return Ok(());
+            }
+            continue;
+        }
+        last_activity = Instant::now();
         let stream = match listener.accept() {
             Ok(s) => s,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::error!(error = %e, "accept failed");
+                if helper.peer_log.note(OTHER_PEERS, PeerEvent::Routine) {
+                    tracing::error!(error = %e, "accept failed");
+                }
                 thread::sleep(Duration::from_millis(100));
                 continue;
             }
@@ -360,8 +558,12 @@ pub fn serve(bound: &Bound, helper: Arc<Helper>) -> io::Result<()> {
                 continue;
             }
         };
-        let Some(id) = slots.admit(handle, &helper.limits) else {
-            tracing::warn!("connection limit reached and every connection is busy: refused one");
+        let Some(id) = slots.admit(handle, &helper.limits, &helper.peer_log) else {
+            if helper.peer_log.note(OTHER_PEERS, PeerEvent::Routine) {
+                tracing::warn!(
+                    "connection limit reached and every connection is busy: refused one"
+                );
+            }
             continue;
         };
         let helper = Arc::clone(&helper);

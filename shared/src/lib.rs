@@ -8,8 +8,10 @@
 pub mod config_file;
 pub mod frame;
 pub mod protocol;
+pub mod sanitize;
 pub mod version;
 
 pub use config_file::{parse_duration, read_config, DurationError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
 pub use protocol::*;
+pub use sanitize::escape_controls;

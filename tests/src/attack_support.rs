@@ -1,7 +1,7 @@
-//! Shared by `tests/tests/attacks.rs` and `tests/tests/faults.rs`: finding
+//! Shared by `tests/tests/attacks.rs`, `faults.rs` and `channel.rs`: finding
 //! the helper's process inside a sandbox, reading its `/proc` status,
 //! driving the `probe` client inside the sandbox as the agent user, and
-//! wrapping a tool inside the sandbox.
+//! wrapping a tool inside the sandbox (and holding an update mid-download).
 
 use std::path::Path;
 use std::process::{Child, Output};
@@ -149,4 +149,37 @@ pub fn rpm_pubkeys(u: &Updater) -> String {
         .run_unchecked(&["rpm", "-q", "gpg-pubkey"])
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .expect("rpm -q gpg-pubkey")
+}
+
+/// Makes apt-get's download step (`-d install`) wait, for up to 60 s,
+/// until [`release_download`]: an update held mid-way. Call in a
+/// scenario's `prepare`; [`wait_for_held_download`] waits until it is
+/// there.
+pub fn hold_download(u: &Updater) {
+    wrap_tool(
+        u,
+        "/usr/bin/apt-get",
+        "case \" $* \" in *\" -d install \"*) touch /run/atk-waiting; i=0; \
+         while [ ! -e /run/atk-go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;; esac",
+    );
+}
+
+/// Waits (60 s at most) until an update reached the download that
+/// [`hold_download`] holds.
+pub fn wait_for_held_download(u: &Updater) {
+    assert!(
+        wait_until(Duration::from_secs(60), || u
+            .sandbox
+            .exists("/run/atk-waiting")
+            .unwrap()),
+        "the update never reached the download:\n{}",
+        u.helper_log()
+    );
+}
+
+/// Lets the held download go on.
+pub fn release_download(u: &Updater) {
+    u.sandbox
+        .run(&["touch", "/run/atk-go"])
+        .expect("releasing the download");
 }

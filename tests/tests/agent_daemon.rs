@@ -312,7 +312,7 @@ fn gated(installed: &str, updates: &str, group_file: Option<&str>, code: &str) {
     let s = Scenario::standard(installed, updates);
     if let Some(g) = group_file {
         s.u.sandbox
-            .write_file(&format!("{STATE_DIR}/server-group.json"), g)
+            .write_file("/etc/patchman/server-group.json", g)
             .unwrap();
     }
     let d = s.start_daemon();

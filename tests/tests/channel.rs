@@ -19,6 +19,47 @@ const AGENT: &str = "nobody";
 const AGENT_UID: u32 = 65534;
 const AGENT_GID: u32 = 65534;
 
+/// The command line that runs `program` with a `login.defs` whose system
+/// uid range includes `nobody`, this file's agent (the host's own puts
+/// 65534 outside it, and the helper refuses such an agent, as
+/// `the_helper_refuses_to_start_wrongly` checks): in a private mount
+/// namespace, over the real one. `unshare` and `sh` exec in place, so the
+/// helper keeps the pid (signals, `LISTEN_PID`).
+fn helper_command_line(program: &Path) -> Vec<std::ffi::OsString> {
+    // Written once per run: tests in parallel must never see it empty.
+    static DEFS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let defs = DEFS.get_or_init(|| {
+        let defs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("channel-login.defs");
+        let staged = defs.with_extension(format!("{}", std::process::id()));
+        std::fs::write(&staged, "SYS_UID_MIN 100\nSYS_UID_MAX 65534\n").unwrap();
+        std::fs::rename(&staged, &defs).unwrap();
+        defs
+    });
+    let mut line: Vec<std::ffi::OsString> = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        r#"mount --bind "$0" /etc/login.defs && exec "$@""#,
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    line.push(defs.into());
+    line.push(program.into());
+    line
+}
+
+fn helper_command(program: &Path) -> Command {
+    let line = helper_command_line(program);
+    let mut cmd = Command::new(&line[0]);
+    cmd.args(&line[1..]);
+    cmd
+}
+
 fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -46,7 +87,7 @@ impl Helper {
         let config = dir.path().join("patchman.ini");
         std::fs::write(&config, "[updates]\nrepository = patchman\n").unwrap();
         let log = dir.path().join("helper.log");
-        let child = Command::new(workspace_bin("patchman-helper"))
+        let child = helper_command(&workspace_bin("patchman-helper"))
             .arg("--socket")
             .arg(&socket)
             .arg("--config")
@@ -381,8 +422,12 @@ fn the_helper_refuses_to_start_wrongly() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/helper.sock");
     let run = |uid: u32, args: &[&str]| {
-        Command::new(workspace_bin("patchman-helper"))
-            .arg("--socket")
+        let mut cmd = if uid == 0 {
+            helper_command(&workspace_bin("patchman-helper"))
+        } else {
+            Command::new(workspace_bin("patchman-helper"))
+        };
+        cmd.arg("--socket")
             .arg(&socket)
             .args(args)
             .uid(uid)
@@ -398,6 +443,22 @@ fn the_helper_refuses_to_start_wrongly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
     let out = run(0, &["--bogus"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument"));
+    // With the host's own login.defs (Debian: 100..999), `nobody` (65534)
+    // is not a system account: refused, as a login user `patchman` is.
+    let out = Command::new(workspace_bin("patchman-helper"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--agent-user", AGENT])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("agent user \"nobody\" has uid 65534, outside the system range 100..=999"),
+        "{err}"
+    );
+    assert!(err.contains("adduser --system"), "{err}");
+    assert!(!Path::new(&socket).exists());
     // A world-writable socket directory is refused.
     std::fs::create_dir(dir.path().join("run")).unwrap();
     std::fs::set_permissions(
@@ -437,43 +498,159 @@ fn the_agent_refuses_root_and_explains_an_unreachable_helper() {
 }
 
 #[test]
-fn a_sticky_world_writable_directory_like_tmp_is_accepted() {
+fn a_sticky_world_writable_directory_like_tmp_is_refused() {
     require_root();
+    // In /tmp another user can bind the path before the helper starts and
+    // serve the agent; the helper will not use such a directory.
     let name = format!("/tmp/patchman-helper-test-{}.sock", std::process::id());
-    let socket = PathBuf::from(&name);
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(workspace_bin("patchman-helper"))
-        .args([
-            "--socket",
-            &name,
-            "--agent-user",
-            AGENT,
-            "--config",
-            "/nonexistent.ini",
-        ])
-        .stderr(log.reopen().unwrap())
-        .spawn()
+    let mut cmd = helper_command(&workspace_bin("patchman-helper"));
+    cmd.args([
+        "--socket",
+        &name,
+        "--agent-user",
+        AGENT,
+        "--config",
+        "/nonexistent.ini",
+    ]);
+    let out = output_within(cmd, Duration::from_secs(10));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("unsafe socket directory /tmp"), "{err}");
+    assert!(err.contains("sticky or not"), "{err}");
+    assert!(!Path::new(&name).exists());
+}
+
+/// A relay a compromised (or any other) non-root account could run: it
+/// listens on `listen` and forwards every connection, both ways, to the
+/// real helper at `target`.
+const RELAY: &str = r#"
+import os, socket, sys, threading
+listen, target = sys.argv[1], sys.argv[2]
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(listen)
+os.chmod(listen, 0o666)
+srv.listen(8)
+print("listening", flush=True)
+def pump(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+while True:
+    c, _ = srv.accept()
+    u = socket.socket(socket.AF_UNIX)
+    u.connect(target)
+    threading.Thread(target=pump, args=(c, u), daemon=True).start()
+    threading.Thread(target=pump, args=(u, c), daemon=True).start()
+"#;
+
+#[test]
+fn the_agent_refuses_a_relay_that_is_not_root() {
+    let h = Helper::start();
+    // The relay runs as the agent's own uid, so the real helper serves it:
+    // only the agent's check of who listens can tell it from the helper.
+    let relay_dir = h.dir.path().join("relay");
+    std::fs::create_dir(&relay_dir).unwrap();
+    nix::unistd::chown(
+        &relay_dir,
+        Some(nix::unistd::Uid::from_raw(AGENT_UID)),
+        Some(nix::unistd::Gid::from_raw(AGENT_GID)),
+    )
+    .unwrap();
+    let relay_sock = relay_dir.join("helper.sock");
+    let mut relay = KillOnDrop(
+        Command::new("/usr/bin/python3")
+            .args(["-c", RELAY])
+            .arg(&relay_sock)
+            .arg(&h.socket)
+            .uid(AGENT_UID)
+            .gid(AGENT_GID)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (in tests/ci.sh's packages)"),
+    );
+    let mut line = String::new();
+    BufReader::new(relay.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
         .unwrap();
-    let t0 = Instant::now();
-    while !socket.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "{}",
-            std::fs::read_to_string(log.path()).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = Command::new(workspace_bin("patchman-agent"))
-        .args(["--socket", &name, "status", "--json"])
+    assert_eq!(line.trim(), "listening");
+    // Control: the relay really reaches the helper and is served.
+    let out = Command::new(workspace_bin("probe"))
+        .arg(&relay_sock)
+        .args(["hello", "recv"])
         .uid(AGENT_UID)
         .gid(AGENT_GID)
         .output()
         .unwrap();
-    let json = status_json(&out);
-    assert_eq!(json["family"], "apt");
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    assert!(!socket.exists());
+    let probe = String::from_utf8_lossy(&out.stdout);
+    assert!(probe.contains("reply Welcome"), "relay forwards: {probe}");
+    let out = Command::new(workspace_bin("patchman-agent"))
+        .arg("--socket")
+        .arg(&relay_sock)
+        .args(["status", "--json"])
+        .uid(AGENT_UID)
+        .gid(AGENT_GID)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the agent used the relay: {out:?}"
+    );
+    assert!(
+        err.contains(&format!("runs as uid {AGENT_UID}, not root")),
+        "{err}"
+    );
+    assert!(err.contains("it is not patchman-helper"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing printed as the helper's");
+    // The same agent through the real socket is served.
+    status_json(&h.agent(&["status", "--json"]));
+}
+
+/// Runs `cmd` to its end, or kills it after `limit` and fails the test.
+fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // Not reaped yet (the waiting thread holds it): the pid is ours.
+            let _ = kill(pid, Signal::SIGKILL);
+            let out = rx.recv().unwrap().unwrap();
+            panic!(
+                "still running after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// A process the test started, killed and reaped however the test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
@@ -488,7 +665,7 @@ fn socket_activation_takes_the_socket_from_systemd() {
     let mut child = Command::new("systemd-socket-activate")
         .arg("--listen")
         .arg(&socket)
-        .arg(workspace_bin("patchman-helper"))
+        .args(helper_command_line(&workspace_bin("patchman-helper")))
         .args(["--agent-user", AGENT, "--config", "/nonexistent.ini"])
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -572,4 +749,413 @@ fn the_agent_drops_capabilities_it_was_given() {
         String::from_utf8_lossy(&control.stdout).contains("0000000000000400"),
         "{control:?}"
     );
+}
+
+#[test]
+fn status_prints_planted_escape_sequences_escaped() {
+    let h = Helper::start();
+    let state_dir = h.dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    // What a compromised `patchman` could write into its own state file:
+    // clear the screen, set the title, write the clipboard (OSC 52), hide
+    // text, return to the line start, and an 8-bit CSI (U+009B).
+    let hostile = "\u{1b}[2J\u{1b}]0;owned\u{7}\u{1b}]52;c;aGk=\u{7}\u{1b}[8mhidden\r\u{9b}2J";
+    let state = serde_json::json!({
+        "last_error": hostile,
+        "last_error_at": 1_700_000_000u64,
+        "last_result": hostile,
+        "last_result_detail": hostile,
+        "last_check": 1_700_000_000u64,
+    });
+    std::fs::write(state_dir.join("state.json"), state.to_string()).unwrap();
+    let run = |json: bool| {
+        let mut args = vec!["--state-dir", state_dir.to_str().unwrap(), "status"];
+        if json {
+            args.push("--json");
+        }
+        let out = h.agent(&args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let human = run(false);
+    let raw: Vec<char> = human
+        .chars()
+        .filter(|c| c.is_control() && *c != '\n')
+        .collect();
+    assert!(
+        raw.is_empty(),
+        "control characters reached the terminal: {raw:?}\n{human}"
+    );
+    assert!(
+        human.contains(r"last error:") && human.contains(r"\x1b[2J\x1b]0;owned\x07"),
+        "shown escaped: {human}"
+    );
+    assert!(human.contains(r"hidden\r\x9b2J"), "{human}");
+    let json = run(true);
+    assert!(
+        !json.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters in JSON output: {json:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["last_error"], hostile, "JSON keeps the exact string");
+}
+
+/// Connects `n` times as the agent's uid and sends an oversized length
+/// prefix on each: `n` bad frames.
+const BAD_FRAME_FLOOD: &str = r#"
+import socket, sys
+path, n = sys.argv[1], int(sys.argv[2])
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    try:
+        s.sendall(b"\xff\xff\xff\xff")
+        s.recv(64)
+    except OSError:
+        pass
+    s.close()
+print("done", flush=True)
+"#;
+
+#[test]
+fn a_connection_flood_is_summarised_per_peer_and_another_uids_denial_still_logged() {
+    use std::os::unix::net::UnixStream;
+    let h = Helper::start();
+    let started_lines = h.log().lines().count();
+    // Root is not the agent: 3000 denied connections from this process.
+    let t0 = Instant::now();
+    for _ in 0..3000 {
+        let s = UnixStream::connect(&h.socket).unwrap();
+        drop(s);
+    }
+    // And 1000 bad frames from the agent's own uid.
+    let flood = Command::new("/usr/bin/python3")
+        .args(["-c", BAD_FRAME_FLOOD])
+        .arg(&h.socket)
+        .arg("1000")
+        .uid(AGENT_UID)
+        .gid(AGENT_GID)
+        .output()
+        .expect("python3");
+    assert_eq!(
+        String::from_utf8_lossy(&flood.stdout).trim(),
+        "done",
+        "{flood:?}"
+    );
+    let flood_took = t0.elapsed();
+    // And 30 Status requests from the agent: read-only, a loop of them
+    // is routine too (each runs dpkg-query).
+    let mut actions = vec!["hello", "recv"];
+    for _ in 0..30 {
+        actions.extend_from_slice(&["req:status", "final"]);
+    }
+    let out = h.probe(AGENT_UID, AGENT_GID, &actions);
+    assert_eq!(out.matches("reply Status").count(), 30, "{out}");
+    // During the flood's window: another uid (in the socket's group) is
+    // denied, and its line is there.
+    let out = h.probe(12345, AGENT_GID, &["hello", "recv"]);
+    assert!(out.contains("reply Denied"), "{out}");
+    // The window ends (10 s): a summary line per flooding uid. (Some of
+    // root's connections find the table full and are refused before their
+    // uid is read: those are counted without one.)
+    let t1 = Instant::now();
+    while !(summed(&h.log(), "peer_uid=0 ", "denied") >= 1000
+        && summed(&h.log(), "peer_uid=65534 ", "bad_frames") >= 500)
+    {
+        assert!(
+            t1.elapsed() < Duration::from_secs(25),
+            "no summaries:\n{}",
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = h.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("denied: not the agent user") && l.contains("peer_uid=12345")),
+        "the other uid's denial is logged:\n{log}"
+    );
+    assert!(
+        log.matches("request=\"status\"").count() <= 5 && log.matches("ran command").count() <= 5,
+        "Status lines are bounded too:\n{log}"
+    );
+    let lines = log.lines().count() - started_lines;
+    assert!(
+        lines <= 40,
+        "{lines} log lines for 4002 connections in {flood_took:?}:\n{log}"
+    );
+    // The helper still serves the agent.
+    status_json(&h.agent(&["status", "--json"]));
+}
+
+/// The sum of `field=N` over the peer summary lines that contain `peer`.
+fn summed(log: &str, peer: &str, field: &str) -> u64 {
+    let key = format!(" {field}=");
+    log.lines()
+        .filter(|l| l.contains("peer summary") && l.contains(peer))
+        .filter_map(|l| {
+            let rest = &l[l.find(&key)? + key.len()..];
+            rest.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+#[test]
+fn the_helper_exits_0_once_its_binary_is_replaced_on_disk() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A copy of the helper, replaced as dpkg and rpm replace a file: a new
+    // file renamed over the old path.
+    let installed = dir.path().join("patchman-helper");
+    std::fs::copy(workspace_bin("patchman-helper"), &installed).unwrap();
+    let socket = dir.path().join("run/helper.sock");
+    let log = dir.path().join("helper.log");
+    let child = helper_command(&installed)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--agent-user", AGENT, "--config", "/nonexistent.ini"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let t0 = Instant::now();
+    while !socket.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "helper did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let agent = |socket: &Path| {
+        Command::new(workspace_bin("patchman-agent"))
+            .arg("--socket")
+            .arg(socket)
+            .args(["status", "--json"])
+            .uid(AGENT_UID)
+            .gid(AGENT_GID)
+            .output()
+            .unwrap()
+    };
+    status_json(&agent(&socket));
+    // Some seconds of ordinary service: the helper stays.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(child.0.try_wait().unwrap().is_none(), "exited unprompted");
+    status_json(&agent(&socket));
+    let staged = dir.path().join(".patchman-helper.dpkg-new");
+    std::fs::copy(workspace_bin("patchman-helper"), &staged).unwrap();
+    std::fs::rename(&staged, &installed).unwrap();
+    let t1 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(10),
+            "still serving 10 s after its binary was replaced:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("replaced on disk"), "{text}");
+    assert!(!socket.exists(), "the socket it created is removed");
+}
+
+#[test]
+fn the_server_group_file_is_root_s_and_the_state_dir_copy_is_ignored() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let h = Helper::start();
+    // The agent's own directory: a file there is no longer the portal's.
+    let state_dir = h.dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    std::fs::write(
+        state_dir.join("server-group.json"),
+        r#"{"automatic_updates": false}"#,
+    )
+    .unwrap();
+    let group = h.dir.path().join("server-group.json");
+    let code = |args: &[&str]| {
+        let mut all = vec!["--state-dir", state_dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["status", "--json"]);
+        let json = status_json(&h.agent(&all));
+        json["automatic"]["code"].as_str().unwrap().to_string()
+    };
+    let group_arg = ["--server-group", group.to_str().unwrap()];
+    // No root file: the state-dir copy does not switch anything off (the
+    // host has no patchman-client, so the version gate answers).
+    assert_ne!(code(&group_arg), "disabled_by_server_group");
+    std::fs::write(&group, r#"{"automatic_updates": false}"#).unwrap();
+    assert_eq!(code(&group_arg), "disabled_by_server_group");
+    // Writable by others: not the portal's word; automatic stays off.
+    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(code(&group_arg), "server_group_file_invalid");
+}
+
+#[test]
+fn an_unsafe_patchman_ini_is_refused_on_reload_and_the_previous_settings_kept() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let h = Helper::start();
+    let ini = h.dir.path().join("patchman.ini");
+    let wait_for = |what: &str, n: usize| {
+        let t0 = Instant::now();
+        while h.log().matches(what).count() < n {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "no {what:?} (#{n}):\n{}",
+                h.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let hup = || kill(h.pid(), Signal::SIGHUP).unwrap();
+    // A FIFO no one writes: refused at once (before, the reload blocked in
+    // open() for good, and with it every later SIGHUP and SIGTERM).
+    std::fs::remove_file(&ini).unwrap();
+    nix::unistd::mkfifo(&ini, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    hup();
+    wait_for("is not a regular file", 1);
+    // A symlink to a good file, a group-writable file, a file not root's.
+    std::fs::remove_file(&ini).unwrap();
+    let target = h.dir.path().join("elsewhere.ini");
+    std::fs::write(&target, "[updates]\nrepository = evil-link\n").unwrap();
+    std::os::unix::fs::symlink(&target, &ini).unwrap();
+    hup();
+    wait_for("is a symbolic link", 1);
+    std::fs::remove_file(&ini).unwrap();
+    std::fs::write(&ini, "[updates]\nrepository = evil-writable\n").unwrap();
+    std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o664)).unwrap();
+    hup();
+    wait_for("is group- or world-writable", 1);
+    std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o644)).unwrap();
+    nix::unistd::chown(&ini, Some(nix::unistd::Uid::from_raw(AGENT_UID)), None).unwrap();
+    hup();
+    wait_for("is not owned by root", 1);
+    wait_for("keeping the previous one", 4);
+    assert!(!h.log().contains("repository=evil"), "{}", h.log());
+    // A good file is still picked up: the signal thread was never stuck.
+    std::fs::remove_file(&ini).unwrap();
+    std::fs::write(&ini, "[updates]\nrepository = patchman-beta\n").unwrap();
+    hup();
+    wait_for("repository=patchman-beta", 1);
+    let (status, log) = h.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+}
+
+#[test]
+fn inherited_file_descriptors_are_closed_at_start() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/helper.sock");
+    let leak = dir.path().join("leaked");
+    std::fs::write(&leak, "").unwrap();
+    // Whatever starts the helper leaks two descriptors (7 and 9) into it.
+    let mut line = helper_command_line(&workspace_bin("patchman-helper"));
+    let program = line.pop().unwrap();
+    let defs = line.pop().unwrap();
+    let script = line.pop().unwrap();
+    let script = format!(
+        "exec 7<\"$LEAK\" 9>>\"$LEAK\"; {}",
+        script.to_str().unwrap()
+    );
+    line.push(script.into());
+    line.push(defs);
+    line.push(program);
+    let child = Command::new(&line[0])
+        .args(&line[1..])
+        .env("LEAK", &leak)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--agent-user", AGENT, "--config", "/nonexistent.ini"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    let t0 = Instant::now();
+    while !socket.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "helper did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{}/fd", child.0.id()))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                target.to_string_lossy().into_owned(),
+            ))
+        })
+        .collect();
+    let leaked: Vec<_> = fds
+        .iter()
+        .filter(|(_, target)| target.contains("leaked"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "inherited descriptors still open: {fds:?}"
+    );
+    // What is left: stdio, the listening socket and the helper's own.
+    assert!(fds.iter().any(|(_, t)| t.starts_with("socket:")), "{fds:?}");
+}
+
+#[test]
+fn during_sigterm_the_running_update_finishes_and_new_requests_get_busy_at_once() {
+    use patchman_tests::attack_support::{
+        helper_pid, hold_download, probe as probe_in, release_download, spawn_agent,
+        wait_for_held_download, wait_until,
+    };
+    use patchman_tests::sandbox::apt_repo::SourceFormat;
+    use patchman_tests::sandbox::fixture::CLIENT;
+    use patchman_tests::scenario::{Db, Scenario};
+    use patchman_tests::updater::Updater;
+    let fx = patchman_tests::apt_fixture();
+    let host_before = patchman_tests::host_package_state();
+    let u = Updater::new(
+        &fx.repos_root,
+        &fx.patchman,
+        SourceFormat::List,
+        &[fx.client("1.7.0-1")],
+    )
+    .expect("sandbox");
+    // The download waits for the test's go-ahead: an update held mid-way.
+    let s = Scenario::start(Db::Dpkg, u, host_before, hold_download);
+    let agent = spawn_agent(&s.u, &["update"]);
+    wait_for_held_download(&s.u);
+    let pid = helper_pid(&s.u).expect("the helper's pid");
+    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || s
+        .u
+        .helper_log()
+        .contains("stopping (after any running update)")));
+    // A new request while it stops: Busy, at once (before, a Status was
+    // served as usual by a process about to exit).
+    let t0 = Instant::now();
+    let out = probe_in(&s.u, &["hello", "recv", "req:status", "final"]);
+    assert!(out.contains("reply Welcome"), "{out}");
+    assert!(out.contains("reply Busy"), "{out}\n{}", s.u.helper_log());
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert!(helper_pid(&s.u).is_some(), "it waits for the update");
+    release_download(&s.u);
+    let out = agent.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        s.u.helper_log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || helper_pid(&s.u).is_none()),
+        "the helper exits once the update is done:\n{}",
+        s.u.helper_log()
+    );
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
+    s.assert_only_changed(&[CLIENT]);
+    s.finish();
 }

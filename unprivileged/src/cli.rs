@@ -4,7 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub const USAGE: &str = "\
-Usage: patchman-agent [--socket PATH] [--config PATH] [--state-dir PATH] COMMAND
+Usage: patchman-agent [--socket PATH] [--config PATH] [--state-dir PATH]
+                      [--server-group PATH] COMMAND
 
 The unprivileged half of the patchman updater. It decides when to update
 patchman-client and asks patchman-helper (root) to do it.
@@ -13,8 +14,8 @@ Commands:
   run              the daemon: check and update on a schedule ([updates]
                    interval plus a random delay up to jitter), only while
                    automatic updates are allowed: [updates] automatic = yes,
-                   the server group's <state-dir>/server-group.json allows
-                   it, and the installed client is at least 1.7.0-1.
+                   the server group's file (--server-group) allows it, and
+                   the installed client is at least 1.7.0-1.
                    SIGHUP re-reads the configuration; SIGTERM stops it.
   update           update now, showing each step (exit 0 updated or up to
                    date, 1 failed); not gated: a person is watching
@@ -27,6 +28,9 @@ Options:
   --socket PATH     the helper's socket (default /run/patchman/helper.sock)
   --config PATH     configuration (default /etc/patchman/patchman.ini)
   --state-dir PATH  state directory (default /var/lib/patchman)
+  --server-group PATH
+                    the server group's settings, written by root
+                    (default /etc/patchman/server-group.json)
   -h, --help        this text
   -V, --version     the version
 
@@ -60,6 +64,7 @@ pub struct Args {
     pub socket: PathBuf,
     pub config: PathBuf,
     pub state_dir: PathBuf,
+    pub server_group: PathBuf,
     pub command: Command,
 }
 
@@ -79,6 +84,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, UsageError
     let mut socket = PathBuf::from(crate::DEFAULT_SOCKET);
     let mut config = PathBuf::from(crate::DEFAULT_CONFIG);
     let mut state_dir = PathBuf::from(crate::DEFAULT_STATE_DIR);
+    let mut server_group = PathBuf::from(crate::policy::DEFAULT_SERVER_GROUP);
     let mut command: Option<Command> = None;
     let mut json = false;
     let mut it = args.into_iter();
@@ -98,12 +104,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, UsageError
             "--socket" => socket = value("--socket")?,
             "--config" => config = value("--config")?,
             "--state-dir" => state_dir = value("--state-dir")?,
+            "--server-group" => server_group = value("--server-group")?,
             "--json" => json = true,
             "-h" | "--help" | "help" => {
                 return Ok(Args {
                     socket,
                     config,
                     state_dir,
+                    server_group,
                     command: Command::Help,
                 })
             }
@@ -112,6 +120,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, UsageError
                     socket,
                     config,
                     state_dir,
+                    server_group,
                     command: Command::Version,
                 })
             }
@@ -136,6 +145,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, UsageError
         socket,
         config,
         state_dir,
+        server_group,
         command,
     })
 }
@@ -155,6 +165,13 @@ mod tests {
         assert_eq!(a.config, PathBuf::from("/tmp/c"));
         assert_eq!(a.state_dir, PathBuf::from("/tmp/d"));
         assert_eq!(a.command, Command::Status { json: true });
+        assert_eq!(
+            a.server_group,
+            PathBuf::from("/etc/patchman/server-group.json")
+        );
+        let a = p("--server-group /srv/g.json run").unwrap();
+        assert_eq!(a.server_group, PathBuf::from("/srv/g.json"));
+        assert_eq!(a.command, Command::Run);
         assert_eq!(p("update --socket=/x").unwrap().socket, PathBuf::from("/x"));
         assert_eq!(p("check").unwrap().command, Command::Check);
         assert_eq!(p("run").unwrap().command, Command::Run);

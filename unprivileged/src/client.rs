@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use interprocess::local_socket::traits::Stream as _;
+use interprocess::local_socket::traits::{Stream as _, StreamCommon as _};
 use interprocess::local_socket::{GenericFilePath, Stream, ToFsName};
 use patchman_shared::{
     read_frame, write_frame, Family, FrameError, Reply, Request, PROTOCOL_VERSION,
@@ -24,6 +24,9 @@ pub enum ClientError {
     Connect { socket: PathBuf, error: io::Error },
     /// The helper refused us: we are not the agent user.
     Denied { socket: PathBuf },
+    /// Whoever serves the socket is not root, so not patchman-helper:
+    /// another user bound the path first (or relays to the real helper).
+    NotRoot { socket: PathBuf, uid: Option<u32> },
     /// The helper speaks another protocol version.
     Unsupported { ours: u32, helper: u32 },
     /// The connection broke or a frame was bad.
@@ -53,6 +56,14 @@ impl fmt::Display for ClientError {
                 "the helper at {} refused this user: only the configured agent user is served",
                 socket.display()
             ),
+            ClientError::NotRoot { socket, uid } => {
+                let who = uid.map_or_else(|| "an unknown user".to_string(), |u| format!("uid {u}"));
+                write!(
+                    f,
+                    "the server at {} runs as {who}, not root: it is not patchman-helper; refusing to talk to it (who created that socket? the helper's is /run/patchman/helper.sock)",
+                    socket.display()
+                )
+            }
             ClientError::Unsupported { ours, helper } => write!(
                 f,
                 "the helper speaks protocol {helper}, this agent {ours}: restart the agent after the update completes"
@@ -124,6 +135,16 @@ impl Client {
             .to_fs_name::<GenericFilePath>()
             .map_err(connect_err)?;
         let stream = Stream::connect(name).map_err(connect_err)?;
+        // Before a byte is sent: the kernel recorded who listens on that
+        // socket; the helper is root, anything else is an impostor (or a
+        // relay) whose replies would be shown to a person as the helper's.
+        let server_uid = stream.peer_creds().map_err(connect_err)?.euid();
+        if server_uid != Some(0) {
+            return Err(ClientError::NotRoot {
+                socket: socket.to_path_buf(),
+                uid: server_uid,
+            });
+        }
         stream
             .set_recv_timeout(Some(SHORT_TIMEOUT))
             .map_err(connect_err)?;

@@ -7,11 +7,30 @@ use std::time::Instant;
 
 use patchman_shared::{Failure, Installed, LockState, Reply, Request, StatusReport, Step};
 
+use patchman_shared::escape_controls;
+use patchman_shared::sanitize::json_escape_c1;
+
 use crate::client::{Client, ClientError};
 use crate::config::Config;
 use crate::policy::{self, Gate};
 use crate::state::State;
 use crate::time::rfc3339;
+
+// Everything a person reads goes through these: versions, paths, the
+// helper's failures (which quote tool output) and the strings of
+// state.json (which a compromised `patchman` can write) are printed with
+// their control characters escaped, so none reaches the terminal as an
+// escape sequence. `status --json` is escaped by serde_json (C0) and
+// `json_escape_c1` (C1).
+macro_rules! out {
+    ($($t:tt)*) => { print!("{}", escape_controls(&format!($($t)*))) };
+}
+macro_rules! outln {
+    ($($t:tt)*) => { println!("{}", escape_controls(&format!($($t)*))) };
+}
+macro_rules! errln {
+    ($($t:tt)*) => { eprintln!("{}", escape_controls(&format!($($t)*))) };
+}
 
 /// Exit codes (DESIGN.md's interface).
 pub const EXIT_OK: i32 = 0;
@@ -72,33 +91,39 @@ fn privileges_json(p: &crate::privs::PrivState) -> serde_json::Value {
 }
 
 fn fail(e: impl std::fmt::Display) -> i32 {
-    eprintln!("patchman-agent: {e}");
+    errln!("patchman-agent: {e}");
     EXIT_FAILED
 }
 
 /// `status [--json]`: the helper's view (installed versions, family, lock)
 /// and the agent's own (automatic on/off and why, last and next check).
-pub fn status(socket: &Path, config: &Path, state_dir: &Path, json: bool) -> i32 {
+pub fn status(
+    socket: &Path,
+    config: &Path,
+    state_dir: &Path,
+    server_group: &Path,
+    json: bool,
+) -> i32 {
     let reply = Client::connect(socket).and_then(|mut c| c.request(Request::Status, |_| {}));
     match reply {
         Ok(Reply::Status(s)) => {
-            let agent = AgentView::gather(config, state_dir, &s);
+            let agent = AgentView::gather(config, state_dir, server_group, &s);
             if json {
                 let mut v = status_json(&s);
                 agent.add_to_json(&mut v);
-                println!("{v}");
+                println!("{}", json_escape_c1(&v.to_string()));
             } else {
-                println!("family:                   {}", s.family);
-                println!("patchman-client:          {}", describe(&s.client));
-                println!("patchman-client-realtime: {}", describe(&s.realtime));
+                outln!("family:                   {}", s.family);
+                outln!("patchman-client:          {}", describe(&s.client));
+                outln!("patchman-client-realtime: {}", describe(&s.realtime));
                 match s.lock {
-                    LockState::Free => println!("package manager lock:     free"),
+                    LockState::Free => outln!("package manager lock:     free"),
                     LockState::Held { pid: Some(p) } => {
-                        println!("package manager lock:     held by pid {p}")
+                        outln!("package manager lock:     held by pid {p}")
                     }
-                    LockState::Held { pid: None } => println!("package manager lock:     held"),
+                    LockState::Held { pid: None } => outln!("package manager lock:     held"),
                 }
-                println!("helper version:           {}", s.helper_version);
+                outln!("helper version:           {}", s.helper_version);
                 agent.print();
             }
             EXIT_OK
@@ -127,14 +152,14 @@ impl StepPrinter {
 
     fn step(&mut self, step: Step) {
         self.finish_current();
-        print!("  {}…", capitalize(step.describe()));
+        out!("  {}…", capitalize(step.describe()));
         let _ = std::io::stdout().flush();
         self.current = Some((step, Instant::now()));
     }
 
     fn finish_current(&mut self) {
         if let Some((_, t)) = self.current.take() {
-            println!(" {:.2} s", t.elapsed().as_secs_f64());
+            outln!(" {:.2} s", t.elapsed().as_secs_f64());
         }
     }
 
@@ -172,15 +197,15 @@ pub fn advice(f: &Failure) -> Option<String> {
 }
 
 fn report_failure(f: &Failure) -> i32 {
-    eprintln!("patchman-agent: {f}");
+    errln!("patchman-agent: {f}");
     if let Some(a) = advice(f) {
-        eprintln!("{a}");
+        errln!("{a}");
     }
     EXIT_FAILED
 }
 
 pub fn check(socket: &Path) -> i32 {
-    println!("Checking for updates of patchman-client");
+    outln!("Checking for updates of patchman-client");
     let mut printer = StepPrinter::new();
     let reply =
         Client::connect(socket).and_then(|mut c| c.request(Request::Check, |s| printer.step(s)));
@@ -195,15 +220,15 @@ pub fn check(socket: &Path) -> i32 {
             }
             for c in &report.packages {
                 match &c.candidate {
-                    Some(new) => println!("{}: {} → {} available", c.package, c.installed, new),
-                    None => println!("{}: {} is up to date", c.package, c.installed),
+                    Some(new) => outln!("{}: {} → {} available", c.package, c.installed, new),
+                    None => outln!("{}: {} is up to date", c.package, c.installed),
                 }
             }
             if report.update_available() {
-                println!("Update available ({:.2} s).", printer.total());
+                outln!("Update available ({:.2} s).", printer.total());
                 EXIT_UPDATE_AVAILABLE
             } else {
-                println!("Up to date ({:.2} s).", printer.total());
+                outln!("Up to date ({:.2} s).", printer.total());
                 EXIT_OK
             }
         }
@@ -215,21 +240,21 @@ pub fn check(socket: &Path) -> i32 {
 }
 
 pub fn update(socket: &Path) -> i32 {
-    println!("Updating patchman-client");
+    outln!("Updating patchman-client");
     let mut printer = StepPrinter::new();
     let reply =
         Client::connect(socket).and_then(|mut c| c.request(Request::Update, |s| printer.step(s)));
     printer.finish_current();
     match reply {
         Ok(Reply::Updated(report)) if report.changes.is_empty() => {
-            println!("Already up to date ({:.2} s).", printer.total());
+            outln!("Already up to date ({:.2} s).", printer.total());
             EXIT_OK
         }
         Ok(Reply::Updated(report)) => {
             for c in &report.changes {
-                println!("{}: {} → {}", c.package, c.from, c.to);
+                outln!("{}: {} → {}", c.package, c.from, c.to);
             }
-            println!("Updated in {:.2} s.", printer.total());
+            outln!("Updated in {:.2} s.", printer.total());
             EXIT_OK
         }
         Ok(Reply::Failed(f)) => report_failure(&f),
@@ -270,9 +295,14 @@ fn time_or_null(t: Option<u64>) -> serde_json::Value {
 }
 
 impl AgentView {
-    pub fn gather(config: &Path, state_dir: &Path, s: &StatusReport) -> AgentView {
+    pub fn gather(
+        config: &Path,
+        state_dir: &Path,
+        server_group: &Path,
+        s: &StatusReport,
+    ) -> AgentView {
         let config = crate::config::load(config).map_err(|e| e.to_string());
-        let group = policy::read_server_group(state_dir);
+        let group = policy::read_server_group(server_group);
         let automatic = match &config {
             Err(e) => Err(("config_invalid", format!("patchman.ini is unusable: {e}"))),
             Ok(c) => match policy::evaluate(c.automatic, &group, s.family, s.client.as_ref()) {
@@ -346,9 +376,9 @@ impl AgentView {
         let st = &self.state;
         let (enabled, _, reason) = self.automatic_text();
         let on = if enabled { "on" } else { "off" };
-        println!("automatic updates:        {on} — {reason}");
+        outln!("automatic updates:        {on} — {reason}");
         if let Ok(c) = &self.config {
-            println!(
+            outln!(
                 "schedule:                 every {} s plus up to {} s",
                 c.interval.as_secs(),
                 c.jitter.as_secs()
@@ -356,24 +386,24 @@ impl AgentView {
         }
         let when = |t: Option<u64>| t.map_or_else(|| "never".to_string(), rfc3339);
         match (&st.last_result, &st.last_result_detail) {
-            (Some(r), Some(d)) => println!(
+            (Some(r), Some(d)) => outln!(
                 "last check:               {} — {r}: {d}",
                 when(st.last_check)
             ),
-            _ => println!("last check:               {}", when(st.last_check)),
+            _ => outln!("last check:               {}", when(st.last_check)),
         }
         if let Some(e) = &st.last_error {
-            println!("last error:               {} — {e}", when(st.last_error_at));
+            outln!("last error:               {} — {e}", when(st.last_error_at));
         }
         if self.daemon_running {
-            println!("next check:               {}", when(st.next_check));
+            outln!("next check:               {}", when(st.next_check));
         } else {
-            println!(
+            outln!(
                 "next check:               none (the daemon `patchman-agent run` is not running)"
             );
         }
         if let Some(p) = &self.state_problem {
-            println!("state file:               unusable ({p})");
+            outln!("state file:               unusable ({p})");
         }
     }
 }

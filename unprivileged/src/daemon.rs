@@ -334,6 +334,8 @@ pub struct Options {
     pub socket: PathBuf,
     pub config_path: PathBuf,
     pub state_dir: PathBuf,
+    /// The server group's file (`--server-group`).
+    pub server_group: PathBuf,
     pub relaunch: Relaunch,
 }
 
@@ -423,7 +425,7 @@ pub fn run(
             continue;
         }
 
-        let group = policy::read_server_group(&opts.state_dir);
+        let group = policy::read_server_group(&opts.server_group);
         if let GroupSetting::Invalid(why) = &group {
             tracing::warn!(reason = %why, "server-group.json is unusable: automatic updates stay off until it is fixed");
         }

@@ -40,7 +40,13 @@ fn main() {
     let code = match args.command {
         Command::Status { json } => {
             init_logging(false);
-            commands::status(&args.socket, &args.config, &args.state_dir, json)
+            commands::status(
+                &args.socket,
+                &args.config,
+                &args.state_dir,
+                &args.server_group,
+                json,
+            )
         }
         Command::Check => {
             init_logging(false);
@@ -95,6 +101,7 @@ fn run_daemon(args: &cli::Args, relaunch: std::io::Result<Relaunch>) -> Result<(
         socket: args.socket.clone(),
         config_path: args.config.clone(),
         state_dir: args.state_dir.clone(),
+        server_group: args.server_group.clone(),
         relaunch,
     };
     daemon::run(&opts, &rx, &mut Urandom).context("patchman-agent run")?;

@@ -1,19 +1,23 @@
 //! The gates of unattended updates (`run` only; a person's `update` is not
 //! gated): the local switch (`[updates] automatic`), the server group's
-//! switch (`<state-dir>/server-group.json`, delivered by the portal), and
+//! switch (`/etc/patchman/server-group.json`, delivered by the portal), and
 //! the vendor's version gate (the installed client is at least 1.7.0-1,
 //! ordered as the host's package manager orders versions).
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
 use patchman_shared::{Evr, Family, Installed};
 
-/// The server group's file, in the state directory.
-pub const SERVER_GROUP_FILE: &str = "server-group.json";
+/// The server group's file (`--server-group` overrides it). Root writes
+/// it (the portal integration), in a directory only root can write, by
+/// renaming a complete temporary file over it; the agent only reads it.
+/// It used to live in the agent's own state directory, where a planted
+/// symlink turns root's plain `open(O_CREAT|O_TRUNC)` into overwriting
+/// any file: that path is no longer read.
+pub const DEFAULT_SERVER_GROUP: &str = "/etc/patchman/server-group.json";
 /// The vendor's gate: below this, unattended updates need a manual upgrade
 /// first.
 pub const MINIMUM_CLIENT: &str = "1.7.0-1";
@@ -82,22 +86,16 @@ pub fn parse_server_group(text: &str) -> Result<ServerGroup, String> {
     })
 }
 
-/// Reads `<state_dir>/server-group.json`. Never fails: an unreadable or
-/// malformed file is [`GroupSetting::Invalid`].
-pub fn read_server_group(state_dir: &Path) -> GroupSetting {
-    let path = state_dir.join(SERVER_GROUP_FILE);
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return GroupSetting::Absent,
-        Err(e) => return GroupSetting::Invalid(format!("cannot read {}: {e}", path.display())),
+/// Reads the server group's file at `path`. Never fails: an unreadable,
+/// malformed or unsafe file (a link, not root's, writable by others: then
+/// it is not the portal's word) is [`GroupSetting::Invalid`], which keeps
+/// automatic updates off until it is fixed.
+pub fn read_server_group(path: &Path) -> GroupSetting {
+    let text = match patchman_shared::config_file::read_root_file(path, MAX_SERVER_GROUP) {
+        Ok(Some(text)) => text,
+        Ok(None) => return GroupSetting::Absent,
+        Err(e) => return GroupSetting::Invalid(e.to_string()),
     };
-    let mut text = String::new();
-    if let Err(e) = file.take(MAX_SERVER_GROUP + 1).read_to_string(&mut text) {
-        return GroupSetting::Invalid(format!("cannot read {}: {e}", path.display()));
-    }
-    if text.len() as u64 > MAX_SERVER_GROUP {
-        return GroupSetting::Invalid(format!("{} is too large", path.display()));
-    }
     match parse_server_group(&text) {
         Ok(g) => GroupSetting::Valid(g),
         Err(e) => GroupSetting::Invalid(format!("{}: {e}", path.display())),
@@ -284,31 +282,38 @@ mod tests {
 
     #[test]
     fn reading_the_file_fails_closed() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read_server_group(dir.path()), GroupSetting::Absent);
-        std::fs::write(
-            dir.path().join(SERVER_GROUP_FILE),
-            "{\"automatic_updates\": tru",
-        )
-        .unwrap();
+        let file = dir.path().join("server-group.json");
+        assert_eq!(read_server_group(&file), GroupSetting::Absent);
+        std::fs::write(&file, "{\"automatic_updates\": tru").unwrap();
         assert!(matches!(
-            read_server_group(dir.path()),
+            read_server_group(&file),
             GroupSetting::Invalid(why) if why.contains("not valid JSON")
         ));
-        std::fs::write(dir.path().join(SERVER_GROUP_FILE), [0xff, 0xfe, 0x00]).unwrap();
-        assert!(matches!(
-            read_server_group(dir.path()),
-            GroupSetting::Invalid(_)
-        ));
-        std::fs::write(
-            dir.path().join(SERVER_GROUP_FILE),
-            "{\"automatic_updates\": false}",
-        )
-        .unwrap();
+        std::fs::write(&file, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(matches!(read_server_group(&file), GroupSetting::Invalid(_)));
+        std::fs::write(&file, "{\"automatic_updates\": false}").unwrap();
         assert_eq!(
-            switches(true, &read_server_group(dir.path())),
+            switches(true, &read_server_group(&file)),
             Gate::DisabledByServerGroup
         );
+        // Allowed, but writable by others: not the portal's word.
+        std::fs::write(&file, "{\"automatic_updates\": true}").unwrap();
+        assert!(read_server_group(&file).rollout_window().is_none());
+        assert!(matches!(read_server_group(&file), GroupSetting::Valid(_)));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(matches!(
+            read_server_group(&file),
+            GroupSetting::Invalid(why) if why.contains("group- or world-writable")
+        ));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(matches!(
+            read_server_group(&link),
+            GroupSetting::Invalid(why) if why.contains("symbolic link")
+        ));
     }
 
     #[test]

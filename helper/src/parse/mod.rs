@@ -158,18 +158,10 @@ pub(crate) fn truncate_at_boundary(s: &str, max: usize) -> &str {
 }
 
 /// Tool output made safe to show a person: control characters other than
-/// newline and tab become `?`, and the result is cut to `max` bytes.
+/// newline and tab escaped (the one function both halves use), and the
+/// result cut to `max` bytes.
 pub(crate) fn sanitize_excerpt(s: &str, max: usize) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| {
-            if c == '\n' || c == '\t' || !c.is_control() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
+    let cleaned = patchman_shared::escape_controls(s);
     truncate_at_boundary(&cleaned, max).to_string()
 }
 
@@ -242,7 +234,7 @@ mod tests {
     #[test]
     fn excerpts_cannot_carry_terminal_escapes() {
         let s = sanitize_excerpt("ok\x1b[31mred\r\nnext\tline", 100);
-        assert_eq!(s, "ok?[31mred?\nnext\tline");
+        assert_eq!(s, "ok\\x1b[31mred\\r\nnext\tline");
         assert!(quote("a\x1bb", 10).contains("\\u{1b}"));
     }
 

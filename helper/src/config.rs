@@ -60,6 +60,9 @@ impl fmt::Display for RepositoryName {
 /// Default bound on waiting for another program's package-manager lock.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
 const MAX_LOCK_WAIT: Duration = Duration::from_secs(3600);
+/// Default probation after a changing update (issue 12).
+pub const DEFAULT_PROBATION: Duration = Duration::from_secs(600);
+const MAX_PROBATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -68,6 +71,9 @@ pub struct Config {
     /// (unattended-upgrades, a person's apt) holds before answering
     /// `LockHeld`. An addition of ours; the vendor's file has no such key.
     pub lock_wait: Duration,
+    /// `[updates] probation`: how long a changing update waits for the new
+    /// agent's `Confirm` before the helper rolls it back; zero: never.
+    pub probation: Duration,
 }
 
 impl Default for Config {
@@ -75,6 +81,7 @@ impl Default for Config {
         Config {
             repository: RepositoryName(DEFAULT_REPOSITORY.to_string()),
             lock_wait: DEFAULT_LOCK_WAIT,
+            probation: DEFAULT_PROBATION,
         }
     }
 }
@@ -120,26 +127,38 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         Some(v) => RepositoryName::new(v.trim())?,
         None => RepositoryName(DEFAULT_REPOSITORY.to_string()),
     };
-    let lock_wait = match ini.get("updates", "lock_wait") {
-        Some(v) => {
-            let d = patchman_shared::parse_duration(&v).map_err(|e| ConfigError::BadValue {
-                key: "lock_wait",
-                why: e.to_string(),
-            })?;
-            if d > MAX_LOCK_WAIT {
-                return Err(ConfigError::BadValue {
-                    key: "lock_wait",
-                    why: "at most 1h".into(),
-                });
-            }
-            d
-        }
-        None => DEFAULT_LOCK_WAIT,
-    };
+    let lock_wait = duration(&ini, "lock_wait", DEFAULT_LOCK_WAIT, MAX_LOCK_WAIT, "1h")?;
+    // `0`: rollback off.
+    let probation = duration(&ini, "probation", DEFAULT_PROBATION, MAX_PROBATION, "7d")?;
     Ok(Config {
         repository,
         lock_wait,
+        probation,
     })
+}
+
+/// `[updates] key` as a duration at most `max`, or `default` when absent.
+fn duration(
+    ini: &configparser::ini::Ini,
+    key: &'static str,
+    default: Duration,
+    max: Duration,
+    max_text: &str,
+) -> Result<Duration, ConfigError> {
+    let Some(v) = ini.get("updates", key) else {
+        return Ok(default);
+    };
+    let d = patchman_shared::parse_duration(&v).map_err(|e| ConfigError::BadValue {
+        key,
+        why: e.to_string(),
+    })?;
+    if d > max {
+        return Err(ConfigError::BadValue {
+            key,
+            why: format!("at most {max_text}"),
+        });
+    }
+    Ok(d)
 }
 
 /// Reads and parses `path`. A missing file means every default (the vendor
@@ -174,6 +193,16 @@ mod tests {
             .unwrap();
         assert_eq!(c.repository.as_str(), "patchman-beta");
         assert_eq!(c.lock_wait, DEFAULT_LOCK_WAIT);
+        assert_eq!(c.probation, DEFAULT_PROBATION);
+        assert_eq!(
+            parse("[updates]\nprobation = 60s\n").unwrap().probation,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            parse("[updates]\nprobation = 0\n").unwrap().probation,
+            Duration::ZERO
+        );
+        assert!(parse("[updates]\nprobation = 30d\n").is_err());
         let c = parse("[updates]\nlock_wait = 5s\n").unwrap();
         assert_eq!(c.lock_wait, Duration::from_secs(5));
         assert!(matches!(

@@ -34,6 +34,7 @@ use crate::lock;
 use crate::parse::rpm_install::{self, RpmInstallResult};
 use crate::parse::rpm_query::{self, RpmPackage, RpmQuery};
 use crate::parse::{check_update, dnf, rpmkeys, yum, MAX_EXCERPT};
+use crate::probation::Versions;
 use crate::Helper;
 
 use super::{internal, unexpected, Progress};
@@ -104,7 +105,18 @@ pub fn status(h: &Helper) -> Result<StatusReport, Failure> {
         realtime: get(Package::Realtime),
         lock: lock::probe_all(&[lock::RPM_LOCK]),
         helper_version: crate::VERSION.to_string(),
+        rollback: Default::default(),
     })
+}
+
+/// The installed versions of ours (rpm has no half-installed state).
+pub fn installed_versions(h: &Helper) -> Result<(Versions, bool), Failure> {
+    let q = query_installed(h, Step::Confirm)?;
+    let versions = Package::ALL
+        .into_iter()
+        .filter_map(|p| Some((p, q.get(p)?.evr.clone())))
+        .collect();
+    Ok((versions, true))
 }
 
 /// Our installed packages: the client must be; realtime only if it is.
@@ -370,20 +382,7 @@ fn locate_and_verify(
             },
             other => internal(other),
         })?;
-        let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
-            .args(["-qp", "--queryformat", rpm_query::QUERY_FORMAT])
-            .arg(&path);
-        let out = h.programs.run(&cmd).map_err(internal)?;
-        if !out.success() {
-            return Err(Failure::Verification {
-                package: Package::Client,
-                reason: VerificationFailure::MetadataMismatch {
-                    expected: "a readable rpm package".into(),
-                    found: out.excerpt(MAX_EXCERPT),
-                },
-            });
-        }
-        let meta = rpm_query::parse_file_query(&out.stdout).map_err(|_| refuse_unknown())?;
+        let meta = query_file(h, &path).map_err(|f| f.unwrap_or_else(refuse_unknown))?;
         let package = meta.package;
         let refuse = |reason| Failure::Verification { package, reason };
         let Some((_, from)) = installed.iter().find(|(p, _)| *p == package) else {
@@ -415,27 +414,98 @@ fn locate_and_verify(
             }));
         }
         if gpgcheck {
-            let cmd = Cmd::new(Tool::Rpmkeys, QUERY_TIMEOUT)
-                .arg("--checksig")
-                .arg(&path);
-            let out = h.programs.run(&cmd).map_err(internal)?;
-            let status = rpmkeys::parse_checksig(
-                &path.to_string_lossy(),
-                out.code(),
-                &out.stdout,
-                &out.stderr,
-            )
-            .map_err(|e| unexpected(Step::Verify, e))?;
-            if !status.is_trusted() {
-                return Err(refuse(match status {
-                    rpmkeys::SignatureStatus::Corrupt => VerificationFailure::ChecksumMismatch,
-                    _ => VerificationFailure::BadSignature,
-                }));
-            }
+            check_signature(h, package, &path)?;
         }
         found.push((package, from.clone(), meta.evr.clone(), path));
     }
     Ok(found)
+}
+
+/// `rpm -qp` of a file: its package and version. `Err(None)`: not one of
+/// ours.
+fn query_file(h: &Helper, path: &Path) -> Result<RpmPackage, Option<Failure>> {
+    let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
+        .args(["-qp", "--queryformat", rpm_query::QUERY_FORMAT])
+        .arg(path);
+    let out = h.programs.run(&cmd).map_err(|e| Some(internal(e)))?;
+    if !out.success() {
+        return Err(Some(Failure::Verification {
+            package: Package::Client,
+            reason: VerificationFailure::MetadataMismatch {
+                expected: "a readable rpm package".into(),
+                found: out.excerpt(MAX_EXCERPT),
+            },
+        }));
+    }
+    rpm_query::parse_file_query(&out.stdout).map_err(|_| None)
+}
+
+/// `rpmkeys --checksig`: the file's signature is trusted.
+fn check_signature(h: &Helper, package: Package, path: &Path) -> Result<(), Failure> {
+    let cmd = Cmd::new(Tool::Rpmkeys, QUERY_TIMEOUT)
+        .arg("--checksig")
+        .arg(path);
+    let out = h.programs.run(&cmd).map_err(internal)?;
+    let status = rpmkeys::parse_checksig(
+        &path.to_string_lossy(),
+        out.code(),
+        &out.stdout,
+        &out.stderr,
+    )
+    .map_err(|e| unexpected(Step::Verify, e))?;
+    if !status.is_trusted() {
+        return Err(Failure::Verification {
+            package,
+            reason: match status {
+                rpmkeys::SignatureStatus::Corrupt => VerificationFailure::ChecksumMismatch,
+                _ => VerificationFailure::BadSignature,
+            },
+        });
+    }
+    Ok(())
+}
+
+/// The rollback's check of a kept file: embeds exactly `package`
+/// `version`, and its signature is trusted where gpgcheck is on.
+pub fn verify_embedded(
+    h: &Helper,
+    package: Package,
+    version: &Evr,
+    path: &Path,
+) -> Result<(), Failure> {
+    let mismatch = |found: String| Failure::Verification {
+        package,
+        reason: VerificationFailure::MetadataMismatch {
+            expected: format!("{package} {version}"),
+            found,
+        },
+    };
+    let meta =
+        query_file(h, path).map_err(|f| f.unwrap_or_else(|| mismatch("another package".into())))?;
+    if meta.package != package || rpm_version::compare(&meta.evr, version) != Ordering::Equal {
+        return Err(mismatch(format!("{} {}", meta.package, meta.evr)));
+    }
+    if gpgcheck_enabled(h.config().repository.as_str()) {
+        check_signature(h, package, path)?;
+    }
+    Ok(())
+}
+
+/// The rollback (issue 12): one `rpm -U --oldpackage` of the kept files,
+/// to exactly `target`, confirmed with `rpm -q`.
+pub fn install_exact(h: &Helper, target: &Versions, files: &[PathBuf]) -> Result<(), Failure> {
+    wait_for_rpm_lock(h)?;
+    let wanted: Vec<(Package, Evr)> = target.iter().map(|(p, v)| (*p, v.clone())).collect();
+    rpm_install(h, &wanted, files, Downgrade::RollBack, &mut |_| {})
+}
+
+/// Whether `rpm -U` may install an older version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Downgrade {
+    /// Every update: rpm refuses downgrades itself.
+    Refuse,
+    /// Only the rollback to the helper's own record: `--oldpackage`.
+    RollBack,
 }
 
 /// Waits (bounded) until no other program holds rpm's lock: `rpm -U`
@@ -472,9 +542,25 @@ fn install_and_confirm(
             "the installed packages changed while this update ran (another package operation); nothing was installed, the next run starts over",
         ));
     }
+    let wanted: Vec<(Package, Evr)> = files.iter().map(|(p, _, to, _)| (*p, to.clone())).collect();
+    let paths: Vec<PathBuf> = files.iter().map(|(.., path)| path.clone()).collect();
+    rpm_install(h, &wanted, &paths, Downgrade::Refuse, progress)
+}
+
+/// One `rpm -U` of `paths`; then its output, and `rpm -q` shows exactly
+/// `wanted`.
+fn rpm_install(
+    h: &Helper,
+    wanted: &[(Package, Evr)],
+    paths: &[PathBuf],
+    downgrade: Downgrade,
+    progress: &mut Progress<'_>,
+) -> Result<(), Failure> {
+    let oldpackage = (downgrade == Downgrade::RollBack).then_some("--oldpackage");
     let cmd = Cmd::new(Tool::Rpm, INSTALL_TIMEOUT)
         .arg("-U")
-        .args(files.iter().map(|(.., path)| path.clone()))
+        .args(oldpackage)
+        .args(paths)
         .never_kill();
     let out = h.programs.run(&cmd).map_err(internal)?;
     let result = rpm_install::classify_install(out.code(), &out.stdout, &out.stderr);
@@ -509,7 +595,7 @@ fn install_and_confirm(
     }
     progress(Step::Confirm);
     let q = query_installed(h, Step::Confirm)?;
-    for (package, _, to, _) in files {
+    for (package, to) in wanted {
         let ok = q
             .get(*package)
             .is_some_and(|r| rpm_version::compare(&r.evr, to) == Ordering::Equal);

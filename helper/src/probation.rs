@@ -39,6 +39,8 @@ const RECORD: &str = "probation";
 const HISTORY: &str = "history";
 const MANIFEST: &str = "manifest.json";
 const LOCK: &str = "lock";
+/// Left after a rollback for the unit (see patchman-rollback.service).
+const ROLLED_BACK_MARKER: &str = "rolled-back";
 /// Where the previous helper is kept to execute a rollback.
 pub const RESCUE_BINARY: &str = "/var/lib/patchman-helper/rescue/patchman-helper";
 /// Every state file is small; a larger one is refused, not read.
@@ -730,6 +732,13 @@ pub fn run_due(h: &Helper) -> Result<Checked, Failure> {
             history.unavailable = None;
             store.save_history(&history).map_err(failure)?;
             store.remove_record().map_err(failure)?;
+            // For patchman-rollback.service's ExecStartPost=: reset and
+            // restart the units the broken release may have failed.
+            if let Err(e) =
+                files::replace_atomically(&store.dir, ROLLED_BACK_MARKER, 0o600, |_| Ok(()))
+            {
+                tracing::warn!(error = %e, "cannot leave the rolled-back marker");
+            }
             tracing::warn!(from = ?record.to, to = ?record.from, "rolled back; the version rolled back from is quarantined");
             Ok(Checked::RolledBack { from: to, to: from })
         }

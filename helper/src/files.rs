@@ -318,19 +318,23 @@ pub fn replace_atomically(
         .map_err(io_err("sync", dir))
 }
 
-/// Copies the file at `src` (not following a link) to `dir/name`
-/// atomically; returns its SHA-256.
+/// Opens `path` for reading without following a link at its last
+/// component.
+pub fn open_nofollow(path: &Path) -> Result<File, FileError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
+        .open(path)
+        .map_err(io_err("open", path))
+}
+
+/// Copies what `from` reads to `dir/name` atomically; returns its SHA-256.
 pub fn copy_atomically(
-    src: &Path,
+    mut from: File,
     dir: &Path,
     name: &str,
     mode: u32,
 ) -> Result<[u8; 32], FileError> {
-    let mut from = OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
-        .open(src)
-        .map_err(io_err("open", src))?;
     let mut hasher = sha256::Hasher::new();
     replace_atomically(dir, name, mode, |to| {
         let mut buf = vec![0u8; 64 * 1024];

@@ -393,7 +393,8 @@ impl Store {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let digest = files::copy_atomically(path, &self.kept_dir(), &file, 0o600)?;
+        let digest =
+            files::copy_atomically(files::open_nofollow(path)?, &self.kept_dir(), &file, 0o600)?;
         let k = KeptFile {
             package: p.name().to_string(),
             version: v.to_string(),
@@ -435,12 +436,15 @@ impl Store {
     /// update) to the rescue path.
     fn save_rescue(&self) -> Result<(), StoreError> {
         self.ensure()?;
-        files::copy_atomically(
-            Path::new("/proc/self/exe"),
-            &self.rescue_dir(),
-            "patchman-helper",
-            0o700,
-        )?;
+        // The kernel's link to the running image: the old release's inode,
+        // whatever the path names after the update.
+        let exe = Path::new("/proc/self/exe");
+        let running = std::fs::File::open(exe).map_err(|error| FileError::Io {
+            what: "open",
+            path: exe.to_path_buf(),
+            error,
+        })?;
+        files::copy_atomically(running, &self.rescue_dir(), "patchman-helper", 0o700)?;
         Ok(())
     }
 
@@ -519,8 +523,10 @@ pub struct WayBack {
 /// A family's way to fetch verified packages of exactly the installed
 /// versions (pinned download, verified as a new package except that the
 /// version must equal the installed one): `(package, version, file)`.
-pub type FetchInstalled<'a> =
-    dyn FnMut(&[(Package, Evr)]) -> Result<Vec<(Package, Evr, PathBuf)>, Failure> + 'a;
+pub type FetchInstalled<'a> = dyn FnMut(&[(Package, Evr)]) -> Result<Fetched, Failure> + 'a;
+
+/// Verified package files: `(package, version, file)`.
+pub type Fetched = Vec<(Package, Evr, PathBuf)>;
 
 /// Before a changing update installs: the rescue copy of this helper and a
 /// verified package of each installed version (kept, else fetched). Never

@@ -12,6 +12,7 @@
 pub mod attack_support;
 pub mod cmd;
 pub mod host;
+pub mod installed;
 pub mod packages;
 pub mod sandbox;
 pub mod scenario;

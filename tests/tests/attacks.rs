@@ -58,6 +58,11 @@
 //! | 36 | `patchman-client-evil` in the repository, not installed       | P2         | `a_look_alike_package_offered_is_not_installed` |
 //! | 37 | a `.deb` whose control says `patchman-client-evil`, indexed and named as `patchman-client` | P2 P9 | `a_deb_whose_embedded_name_differs_from_its_index_is_refused` |
 //! | 38 | the agent killed while `dpkg -i` runs                         | P6         | `an_agent_killed_mid_install_leaves_the_update_whole_and_the_helper_serving` |
+//! | 39 | rollback early: `Update`/`Check`/`Status` during probation, and the rollback check before the deadline | P2 | `a_release_whose_agent_exits_at_start_is_rolled_back_by_the_rescue_helper_and_quarantined` (rollback.rs) |
+//! | 40 | rollback to another version: no request carries one; the target is the root-owned record's | P2 P4 | same (rollback.rs); `a_record_naming_anything_else_is_refused` (helper/src/probation.rs) |
+//! | 41 | rollback twice: a second rollback check after the rollback changes nothing | P2 | same (rollback.rs); `the_rollback_rows_of_the_table` (helper/src/probation.rs) |
+//! | 42 | `Confirm` outside probation: typed no-op `NothingPending`; past the deadline `PastDeadline` | P2 | same (rollback.rs); `the_confirm_rows_of_the_table` (helper/src/probation.rs) |
+//! | 43 | a new release whose helper exits at start cannot stop its rollback (the rescue copy of the old helper runs it) | P6 | `a_release_whose_helper_exits_at_start_is_rolled_back_by_the_rescue_helper_and_quarantined` (rollback.rs) |
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -379,6 +379,8 @@ fn save(dir: &Path, state: &State) {
 struct Confirm {
     attempts: u32,
     at: u64,
+    /// The helper's `Status` showed a rollback new to us.
+    saw_rollback: bool,
 }
 
 /// Runs the daemon until a stop event. Fails only when patchman.ini is
@@ -412,6 +414,7 @@ pub fn run(
     let mut confirm = Some(Confirm {
         attempts: 0,
         at: now,
+        saw_rollback: false,
     });
     st.next_check = Some(next);
     st.daemon_pid = Some(std::process::id());
@@ -452,6 +455,12 @@ pub fn run(
         }
         if let Some(c) = confirm.as_mut().filter(|c| c.at <= now) {
             if confirm_restart(&mut helper, &mut st, c, now) {
+                // After a rollback the schedule from before the update
+                // means nothing: check now (and find the quarantine).
+                if c.saw_rollback {
+                    next = now;
+                    st.next_check = Some(next);
+                }
                 confirm = None;
             }
             save(&opts.state_dir, &st);
@@ -511,6 +520,7 @@ pub fn run(
             confirm = Some(Confirm {
                 attempts: 0,
                 at: finished,
+                saw_rollback: false,
             });
         }
         save(&opts.state_dir, &st);
@@ -560,7 +570,7 @@ fn reload(opts: &Options, config: &mut Config, next: &mut u64, rng: &mut dyn Ran
 fn confirm_restart(helper: &mut dyn HelperApi, st: &mut State, c: &mut Confirm, now: u64) -> bool {
     match helper.status() {
         Ok(s) => {
-            probation_step(helper, &s, st, now);
+            c.saw_rollback |= probation_step(helper, &s, st, now);
             let Some(pending) = st.restart.as_mut().filter(|r| !r.confirmed) else {
                 return true;
             };
@@ -608,26 +618,29 @@ fn confirm_restart(helper: &mut dyn HelperApi, st: &mut State, c: &mut Confirm, 
 /// the running helper's `Status` shows the versions on probation installed
 /// and complete: that is the health the `Confirm` vouches for. Also records
 /// a rollback the helper made since the last check as `rolled_back`.
-fn probation_step(helper: &mut dyn HelperApi, s: &StatusReport, st: &mut State, now: u64) {
-    if note_rollback(s, st, now) {
+/// Returns whether it saw a rollback new to `st`.
+fn probation_step(helper: &mut dyn HelperApi, s: &StatusReport, st: &mut State, now: u64) -> bool {
+    let rolled_back = note_rollback(s, st, now);
+    if rolled_back {
         tracing::warn!(
             detail = st.last_result_detail.as_deref().unwrap_or(""),
             "the helper rolled back an update"
         );
     }
     if s.rollback.probation.is_none() {
-        return;
+        return rolled_back;
     }
     if !probation_matches(s) {
         tracing::warn!(
             "a probation is pending for versions that are not the ones installed; not confirming"
         );
-        return;
+        return rolled_back;
     }
     match helper.confirm() {
         Ok(outcome) => tracing::info!(outcome = %outcome, "probation: Confirm sent"),
         Err(e) => tracing::warn!(error = %e, "probation: Confirm failed"),
     }
+    rolled_back
 }
 
 /// Whether `Status` shows a pending probation whose versions are exactly
@@ -1001,7 +1014,11 @@ mod tests {
             }),
             ..State::default()
         };
-        let mut c = Confirm { attempts: 0, at: 0 };
+        let mut c = Confirm {
+            attempts: 0,
+            at: 0,
+            saw_rollback: false,
+        };
         let mut h = Fake::new("1.7.1-1", None);
         assert!(confirm_restart(&mut h, &mut st, &mut c, 10));
         assert!(st.restart.as_ref().unwrap().confirmed);
@@ -1025,7 +1042,11 @@ mod tests {
             }
         }
         st.restart.as_mut().unwrap().confirmed = false;
-        let mut c = Confirm { attempts: 0, at: 0 };
+        let mut c = Confirm {
+            attempts: 0,
+            at: 0,
+            saw_rollback: false,
+        };
         let mut at = Vec::new();
         while !confirm_restart(&mut Gone, &mut st, &mut c, 100) {
             at.push(c.at - 100);
@@ -1041,7 +1062,11 @@ mod tests {
             deadline: 1000,
         });
         let mut st = State::default();
-        let mut c = Confirm { attempts: 0, at: 0 };
+        let mut c = Confirm {
+            attempts: 0,
+            at: 0,
+            saw_rollback: false,
+        };
         assert!(confirm_restart(&mut h, &mut st, &mut c, 10));
         assert_eq!(h.calls, ["status", "confirm"]);
         // Another version installed than the one on probation: no Confirm.
@@ -1067,7 +1092,11 @@ mod tests {
             last_check: Some(40),
             ..State::default()
         };
-        let mut c = Confirm { attempts: 0, at: 0 };
+        let mut c = Confirm {
+            attempts: 0,
+            at: 0,
+            saw_rollback: false,
+        };
         confirm_restart(&mut h, &mut st, &mut c, 60);
         assert_eq!(st.last_result.as_deref(), Some("rolled_back"));
         assert!(

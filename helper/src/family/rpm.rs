@@ -34,7 +34,7 @@ use crate::lock;
 use crate::parse::rpm_install::{self, RpmInstallResult};
 use crate::parse::rpm_query::{self, RpmPackage, RpmQuery};
 use crate::parse::{check_update, dnf, rpmkeys, yum, MAX_EXCERPT};
-use crate::probation::Versions;
+use crate::probation::{self, Versions};
 use crate::Helper;
 
 use super::{internal, unexpected, Progress};
@@ -656,6 +656,52 @@ pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Fai
     Ok(CheckReport { packages })
 }
 
+/// The way back (issue 12): the installed versions downloaded pinned with
+/// `<tool> reinstall --downloadonly`, restricted to our repository like
+/// every other call, into a directory of its own, each verified as a new
+/// package would be (regular root-owned file, `rpm -qp` names exactly our
+/// package, the signature where gpgcheck is on), except that its version
+/// must equal the installed one.
+fn fetch_installed(
+    h: &Helper,
+    missing: &[(Package, Evr)],
+) -> Result<(PrivateDir, probation::Fetched), Failure> {
+    let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
+    let mut downloaddir = std::ffi::OsString::from("--downloaddir=");
+    downloaddir.push(private.path().as_os_str());
+    let cmd = Cmd::new(tool(h), DOWNLOAD_TIMEOUT)
+        .args(["reinstall", "-y", "--downloadonly"])
+        .arg(downloaddir)
+        .args(only_our_repository(h))
+        .args(missing.iter().map(|(p, v)| format!("{}-{v}", p.name())));
+    let out = h.programs.run(&cmd).map_err(internal)?;
+    if !out.success() || out.timed_out {
+        return Err(Failure::CommandFailed {
+            step: Step::Download,
+            exit_code: out.code(),
+            excerpt: out.excerpt(MAX_EXCERPT),
+        });
+    }
+    let mut found = Vec::new();
+    for name in files::list_private(&private).map_err(internal)? {
+        let path = files::verify_in_place(&private, &name).map_err(internal)?;
+        let meta = query_file(h, &path).map_err(|f| {
+            f.unwrap_or_else(|| internal(format!("{name} is not one of our packages")))
+        })?;
+        let Some((p, v)) = missing.iter().find(|(p, _)| *p == meta.package) else {
+            return Err(internal(format!("{name} was not asked for")));
+        };
+        verify_embedded(h, *p, v, &path)?;
+        found.push((*p, v.clone(), path));
+    }
+    if found.len() != missing.len() {
+        return Err(internal(
+            "the repository does not offer every installed version",
+        ));
+    }
+    Ok((private, found))
+}
+
 pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, Failure> {
     let q = query_installed(h, Step::FinishInterrupted)?;
     let installed = installed_targets(&q)?;
@@ -680,7 +726,24 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
             helper_restarting: false,
         });
     }
+    let (before, _) = installed_versions(h)?;
+    let mut way_back_dir = None;
+    let way_back = probation::prepare(h, &before, &private, &mut |missing| {
+        let (dir, found) = fetch_installed(h, missing)?;
+        way_back_dir = Some(dir);
+        Ok(found)
+    });
     install_and_confirm(h, &files, progress)?;
+    let mut after = before;
+    let installed_files: Vec<(Package, Evr, PathBuf)> = files
+        .iter()
+        .map(|(p, _, to, path)| {
+            after.insert(*p, to.clone());
+            (*p, to.clone(), path.clone())
+        })
+        .collect();
+    probation::begin(h, way_back, &after, &installed_files);
+    drop(way_back_dir);
     progress(Step::Cleanup);
     drop(private);
     Ok(UpdateReport {

@@ -4,7 +4,7 @@
 #      (verify exits 0 on unknown keys and unparsable values, it only prints
 #      them, so any output is a failure here);
 #   2. systemd-analyze security --offline=true: overall exposure of
-#      patchman-agent.service <= 1.5 and of patchman-helper.service <= 4.5.
+#      patchman-agent.service <= 0.5 and of patchman-helper.service <= 4.5.
 # Exits non-zero if either fails.
 #
 # Needs only the systemd package (systemd-analyze; tested with systemd 252 on
@@ -26,7 +26,7 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 units=${1:-$here/systemd}
-agent_max=1.5
+agent_max=0.5
 helper_max=4.5
 
 command -v systemd-analyze >/dev/null 2>&1 || {

@@ -19,10 +19,12 @@ apt-get update -qq
 # apt side: dpkg-dev (dpkg-deb), apt-utils (apt-ftparchive), gnupg;
 # EL side: dnf, rpm (rpmbuild, rpmsign, rpmkeys), createrepo-c;
 # units: systemd (systemd-analyze, systemd-socket-activate);
+# systemd tier: systemd-container (systemd-nspawn), procps (pgrep);
 # SELinux: the reference policy's devel Makefile, the policy and its
 # sources (rpm module), the tools to link and query it.
 apt-get install -y -qq --no-install-recommends \
     dpkg-dev apt-utils gnupg util-linux systemd python3 coreutils ca-certificates \
+    systemd-container procps \
     dnf rpm rpm-common createrepo-c \
     selinux-policy-dev selinux-policy-default selinux-policy-src policycoreutils \
     semodule-utils checkpolicy setools selinux-utils python3-selinux make bzip2 zstd \

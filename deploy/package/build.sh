@@ -176,7 +176,7 @@ EOF
     echo /etc/patchman/patchman.ini >"$debroot/DEBIAN/conffiles"
     (cd "$debroot" && find . -path ./DEBIAN -prune -o -type f ! -path './etc/*' -print |
         sed 's|^\./||' | LC_ALL=C sort | xargs md5sum) >"$debroot/DEBIAN/md5sums"
-    for s in postinst prerm postrm; do
+    for s in preinst postinst prerm postrm; do
         install -m 0755 "$here/deb/$s" "$debroot/DEBIAN/$s"
     done
     chmod 0644 "$debroot/DEBIAN/control" "$debroot/DEBIAN/conffiles" "$debroot/DEBIAN/md5sums"

@@ -11,6 +11,7 @@
 
 pub mod attack_support;
 pub mod cmd;
+pub mod container;
 pub mod host;
 pub mod installed;
 pub mod packages;

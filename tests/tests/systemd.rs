@@ -1,0 +1,784 @@
+//! The systemd tier: the shipped `patchman-client` `.deb` (built by
+//! `deploy/package/build.sh` from the shipped binaries) in Debian 13 booted
+//! with systemd as PID 1 (`tests/src/container.rs`). Each test boots its own
+//! container, once; the tests run in parallel (the containers are mostly
+//! idle, waiting on timers).
+//!
+//! * `lifecycle`: `dpkg -i` enables and starts the socket and the agent; the
+//!   first connection starts the helper (socket activation), which exits
+//!   after 60 s idle; `service patchman reload` (the vendor's command)
+//!   reaches the agent and the running helper; the agent under its unit
+//!   cannot reach the system bus, `/run/systemd/notify` or a varlink socket
+//!   but reaches the helper; `apt-get remove`, `dpkg -i` again: both units
+//!   run (issue 14 item 5); `apt-get purge`: no unit, user or file left.
+//! * `person_upgrade_replaces_helper`: the helper kept busy by a `status`
+//!   every 5 s, a person's `dpkg -i` of a newer build makes the new binary
+//!   serve (issue 14 item 1).
+//! * `login_user_patchman_refused`: an existing login user `patchman` makes
+//!   the install fail, and nothing is adopted (issue 14 item 3).
+//! * `self_update_under_systemd`: the running `patchman-agent.service`
+//!   updates its own package from a signed repository over HTTP through the
+//!   socket-activated helper, re-executes, and reports the new version; the
+//!   helper's restart queued by its own postinst kills nothing; its journal
+//!   lines carry their structured fields.
+//!
+//! Each also checks the host's package state is unchanged.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use patchman_tests::container::{Container, SHARED};
+use patchman_tests::sandbox::apt_repo::{build_repo, native_arch, GpgHome, RepoLayout, RepoSpec};
+use patchman_tests::sandbox::HttpServer;
+use patchman_tests::{cmd, host_package_state, packages};
+
+const SUITE: &str = "trixie";
+const PACKAGE: &str = "patchman-client";
+const X: &str = "1.7.0-1";
+const X1: &str = "1.7.1-1";
+const USER: &str = "patchman";
+const AGENT_UNIT: &str = "patchman-agent.service";
+const HELPER_UNIT: &str = "patchman-helper.service";
+const SOCKET_UNIT: &str = "patchman-helper.socket";
+const CONFIG_PATH: &str = "/etc/patchman/patchman.ini";
+/// No check for an hour after a (re)start or reload: the tests decide when
+/// the helper is connected to.
+const QUIET_CONFIG: &str = "[updates]\nrepository = patchman\ninterval = 1h\njitter = 0s\n";
+/// The helper's idle timeout under socket activation is 60 s.
+const IDLE_EXIT_WITHIN: Duration = Duration::from_secs(100);
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// X and X+1, built once per test process from the shipped binaries.
+fn debs() -> &'static [PathBuf] {
+    static DEBS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    DEBS.get_or_init(|| {
+        let bin_dir = packages::shipped_bin_dir().unwrap();
+        let out = tempfile::Builder::new()
+            .prefix("patchman-systemd-debs.")
+            .tempdir()
+            .unwrap()
+            .keep();
+        packages::build_packages(&bin_dir, packages::Format::Deb, &[X, X1], &out).unwrap()
+    })
+}
+
+fn deb(version: &str) -> &'static Path {
+    let i = if version == X { 0 } else { 1 };
+    &debs()[i]
+}
+
+/// Copies `deb` into the shared directory; its path inside.
+fn share(c: &Container, deb: &Path) -> String {
+    let name = deb.file_name().unwrap().to_str().unwrap();
+    std::fs::copy(deb, c.shared().join(name)).unwrap();
+    format!("{SHARED}/{name}")
+}
+
+fn dpkg_install(c: &Container, version: &str) -> String {
+    let inside = share(c, deb(version));
+    c.run(&["dpkg", "-i", &inside]).unwrap()
+}
+
+/// `dpkg-query` status and version, if dpkg knows the package.
+fn dpkg_status(c: &Container) -> Option<(String, String)> {
+    let out = c
+        .exec(&["dpkg-query", "-W", "-f", "${Status}|${Version}", PACKAGE])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (s, v) = text.split_once('|')?;
+    out.status.success().then(|| (s.to_owned(), v.to_owned()))
+}
+
+fn installed_version(c: &Container) -> Option<String> {
+    dpkg_status(c)
+        .filter(|(s, _)| s == "install ok installed")
+        .map(|(_, v)| v)
+}
+
+fn write_config(c: &Container, text: &str) {
+    std::fs::write(c.host_path(CONFIG_PATH), text).unwrap();
+}
+
+fn is_active(c: &Container, unit: &str) -> bool {
+    c.active_state(unit).unwrap() == "active"
+}
+
+/// The journal of `unit` as text, for messages.
+fn journal_of(c: &Container, unit: &str) -> String {
+    c.journal("short-precise", &["-u", unit])
+        .unwrap_or_default()
+}
+
+/// How many of `unit`'s journal messages contain `needle`.
+fn journal_count(c: &Container, unit: &str, needle: &str) -> usize {
+    journal_of(c, unit).matches(needle).count()
+}
+
+/// `readlink /proc/<pid>/exe` inside the container.
+fn exe_of(c: &Container, pid: u32) -> String {
+    c.run(&["readlink", &format!("/proc/{pid}/exe")])
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// `systemctl list-unit-files patchman*` (exits 1 when none match).
+fn unit_files(c: &Container) -> String {
+    let out = c
+        .exec(&["systemctl", "list-unit-files", "--no-legend", "patchman*"])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Every path in the container (/ and /run) whose name has `patchman` in
+/// it, but the shared directory.
+fn named_patchman(c: &Container) -> String {
+    c.sh(&format!(
+        "find / /run -xdev -path {SHARED} -prune -o -name '*patchman*' -print | sort -u"
+    ))
+    .unwrap()
+}
+
+fn helper_inactive(c: &Container) -> Result<bool> {
+    Ok(matches!(
+        c.active_state(HELPER_UNIT)?.as_str(),
+        "inactive" | "failed"
+    ))
+}
+
+fn boot() -> Container {
+    let t0 = Instant::now();
+    let c = Container::boot(SUITE).unwrap();
+    eprintln!("booted {SUITE} in {:.1} s", t0.elapsed().as_secs_f64());
+    c
+}
+
+/// A Python probe: connects to each path given (a stream socket, else a
+/// datagram one) and prints `path ok` or `path <errno name>`.
+const CONNECT_PROBE: &str = r#"
+import errno, glob, socket, sys
+paths = []
+for a in sys.argv[1:]:
+    paths += sorted(glob.glob(a)) or [a]
+for p in paths:
+    result = None
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        s = socket.socket(socket.AF_UNIX, kind)
+        try:
+            s.connect(p)
+            result = "ok"
+            break
+        except OSError as e:
+            result = errno.errorcode.get(e.errno, str(e.errno))
+            if e.errno != errno.EPROTOTYPE:
+                break
+        finally:
+            s.close()
+    print(p, result)
+"#;
+
+const FORBIDDEN_SOCKETS: &[&str] = &[
+    "/run/dbus/system_bus_socket",
+    "/run/systemd/notify",
+    "/run/systemd/private",
+    "/run/systemd/io.systemd.*",
+    "/run/systemd/userdb/io.systemd.*",
+];
+
+/// Runs the probe as `patchman`, in the agent's namespaces when `agent_pid`
+/// is given (its mount namespace is what its unit built), else in the
+/// container's; returns `path → result`.
+fn probe_sockets(c: &Container, agent_pid: Option<u32>, paths: &[&str]) -> Vec<(String, String)> {
+    let mut argv: Vec<String> = Vec::new();
+    if let Some(pid) = agent_pid {
+        argv.extend(["nsenter", "--target"].map(String::from));
+        argv.push(pid.to_string());
+        argv.extend(["--mount", "--user", "--preserve-credentials", "--"].map(String::from));
+    }
+    // In the agent's user namespace setgroups(2) is denied: keep root's
+    // (mapped) groups there; what is probed is which sockets exist.
+    let groups = if agent_pid.is_some() {
+        "--keep-groups"
+    } else {
+        "--init-groups"
+    };
+    argv.extend(
+        [
+            "setpriv",
+            "--reuid",
+            USER,
+            "--regid",
+            USER,
+            groups,
+            "python3",
+            "-c",
+            CONNECT_PROBE,
+        ]
+        .map(String::from),
+    );
+    argv.extend(paths.iter().map(|p| p.to_string()));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = c.run(&argv).unwrap();
+    out.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(p, r)| (p.to_owned(), r.to_owned()))
+        .collect()
+}
+
+#[test]
+fn lifecycle() {
+    let t_start = Instant::now();
+    let host_before = host_package_state();
+    debs();
+    let c = boot();
+
+    // Install: enabled and running.
+    let before_install = named_patchman(&c);
+    let out = dpkg_install(&c, X);
+    eprintln!("dpkg -i {X}:\n{out}");
+    assert_eq!(installed_version(&c).as_deref(), Some(X));
+    for unit in [SOCKET_UNIT, AGENT_UNIT] {
+        let enabled = c.exec(&["systemctl", "is-enabled", unit]).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&enabled.stdout).trim(),
+            "enabled",
+            "{unit}: {}",
+            cmd::output_text(&enabled)
+        );
+        assert!(
+            is_active(&c, unit),
+            "{unit} not active:\n{}",
+            journal_of(&c, unit)
+        );
+    }
+    assert_eq!(
+        c.unit_property("patchman.service", "Id").unwrap(),
+        AGENT_UNIT,
+        "patchman.service is not the agent's alias"
+    );
+    write_config(&c, QUIET_CONFIG);
+    c.run(&["systemctl", "reload", AGENT_UNIT]).unwrap();
+
+    // Socket activation: nothing connected yet (or it idled out), then the
+    // first connection starts the helper.
+    c.wait_for(
+        "the helper to be inactive",
+        IDLE_EXIT_WITHIN,
+        helper_inactive,
+    )
+    .unwrap();
+    let status = c.exec_as(USER, &["patchman-agent", "status"]).unwrap();
+    assert!(
+        status.status.success(),
+        "status: {}",
+        cmd::output_text(&status)
+    );
+    assert!(
+        is_active(&c, HELPER_UNIT),
+        "the connection did not start the helper:\n{}",
+        journal_of(&c, HELPER_UNIT)
+    );
+    let helper_pid = c.main_pid(HELPER_UNIT).unwrap().expect("the helper's pid");
+    assert_eq!(exe_of(&c, helper_pid), "/usr/sbin/patchman-helper");
+    assert_eq!(
+        c.unit_property(HELPER_UNIT, "TriggeredBy").unwrap(),
+        SOCKET_UNIT
+    );
+
+    // `service patchman reload` reaches the agent and the running helper.
+    let agent_reloads = journal_count(&c, AGENT_UNIT, "configuration reloaded");
+    let helper_reloads = journal_count(&c, HELPER_UNIT, "configuration reloaded");
+    let out = c.exec(&["service", "patchman", "reload"]).unwrap();
+    assert!(
+        out.status.success(),
+        "service patchman reload: {}",
+        cmd::output_text(&out)
+    );
+    c.wait_for("both to log the reload", Duration::from_secs(20), |c| {
+        Ok(
+            journal_count(c, AGENT_UNIT, "configuration reloaded") > agent_reloads
+                && journal_count(c, HELPER_UNIT, "configuration reloaded") > helper_reloads,
+        )
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n--- agent\n{}\n--- helper\n{}",
+            journal_of(&c, AGENT_UNIT),
+            journal_of(&c, HELPER_UNIT)
+        )
+    });
+    assert_eq!(
+        c.main_pid(HELPER_UNIT).unwrap(),
+        Some(helper_pid),
+        "reload restarted the helper"
+    );
+
+    // The agent's sandbox: no bus, no notify socket, no varlink; the helper
+    // and the journal reachable. The same probe outside the unit reaches
+    // the bus, so the probe can tell.
+    let agent_pid = c.main_pid(AGENT_UNIT).unwrap().expect("the agent's pid");
+    let outside = probe_sockets(&c, None, &["/run/dbus/system_bus_socket"]);
+    assert_eq!(
+        outside,
+        [("/run/dbus/system_bus_socket".into(), "ok".into())]
+    );
+    let mut paths = FORBIDDEN_SOCKETS.to_vec();
+    paths.extend(["/run/patchman/helper.sock", "/run/systemd/journal/socket"]);
+    let inside = probe_sockets(&c, Some(agent_pid), &paths);
+    eprintln!("connect() from the agent's namespaces: {inside:?}");
+    for (path, result) in &inside {
+        let reachable =
+            path == "/run/patchman/helper.sock" || path == "/run/systemd/journal/socket";
+        if reachable {
+            assert_eq!(
+                result, "ok",
+                "{path} not reachable by the agent: {inside:?}"
+            );
+        } else {
+            assert_ne!(result, "ok", "the agent can connect to {path}: {inside:?}");
+        }
+    }
+    let ls = c
+        .run(&["ls", "-A", &format!("/proc/{agent_pid}/root/run")])
+        .unwrap();
+    let mut entries: Vec<&str> = ls.split_whitespace().collect();
+    entries.sort_unstable();
+    assert_eq!(entries, ["patchman", "systemd"], "the agent's /run: {ls}");
+
+    // The helper exits after 60 s without a connection.
+    let t0 = Instant::now();
+    c.wait_for(
+        "the helper to exit when idle",
+        IDLE_EXIT_WITHIN,
+        helper_inactive,
+    )
+    .unwrap();
+    let idle_after = t0.elapsed();
+    assert!(
+        journal_of(&c, HELPER_UNIT)
+            .contains("idle: exiting until the next connection activates us"),
+        "{}",
+        journal_of(&c, HELPER_UNIT)
+    );
+    assert!(is_active(&c, SOCKET_UNIT));
+
+    // Remove, then install again from the config-files state: both run.
+    let out = c.run(&["apt-get", "remove", "-y", PACKAGE]).unwrap();
+    eprintln!("apt-get remove:\n{out}");
+    assert_eq!(
+        dpkg_status(&c).map(|(s, _)| s).as_deref(),
+        Some("deinstall ok config-files")
+    );
+    for unit in [SOCKET_UNIT, AGENT_UNIT, HELPER_UNIT] {
+        assert!(!is_active(&c, unit), "{unit} still active after remove");
+    }
+    dpkg_install(&c, X);
+    for unit in [SOCKET_UNIT, AGENT_UNIT] {
+        c.wait_for(&format!("{unit} active after the reinstall"), SETTLE, |c| {
+            Ok(c.active_state(unit)? == "active")
+        })
+        .unwrap_or_else(|e| panic!("{e}:\n{}", journal_of(&c, unit)));
+    }
+
+    // Remove and purge: nothing left.
+    c.run(&["apt-get", "remove", "-y", PACKAGE]).unwrap();
+    let out = c.run(&["apt-get", "purge", "-y", PACKAGE]).unwrap();
+    eprintln!("apt-get purge:\n{out}");
+    assert_eq!(dpkg_status(&c), None, "dpkg still knows {PACKAGE}");
+    assert_eq!(
+        c.exec(&["getent", "passwd", USER]).unwrap().status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        c.exec(&["getent", "group", USER]).unwrap().status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        named_patchman(&c),
+        before_install,
+        "left behind after purge"
+    );
+    assert_eq!(unit_files(&c), "", "units left after purge");
+    for unit in [SOCKET_UNIT, AGENT_UNIT, HELPER_UNIT] {
+        assert_eq!(
+            c.unit_property(unit, "LoadState").unwrap(),
+            "not-found",
+            "{unit}"
+        );
+    }
+
+    c.poweroff().unwrap();
+    assert_eq!(host_package_state(), host_before);
+    eprintln!(
+        "lifecycle: helper idle exit {:.1} s after the last connection; {:.1} s in all",
+        idle_after.as_secs_f64(),
+        t_start.elapsed().as_secs_f64()
+    );
+}
+
+/// Installs X with no check scheduled, then starts a client that connects
+/// every 5 s: far inside the helper's 60 s idle timeout, so the helper never
+/// exits on its own (what a status every 30 s, or a compromised agent, does
+/// too). Returns the helper's pid once it runs.
+fn install_and_keep_helper_busy(c: &Container) -> u32 {
+    dpkg_install(c, X);
+    write_config(c, QUIET_CONFIG);
+    c.run(&["systemctl", "reload", AGENT_UNIT]).unwrap();
+    c.run(&[
+        "systemd-run",
+        "--unit=status-loop",
+        "-p",
+        "User=patchman",
+        "sh",
+        "-c",
+        "while :; do patchman-agent status >/dev/null 2>&1; sleep 5; done",
+    ])
+    .unwrap();
+    c.wait_for("the helper to run", SETTLE, |c| {
+        Ok(c.main_pid(HELPER_UNIT)?.is_some())
+    })
+    .unwrap();
+    let pid = c.main_pid(HELPER_UNIT).unwrap().unwrap();
+    assert_eq!(exe_of(c, pid), "/usr/sbin/patchman-helper");
+    pid
+}
+
+/// A person's `dpkg -i` of `deb`: waits (bounded) until a helper other than
+/// `old` runs, and checks it runs the installed file and serves.
+fn upgrade_replaces_helper(c: &Container, deb: &Path, old: u32) -> Duration {
+    let t0 = Instant::now();
+    let out = c.run(&["dpkg", "-i", &share(c, deb)]).unwrap();
+    eprintln!("dpkg -i {}:\n{out}", deb.display());
+    assert_eq!(installed_version(c).as_deref(), Some(X1));
+    let mut new = None;
+    c.wait_for("a new helper", Duration::from_secs(45), |c| {
+        new = c.main_pid(HELPER_UNIT)?.filter(|p| *p != old);
+        Ok(new.is_some())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: the old helper (pid {old}, {}) still serves:\n{}",
+            exe_of(c, old),
+            journal_of(c, HELPER_UNIT)
+        )
+    });
+    let replaced_after = t0.elapsed();
+    assert_eq!(
+        exe_of(c, new.unwrap()),
+        "/usr/sbin/patchman-helper",
+        "not the new file"
+    );
+    let status = c.exec_as(USER, &["patchman-agent", "status"]).unwrap();
+    assert!(status.status.success(), "{}", cmd::output_text(&status));
+    replaced_after
+}
+
+#[test]
+fn person_upgrade_replaces_helper() {
+    let t_start = Instant::now();
+    let host_before = host_package_state();
+    debs();
+    let c = boot();
+    let old = install_and_keep_helper_busy(&c);
+    let old_agent = c.main_pid(AGENT_UNIT).unwrap().unwrap();
+
+    let replaced_after = upgrade_replaces_helper(&c, deb(X1), old);
+    // A person's upgrade restarts the agent too.
+    let agent = c.main_pid(AGENT_UNIT).unwrap().expect("the agent runs");
+    assert_ne!(agent, old_agent, "the agent was not restarted");
+    assert_eq!(exe_of(&c, agent), "/usr/bin/patchman-agent");
+
+    c.run(&["systemctl", "stop", "status-loop.service"])
+        .unwrap();
+    c.poweroff().unwrap();
+    assert_eq!(host_package_state(), host_before);
+    eprintln!(
+        "person_upgrade_replaces_helper: new helper {:.1} s after dpkg -i began; {:.1} s in all",
+        replaced_after.as_secs_f64(),
+        t_start.elapsed().as_secs_f64()
+    );
+}
+
+/// X+1 repacked with one more setting in its socket unit.
+fn x1_with_changed_socket(work: &Path) -> PathBuf {
+    let tree = work.join("tree");
+    cmd::output(
+        std::process::Command::new("dpkg-deb")
+            .arg("-R")
+            .arg(deb(X1))
+            .arg(&tree),
+    )
+    .unwrap();
+    let unit = tree.join("usr/lib/systemd/system/patchman-helper.socket");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("\nAccept=no\n"), "{text}");
+    std::fs::write(
+        &unit,
+        text.replace("\nAccept=no\n", "\nAccept=no\nBacklog=77\n"),
+    )
+    .unwrap();
+    cmd::output(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(
+                "cd \"$1\" && find . -path ./DEBIAN -prune -o -type f ! -path './etc/*' -print \
+                 | sed 's|^\\./||' | LC_ALL=C sort | xargs md5sum >DEBIAN/md5sums",
+            )
+            .arg("sh")
+            .arg(&tree),
+    )
+    .unwrap();
+    let out = work.join("patchman-client_1.7.1-1_amd64.deb");
+    cmd::output(
+        std::process::Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "--build"])
+            .arg(&tree)
+            .arg(&out),
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn changed_socket_settings_restart_the_socket() {
+    let host_before = host_package_state();
+    debs();
+    let work = tempfile::tempdir().unwrap();
+    let changed = x1_with_changed_socket(work.path());
+    let c = boot();
+    let old = install_and_keep_helper_busy(&c);
+    let socket_inode = || {
+        std::os::unix::fs::MetadataExt::ino(
+            &std::fs::symlink_metadata(c.host_path("/run/patchman/helper.sock")).unwrap(),
+        )
+    };
+    let (inode, since) = (
+        socket_inode(),
+        c.unit_property(SOCKET_UNIT, "ActiveEnterTimestampMonotonic")
+            .unwrap(),
+    );
+    assert_ne!(c.unit_property(SOCKET_UNIT, "Backlog").unwrap(), "77");
+
+    upgrade_replaces_helper(&c, &changed, old);
+    c.wait_for("the socket restarted", SETTLE, |c| {
+        Ok(
+            c.unit_property(SOCKET_UNIT, "ActiveEnterTimestampMonotonic")? != since
+                && c.active_state(SOCKET_UNIT)? == "active",
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e}:\n{}", journal_of(&c, SOCKET_UNIT)));
+    assert_eq!(c.unit_property(SOCKET_UNIT, "Backlog").unwrap(), "77");
+    assert_ne!(
+        socket_inode(),
+        inode,
+        "the listening socket was not made again"
+    );
+    let failed = c.run(&["systemctl", "--failed", "--no-legend"]).unwrap();
+    assert_eq!(failed.trim(), "", "failed units");
+
+    c.run(&["systemctl", "stop", "status-loop.service"])
+        .unwrap();
+    c.poweroff().unwrap();
+    assert_eq!(host_package_state(), host_before);
+}
+
+#[test]
+fn login_user_patchman_refused() {
+    let host_before = host_package_state();
+    debs();
+    let c = boot();
+    c.run(&[
+        "useradd",
+        "--uid",
+        "1000",
+        "--create-home",
+        "--shell",
+        "/bin/bash",
+        USER,
+    ])
+    .unwrap();
+    let passwd_before = c.run(&["getent", "passwd", USER]).unwrap();
+    let inside = share(&c, deb(X));
+    let out = c.exec(&["dpkg", "-i", &inside]).unwrap();
+    let text = cmd::output_text(&out);
+    eprintln!("dpkg -i over a login user patchman:\n{text}");
+    assert!(
+        !out.status.success(),
+        "installed over a login user:\n{text}"
+    );
+    assert!(text.contains("is not a system account"), "{text}");
+    assert!(text.contains("uid 1000"), "{text}");
+    // Nothing adopted: not installed, nothing made for or owned by it.
+    assert!(
+        dpkg_status(&c).is_none_or(|(s, _)| !s.ends_with(" installed") && !s.contains("unpacked")),
+        "{:?}",
+        dpkg_status(&c)
+    );
+    assert!(!c.host_path("/var/lib/patchman").exists());
+    assert!(!c.host_path("/usr/sbin/patchman-helper").exists());
+    assert_eq!(c.run(&["getent", "passwd", USER]).unwrap(), passwd_before);
+    assert_eq!(unit_files(&c), "");
+    c.poweroff().unwrap();
+    assert_eq!(host_package_state(), host_before);
+}
+
+#[test]
+fn self_update_under_systemd() {
+    let t_start = Instant::now();
+    let host_before = host_package_state();
+    debs();
+
+    // The signed repository with X+1, over HTTP on 127.0.0.1.
+    let work = tempfile::Builder::new()
+        .prefix("patchman-systemd-repo.")
+        .tempdir()
+        .unwrap();
+    let gpg_dir = tempfile::Builder::new()
+        .prefix("pmsdgpg")
+        .tempdir()
+        .unwrap();
+    let gpg = GpgHome::new(gpg_dir.path()).unwrap();
+    let key = gpg
+        .generate_key("patchman", &work.path().join("keys"))
+        .unwrap();
+    let repos_root = work.path().join("repos");
+    let repo = build_repo(
+        &repos_root,
+        &RepoSpec {
+            name: "patchman",
+            layout: RepoLayout::stable_main(),
+            debs: &[deb(X1).to_path_buf()],
+            key: Some(&key),
+        },
+        Some(&gpg),
+        &native_arch().unwrap(),
+    )
+    .unwrap();
+    drop(gpg);
+    let http = HttpServer::start(&repos_root).unwrap();
+
+    let c = boot();
+    let keyring = repo.sandbox_keyring_path().unwrap();
+    std::fs::create_dir_all(c.host_path("/etc/apt/keyrings")).unwrap();
+    std::fs::copy(&key.keyring, c.host_path(&keyring)).unwrap();
+    std::fs::write(
+        c.host_path("/etc/apt/sources.list.d/patchman.list"),
+        repo.list_line(&http.url()),
+    )
+    .unwrap();
+    dpkg_install(&c, X);
+    // The first check at once after the restart (jitter 0).
+    write_config(&c, QUIET_CONFIG);
+    c.run(&["systemctl", "restart", AGENT_UNIT]).unwrap();
+    let t0 = Instant::now();
+    let agent = c.main_pid(AGENT_UNIT).unwrap().expect("the agent runs");
+
+    c.wait_for(&format!("{X1} installed"), Duration::from_secs(180), |c| {
+        Ok(installed_version(c).as_deref() == Some(X1))
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n--- journal\n{}",
+            c.journal("short-precise", &[]).unwrap_or_default()
+        )
+    });
+    let updated_after = t0.elapsed();
+
+    // The agent re-executed: same pid, same unit, the new file.
+    let mut json = serde_json::Value::Null;
+    c.wait_for("the restart into X+1 confirmed", SETTLE, |c| {
+        let out = c.exec_as(USER, &["patchman-agent", "status", "--json"])?;
+        json = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        Ok(json["restart"]["confirmed"] == true)
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {json}\n--- journal\n{}",
+            c.journal("short-precise", &[]).unwrap_or_default()
+        )
+    });
+    eprintln!("status --json: {json}");
+    assert_eq!(json["installed"]["client"], X1, "{json}");
+    assert_eq!(json["restart"]["version"], X1, "{json}");
+    assert_eq!(json["last_result"], "updated", "{json}");
+    assert_eq!(json["daemon"]["running"], true, "{json}");
+    assert_eq!(
+        c.main_pid(AGENT_UNIT).unwrap(),
+        Some(agent),
+        "not re-executed in place"
+    );
+    assert_eq!(exe_of(&c, agent), "/usr/bin/patchman-agent");
+    assert!(is_active(&c, AGENT_UNIT));
+
+    // dpkg finished (the restart its postinst queued killed nothing) and
+    // the helper that answers now is the new file.
+    assert_eq!(
+        dpkg_status(&c),
+        Some(("install ok installed".to_owned(), X1.to_owned()))
+    );
+    let audit = c.run(&["dpkg", "--audit"]).unwrap();
+    assert_eq!(audit.trim(), "", "dpkg --audit");
+    let status = c.exec_as(USER, &["patchman-agent", "status"]).unwrap();
+    assert!(status.status.success(), "{}", cmd::output_text(&status));
+    let helper = c.main_pid(HELPER_UNIT).unwrap().expect("the helper runs");
+    assert_eq!(exe_of(&c, helper), "/usr/sbin/patchman-helper");
+
+    // The helper's journal lines, with their structured fields.
+    let records = c
+        .journal(
+            "json",
+            &["-u", HELPER_UNIT, "SYSLOG_IDENTIFIER=patchman-helper"],
+        )
+        .unwrap();
+    let records: Vec<serde_json::Value> = records
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let started: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["MESSAGE"] == "patchman-helper started")
+        .collect();
+    assert!(
+        started.len() >= 2,
+        "the old and the new helper: {records:#?}"
+    );
+    let fields_of = |r: &serde_json::Value| -> Vec<String> {
+        r.as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let fields = fields_of(started[0]);
+    for want in [
+        "VERSION",
+        "FAMILY",
+        "AGENT_USER",
+        "AGENT_UID",
+        "ACTIVATED",
+        "PRIORITY",
+    ] {
+        assert!(
+            fields
+                .iter()
+                .any(|f| f == want || f.ends_with(&format!("_{want}"))),
+            "no field {want} in {:#?}",
+            started[0]
+        );
+    }
+    assert!(
+        records.iter().any(|r| r["MESSAGE"]
+            .as_str()
+            .is_some_and(|m| m.contains("exiting so the next connection runs the new helper"))),
+        "{records:#?}"
+    );
+
+    c.poweroff().unwrap();
+    drop(http);
+    assert_eq!(host_package_state(), host_before);
+    eprintln!(
+        "self_update_under_systemd: updated {:.1} s after the agent started; {:.1} s in all",
+        updated_after.as_secs_f64(),
+        t_start.elapsed().as_secs_f64()
+    );
+}

@@ -377,7 +377,17 @@ fn scenario(family: Family, broken: Broken) {
         helper.log()
     );
 
-    // Confirm outside probation: a typed no-op.
+    // Once X's helper answers (the one just stopped may still hold the
+    // socket for a moment): Confirm outside probation is a typed no-op.
+    assert!(
+        wait_until(SETTLE_WITHIN, || attack_support::probe_in(
+            &sandbox,
+            &["hello", "recv"]
+        )
+        .contains("Welcome")),
+        "X's helper does not answer:\n{}",
+        helper.log()
+    );
     let out = attack_support::probe_in(&sandbox, &["hello", "recv", "req:confirm", "final"]);
     assert!(out.contains("Confirmed(NothingPending)"), "{out}");
 
@@ -539,4 +549,138 @@ fn realtime_rolls_back_together_with_the_client_in_one_dpkg_run() {
     assert!(!s.u.sandbox.exists(RECORD).unwrap());
     s.assert_nothing_changed();
     s.finish();
+}
+
+/// The scenario under real systemd (Debian 13 booted in a
+/// container, `tests/src/container.rs`), with the shipped packages:
+/// 1.7.0-1 installed, a 1.7.1-1 whose agent exits 1 published,
+/// `probation = 60s`. `patchman-agent.service` takes the update; the
+/// package's `patchman-rollback.timer` runs the rescue helper, which rolls
+/// back; the agent service runs again on 1.7.0-1; 1.7.1-1 is quarantined;
+/// a healthy 1.7.2-1 published afterwards is taken and confirmed.
+#[test]
+fn under_systemd_a_broken_agent_is_rolled_back_by_the_timer_and_a_healthy_release_taken() {
+    use patchman_tests::container::{Container, SHARED};
+    const AGENT_UNIT: &str = "patchman-agent.service";
+    let host_before = host_package_state();
+    let work = patchman_tests::installed::work_dir("rollback-systemd-");
+    let w = work.path();
+    let bin_dir = packages::shipped_bin_dir().unwrap();
+    let built = packages::build_packages(
+        &bin_dir,
+        packages::Format::Deb,
+        &[X, X1, X2],
+        &w.join("packages"),
+    )
+    .unwrap();
+    let (deb_x, deb_x2) = (built[0].clone(), built[2].clone());
+    let deb_x1 = repack_deb(&built[1], AGENT, "#!/bin/sh\nexit 1\n", &w.join("broken"));
+    let (_gpg_dir, gpg, key) = signing_key(w);
+    let repos = w.join("repos");
+    let repo = publish(
+        &repos,
+        &gpg,
+        &key,
+        "patchman",
+        &[deb_x.clone(), deb_x1.clone()],
+    );
+    let http = patchman_tests::sandbox::HttpServer::start(&repos).unwrap();
+
+    let c = Container::boot("trixie").unwrap();
+    let journal = |c: &Container| c.journal("short-precise", &[]).unwrap_or_default();
+    c.add_apt_repo(&repo, &key.keyring, &http.url()).unwrap();
+    let name = deb_x.file_name().unwrap().to_str().unwrap();
+    std::fs::copy(&deb_x, c.shared().join(name)).unwrap();
+    c.run(&["dpkg", "-i", &format!("{SHARED}/{name}")]).unwrap();
+    assert_eq!(c.active_state("patchman-rollback.timer").unwrap(), "active");
+    let version = |c: &Container| -> Option<String> {
+        let out = c
+            .exec(&["dpkg-query", "-W", "-f", "${Status}|${Version}", PACKAGE])
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (s, v) = text.split_once('|')?;
+        (s == "install ok installed").then(|| v.to_owned())
+    };
+    std::fs::write(
+        c.host_path(CONFIG_PATH),
+        "[updates]\nrepository = patchman\ninterval = 1h\njitter = 0s\nprobation = 60s\n",
+    )
+    .unwrap();
+    // The install started the agent, whose first connection started the
+    // helper with the shipped configuration: both read the new one.
+    c.run(&["systemctl", "stop", "patchman-helper.service"])
+        .unwrap();
+    c.run(&["systemctl", "restart", AGENT_UNIT]).unwrap();
+
+    c.wait_for(&format!("{X1} installed"), Duration::from_secs(180), |c| {
+        Ok(version(c).as_deref() == Some(X1))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", journal(&c)));
+    let t_updated = Instant::now();
+    // The outside check's bound: X back within 4 minutes.
+    c.wait_for(
+        &format!("{X} installed again"),
+        Duration::from_secs(240),
+        |c| Ok(version(c).as_deref() == Some(X)),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", journal(&c)));
+    let rolled_back_after = t_updated.elapsed();
+    // dpkg-query shows X before the rescue helper has confirmed and logged.
+    c.wait_for("the rollback logged", SETTLE_WITHIN, |c| {
+        Ok(c.journal("cat", &["-u", "patchman-rollback.service"])?
+            .contains("rolled back; the version rolled back from is quarantined"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", journal(&c)));
+
+    let mut json = serde_json::Value::Null;
+    c.wait_for("the agent service active again on X", SETTLE_WITHIN, |c| {
+        let out = c.exec_as(USER, &[AGENT, "status", "--json"])?;
+        json = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        Ok(c.active_state(AGENT_UNIT)? == "active" && json["daemon"]["running"] == true)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {json}\n--- journal\n{}", journal(&c)));
+    eprintln!("status --json after the rollback under systemd: {json}");
+    assert_eq!(json["installed"]["client"], X, "{json}");
+    assert_eq!(json["quarantined"], serde_json::json!([X1]), "{json}");
+    assert_eq!(json["rollback"]["last"]["from"][PACKAGE], X1, "{json}");
+    assert_eq!(json["probation"], serde_json::Value::Null, "{json}");
+
+    // A healthy X+2: taken, confirmed, the probation cleared.
+    let (_gpg_dir2, gpg2, key2) = signing_key(&w.join("second"));
+    let repo2 = publish(&repos, &gpg2, &key2, "patchman-2", &[deb_x, deb_x1, deb_x2]);
+    c.add_apt_repo(&repo2, &key2.keyring, &http.url()).unwrap();
+    c.run(&["systemctl", "restart", AGENT_UNIT]).unwrap();
+    c.wait_for(
+        &format!("{X2} installed and confirmed"),
+        Duration::from_secs(180),
+        |c| {
+            let out = c.exec_as(USER, &[AGENT, "status", "--json"])?;
+            json = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            // The record is written after the install, and removed by the
+            // new agent's Confirm: wait for that, not only for the version.
+            let confirmed = c
+                .journal("cat", &["-u", "patchman-helper.service"])?
+                .contains("probation ended");
+            Ok(version(c).as_deref() == Some(X2)
+                && confirmed
+                && json["probation"].is_null()
+                && !c.host_path(RECORD).exists())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {json}\n--- journal\n{}", journal(&c)));
+    assert_eq!(version(&c).as_deref(), Some(X2));
+    assert_eq!(json["quarantined"], serde_json::json!([X1]), "{json}");
+    drop(gpg);
+    drop(gpg2);
+    c.poweroff().unwrap();
+    drop(http);
+    eprintln!(
+        "systemd: {X} back {:.1} s after {X1} was installed",
+        rolled_back_after.as_secs_f64()
+    );
+    assert_eq!(
+        host_package_state(),
+        host_before,
+        "the host's package state changed"
+    );
 }

@@ -33,7 +33,9 @@ command -v systemd-analyze >/dev/null 2>&1 || {
     echo "check-units: systemd-analyze not found (package systemd)" >&2
     exit 2
 }
-for u in patchman-helper.socket patchman-helper.service patchman-agent.service; do
+ours="patchman-helper.socket patchman-helper.service patchman-agent.service
+    patchman-rollback.service patchman-rollback.timer"
+for u in $ours; do
     [ -f "$units/$u" ] || { echo "check-units: missing $units/$u" >&2; exit 2; }
 done
 
@@ -48,13 +50,10 @@ mkdir -p "$root/usr/lib/systemd" "$root/etc/systemd/system"
 cp -a "$sysunits" "$root/usr/lib/systemd/system"
 ln -s usr/bin "$root/bin"
 ln -s usr/sbin "$root/sbin"
-cp "$units/patchman-helper.socket" "$units/patchman-helper.service" \
-    "$units/patchman-agent.service" "$root/usr/lib/systemd/system/"
+for u in $ours; do cp "$units/$u" "$root/usr/lib/systemd/system/"; done
 # A stub at every absolute path an Exec*= line of our units names (the
 # leading -@:+! prefixes stripped); /bin and /sbin are links into /usr.
-sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\(\/[^ ]*\).*/\1/p' \
-    "$units"/patchman-helper.socket "$units"/patchman-helper.service \
-    "$units"/patchman-agent.service | sort -u | while read -r exe; do
+(cd "$units" && sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\(\/[^ ]*\).*/\1/p' $ours) | sort -u | while read -r exe; do
     case $exe in
         /bin/* | /sbin/*) exe=/usr$exe ;;
     esac
@@ -65,9 +64,7 @@ done
 
 echo "== systemd-analyze verify --man=no --root=<temp root> (systemd $(systemd-analyze --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p'))"
 out=$(cd "$root/usr/lib/systemd/system" && systemd-analyze verify --man=no --root="$root" \
-    "$root/usr/lib/systemd/system/patchman-helper.socket" \
-    "$root/usr/lib/systemd/system/patchman-helper.service" \
-    "$root/usr/lib/systemd/system/patchman-agent.service" 2>&1) && rc=0 || rc=$?
+    $(for u in $ours; do echo "$root/usr/lib/systemd/system/$u"; done) 2>&1) && rc=0 || rc=$?
 if [ "$rc" -ne 0 ] || [ -n "$out" ]; then
     printf '%s\n' "$out" | sed "s|$root||g"
     echo "FAIL verify (exit $rc, output above)"

@@ -172,7 +172,8 @@ install -d -m 0755 "$root/usr/sbin" "$root/usr/bin" "$root/usr/lib/systemd/syste
     "$root/usr/lib/tmpfiles.d" "$root/etc/patchman" "$moduledir" "$docdir"
 install -m 0755 "$bin_dir/patchman-helper" "$root/usr/sbin/patchman-helper"
 install -m 0755 "$bin_dir/patchman-agent" "$root/usr/bin/patchman-agent"
-for u in patchman-helper.socket patchman-helper.service patchman-agent.service; do
+for u in patchman-helper.socket patchman-helper.service patchman-agent.service \
+    patchman-rollback.service patchman-rollback.timer; do
     install -m 0644 "$workspace/deploy/systemd/$u" "$root/usr/lib/systemd/system/$u"
 done
 install -m 0644 "$workspace/deploy/tmpfiles.d/patchman.conf" "$root/usr/lib/tmpfiles.d/patchman.conf"
@@ -182,6 +183,7 @@ for f in patchman.te patchman.fc patchman.if patchman-connect.cil; do
 done
 install -m 0644 "$work/selinux/patchman.pp" "$moduledir/patchman.pp"
 install -m 0644 "$workspace/README.md" "$docdir/README.md"
+install -m 0644 "$workspace/docs/rollback.md" "$docdir/rollback.md"
 install -m 0644 "$workspace/selinux/README.md" "$docdir/SELinux.md"
 cat >"$docdir/copyright" <<'EOF'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/

@@ -60,6 +60,9 @@ impl fmt::Display for RepositoryName {
 /// Default bound on waiting for another program's package-manager lock.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
 const MAX_LOCK_WAIT: Duration = Duration::from_secs(3600);
+/// Default probation after a changing update (issue 12).
+pub const DEFAULT_PROBATION: Duration = Duration::from_secs(600);
+const MAX_PROBATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Default minimum time between two refreshes of the repository's metadata.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
@@ -78,6 +81,9 @@ pub struct Config {
     /// `Check` says so). `0s` refreshes on every request, as the vendor's
     /// steps do. An addition of ours.
     pub refresh_interval: Duration,
+    /// `[updates] probation`: how long a changing update waits for the new
+    /// agent's `Confirm` before the helper rolls it back; zero: never.
+    pub probation: Duration,
 }
 
 impl Default for Config {
@@ -86,6 +92,7 @@ impl Default for Config {
             repository: RepositoryName(DEFAULT_REPOSITORY.to_string()),
             lock_wait: DEFAULT_LOCK_WAIT,
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            probation: DEFAULT_PROBATION,
         }
     }
 }
@@ -163,10 +170,13 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         "24h",
         DEFAULT_REFRESH_INTERVAL,
     )?;
+    // `0`: rollback off.
+    let probation = duration_key(&ini, "probation", MAX_PROBATION, "7d", DEFAULT_PROBATION)?;
     Ok(Config {
         repository,
         lock_wait,
         refresh_interval,
+        probation,
     })
 }
 
@@ -202,6 +212,16 @@ mod tests {
             .unwrap();
         assert_eq!(c.repository.as_str(), "patchman-beta");
         assert_eq!(c.lock_wait, DEFAULT_LOCK_WAIT);
+        assert_eq!(c.probation, DEFAULT_PROBATION);
+        assert_eq!(
+            parse("[updates]\nprobation = 60s\n").unwrap().probation,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            parse("[updates]\nprobation = 0\n").unwrap().probation,
+            Duration::ZERO
+        );
+        assert!(parse("[updates]\nprobation = 30d\n").is_err());
         let c = parse("[updates]\nlock_wait = 5s\n").unwrap();
         assert_eq!(c.lock_wait, Duration::from_secs(5));
         assert!(matches!(

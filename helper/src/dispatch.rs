@@ -11,6 +11,7 @@
 //! | Ready           | `Status`           | [`family::status`] (read-only; at most 4 at once, else `Busy`) |
 //! | Ready           | `Check`            | [`family::check`], exclusive, else `Busy`|
 //! | Ready           | `Update`           | [`family::update`], exclusive, else `Busy`|
+//! | Ready           | `Confirm`          | [`probation::confirm`], exclusive, else `Busy` (its rules: [`crate::probation`]) |
 //! | Ready           | `Hello`            | `Failed(Protocol)`, close                |
 //! | any             | bad frame          | `Failed(Protocol)` (best effort), close  |
 
@@ -20,9 +21,9 @@ use interprocess::local_socket::traits::Stream as _;
 use interprocess::os::unix::uds_local_socket::Stream;
 use patchman_shared::{Failure, FrameError, Reply, Request, PROTOCOL_VERSION};
 
-use crate::family;
 use crate::server::{self, PeerEvent, Slots};
 use crate::Helper;
+use crate::{family, probation};
 
 /// The time all progress frames of one request may cost, together.
 pub const PROGRESS_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
@@ -42,6 +43,7 @@ pub enum Route {
     Status,
     Check,
     Update,
+    Confirm,
     OutOfOrder,
 }
 
@@ -56,6 +58,7 @@ pub fn route(state: State, request: &Request) -> Route {
         (State::Ready, Request::Status) => Route::Status,
         (State::Ready, Request::Check) => Route::Check,
         (State::Ready, Request::Update) => Route::Update,
+        (State::Ready, Request::Confirm) => Route::Confirm,
         (State::Ready, Request::Hello { .. }) => Route::OutOfOrder,
     }
 }
@@ -176,6 +179,18 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                 let outcome = outcome_of(&reply);
                 (outcome, conn.send(&reply))
             }
+            Route::Confirm => {
+                let Some(_exclusive) = helper.try_exclusive() else {
+                    conn.send(&Reply::Busy);
+                    log_request(uid, pid, &request, "busy", started);
+                    continue;
+                };
+                let reply = probation::confirm(helper)
+                    .map(Reply::Confirmed)
+                    .unwrap_or_else(Reply::Failed);
+                let outcome = outcome_of(&reply);
+                (outcome, conn.send(&reply))
+            }
             Route::Check | Route::Update => {
                 let Some(exclusive) = helper.try_exclusive() else {
                     conn.send(&Reply::Busy);
@@ -251,6 +266,7 @@ fn outcome_of(reply: &Reply) -> String {
         Reply::Updated(r) => format!("updated {} package(s)", r.changes.len()),
         Reply::Check(c) if c.update_available() => "update available".into(),
         Reply::Check(_) => "up to date".into(),
+        Reply::Confirmed(c) => c.to_string(),
         _ => "ok".into(),
     }
 }
@@ -285,11 +301,13 @@ mod tests {
             (State::AwaitingHello, Request::Status, OutOfOrder),
             (State::AwaitingHello, Request::Check, OutOfOrder),
             (State::AwaitingHello, Request::Update, OutOfOrder),
+            (State::AwaitingHello, Request::Confirm, OutOfOrder),
             (State::Ready, ours, OutOfOrder),
             (State::Ready, other, OutOfOrder),
             (State::Ready, Request::Status, Status),
             (State::Ready, Request::Check, Check),
             (State::Ready, Request::Update, Update),
+            (State::Ready, Request::Confirm, Confirm),
         ];
         for (state, req, want) in cases {
             assert_eq!(route(state, &req), want, "{state:?} {req:?}");

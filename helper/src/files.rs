@@ -109,31 +109,7 @@ impl PrivateDir {
     /// Creates `<base>/run-<pid>-<n>`, making `base` (0700 root) if
     /// missing and refusing a `base` that is not root's alone.
     pub fn create(base: &Path) -> Result<PrivateDir, FileError> {
-        match fs::symlink_metadata(base) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if let Some(parent) = base.parent() {
-                    fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o755)
-                        .create(parent)
-                        .map_err(io_err("create", parent))?;
-                }
-                fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(base)
-                    .map_err(io_err("create", base))?;
-            }
-            Err(e) => return Err(io_err("inspect", base)(e)),
-            Ok(_) => {}
-        }
-        check_root_dir(base)?;
-        let m = fs::symlink_metadata(base).map_err(io_err("inspect", base))?;
-        if m.mode() & 0o077 != 0 {
-            return Err(FileError::UnsafeDir {
-                path: base.to_path_buf(),
-                why: "is accessible to users other than root (want 0700)".into(),
-            });
-        }
+        ensure_private_dir(base)?;
         let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = base.join(format!("run-{}-{n}", std::process::id()));
         // A leftover from a crashed run of the same pid: ours to remove.
@@ -313,6 +289,135 @@ pub fn copy_verified(
         sha256: hasher.finish(),
         size,
     })
+}
+
+/// Makes `dir` (and missing parents, 0755) root-only (0700) if missing, and
+/// refuses one that is not root's alone: the helper's own state.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), FileError> {
+    if let Err(e) = fs::symlink_metadata(dir) {
+        if e.kind() != io::ErrorKind::NotFound {
+            return Err(io_err("inspect", dir)(e));
+        }
+        if let Some(parent) = dir.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(io_err("create", parent))?;
+        }
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err("create", dir))?;
+    }
+    check_root_dir(dir)?;
+    let m = fs::symlink_metadata(dir).map_err(io_err("inspect", dir))?;
+    if m.mode() & 0o077 != 0 {
+        return Err(FileError::UnsafeDir {
+            path: dir.to_path_buf(),
+            why: "is accessible to users other than root (want 0700)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Replaces `dir/name` atomically with what `fill` writes: a temporary
+/// file in the same directory (mode `mode`), fsync, rename, fsync of the
+/// directory. A crash leaves the old file or the new one, never a part.
+pub fn replace_atomically(
+    dir: &Path,
+    name: &str,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<(), FileError> {
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let dest = dir.join(name);
+    let _ = fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
+        .open(&tmp)
+        .map_err(io_err("create", &tmp))?;
+    let written = fill(&mut file).and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err("write", &tmp)(e));
+    }
+    drop(file);
+    fs::rename(&tmp, &dest).map_err(io_err("rename into place", &dest))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync", dir))
+}
+
+/// Opens `path` for reading without following a link at its last
+/// component.
+pub fn open_nofollow(path: &Path) -> Result<File, FileError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
+        .open(path)
+        .map_err(io_err("open", path))
+}
+
+/// Copies what `from` reads to `dir/name` atomically; returns its SHA-256.
+pub fn copy_atomically(
+    mut from: File,
+    dir: &Path,
+    name: &str,
+    mode: u32,
+) -> Result<[u8; 32], FileError> {
+    let mut hasher = sha256::Hasher::new();
+    replace_atomically(dir, name, mode, |to| {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut limited = (&mut from).take(MAX_PACKAGE_SIZE + 1);
+        loop {
+            let n = match limited.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            to.write_all(&buf[..n])?;
+        }
+    })?;
+    Ok(hasher.finish())
+}
+
+/// Reads a small root-owned state file whole, refusing one larger than
+/// `max` bytes (never allocating more). `None` when it does not exist.
+pub fn read_small(path: &Path, max: u64) -> Result<Option<Vec<u8>>, FileError> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).bits())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open", path)(e)),
+    };
+    let m = file.metadata().map_err(io_err("inspect", path))?;
+    if !m.is_file() || m.uid() != 0 || m.mode() & 0o022 != 0 {
+        return Err(FileError::UnsafeDir {
+            path: path.to_path_buf(),
+            why: "is not a regular root-owned file writable only by root".into(),
+        });
+    }
+    let mut data = Vec::new();
+    (&file)
+        .take(max + 1)
+        .read_to_end(&mut data)
+        .map_err(io_err("read", path))?;
+    if data.len() as u64 > max {
+        return Err(FileError::UnsafeDir {
+            path: path.to_path_buf(),
+            why: format!("is larger than {max} bytes"),
+        });
+    }
+    Ok(Some(data))
 }
 
 #[cfg(test)]

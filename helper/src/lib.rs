@@ -11,6 +11,7 @@ pub mod files;
 pub mod lock;
 pub mod os_release;
 pub mod parse;
+pub mod probation;
 pub mod server;
 pub mod sha256;
 

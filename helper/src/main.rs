@@ -1,4 +1,5 @@
 //! `patchman-helper [--socket PATH] [--config PATH] [--agent-user NAME]`
+//! `patchman-helper [--config PATH] --rollback-due`
 //!
 //! Thin: parses arguments, sets up logging and signals, calls the library.
 #![forbid(unsafe_code)]
@@ -10,10 +11,11 @@ use std::thread;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::stat::{umask, Mode};
-use patchman_helper::{config, exec, os_release, server, Helper, Limits, StartError};
+use patchman_helper::{config, exec, os_release, probation, server, Helper, Limits, StartError};
 
 const USAGE: &str = "\
 Usage: patchman-helper [--socket PATH] [--config PATH] [--agent-user NAME]
+       patchman-helper [--config PATH] --rollback-due
 
 The root helper of the patchman updater. Runs in the foreground and answers
 typed requests from the agent user over a Unix socket. Under systemd socket
@@ -23,6 +25,11 @@ Options:
   --socket PATH       socket to create (default /run/patchman/helper.sock)
   --config PATH       configuration file (default /etc/patchman/patchman.ini)
   --agent-user NAME   the only user served (default patchman)
+  --rollback-due      do not serve: if the probation of the last update
+                      passed its deadline without the new agent's Confirm,
+                      roll back to the recorded previous versions; else
+                      exit 0 (run by patchman-rollback.service from the
+                      rescue copy of the previous helper)
   -h, --help          this text
   -V, --version       the version
 ";
@@ -31,6 +38,7 @@ struct Args {
     socket: PathBuf,
     config: PathBuf,
     agent_user: String,
+    rollback_due: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -38,6 +46,7 @@ fn parse_args() -> Result<Option<Args>> {
         socket: PathBuf::from(patchman_helper::DEFAULT_SOCKET),
         config: PathBuf::from(config::DEFAULT_CONFIG),
         agent_user: patchman_helper::DEFAULT_AGENT_USER.to_string(),
+        rollback_due: false,
     };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
@@ -59,6 +68,7 @@ fn parse_args() -> Result<Option<Args>> {
             "--socket" => args.socket = PathBuf::from(value()?),
             "--config" => args.config = PathBuf::from(value()?),
             "--agent-user" => args.agent_user = value()?,
+            "--rollback-due" => args.rollback_due = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(None);
@@ -139,10 +149,6 @@ fn run() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Err(StartError::NotRoot.into());
     }
-    let agent = patchman_helper::agent_user(
-        &args.agent_user,
-        std::path::Path::new(patchman_helper::LOGIN_DEFS),
-    )?;
     let family = os_release::detect(std::path::Path::new("/")).map_err(StartError::Family)?;
     let programs =
         exec::Programs::resolve(patchman_helper::tools_for(family)).map_err(StartError::Program)?;
@@ -157,6 +163,23 @@ fn run() -> Result<()> {
         ),
         Err(e) => tracing::warn!(error = %e, "cannot sweep private directories of earlier runs"),
     }
+    if args.rollback_due {
+        // Serves nobody: no agent uid matches u32::MAX.
+        let helper = Helper::new(
+            family,
+            programs,
+            u32::MAX,
+            Limits::default(),
+            &args.config,
+            config,
+            Box::new(|| {}),
+        );
+        return rollback_due(&helper);
+    }
+    let agent = patchman_helper::agent_user(
+        &args.agent_user,
+        std::path::Path::new(patchman_helper::LOGIN_DEFS),
+    )?;
 
     let mut limits = Limits::default();
     let bound = match activated {
@@ -191,6 +214,16 @@ fn run() -> Result<()> {
         "patchman-helper started"
     );
 
+    // Covers hosts without the rollback timer: a probation past its
+    // deadline is rolled back before anything is served.
+    if matches!(
+        rollback_due_logged(&helper),
+        Some(probation::Checked::RolledBack { .. })
+    ) {
+        tracing::info!("rolled back: exiting so the next start runs the previous helper");
+        helper.exit(0);
+    }
+
     {
         let helper = Arc::clone(&helper);
         thread::Builder::new()
@@ -218,4 +251,44 @@ fn run() -> Result<()> {
         helper.stop_after_running_update(1);
     }
     helper.exit(0)
+}
+
+/// The rollback check, logged; `None` when it failed.
+fn rollback_due_logged(helper: &Helper) -> Option<probation::Checked> {
+    match probation::run_due(helper) {
+        Ok(checked) => {
+            match &checked {
+                probation::Checked::Nothing => {
+                    tracing::debug!("rollback check: no probation pending")
+                }
+                probation::Checked::NotYet { deadline } => {
+                    tracing::info!(
+                        deadline,
+                        "rollback check: probation pending, deadline not passed"
+                    )
+                }
+                probation::Checked::Abandoned => {
+                    tracing::warn!("rollback check: probation dropped, nothing rolled back")
+                }
+                probation::Checked::RolledBack { from, to } => tracing::warn!(
+                    from = ?probation::to_map(from),
+                    to = ?probation::to_map(to),
+                    "rollback check: rolled back"
+                ),
+            }
+            Some(checked)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "rollback check failed");
+            None
+        }
+    }
+}
+
+/// `--rollback-due`: exit 0 unless the check itself failed.
+fn rollback_due(helper: &Helper) -> Result<()> {
+    match rollback_due_logged(helper) {
+        Some(_) => Ok(()),
+        None => bail!("the rollback check failed (see the log above)"),
+    }
 }

@@ -26,6 +26,11 @@ pub enum Request {
     /// The whole update procedure, for the client and, if installed, the
     /// realtime package. Answered by `Progress` frames, then one final reply.
     Update,
+    /// The new agent, after an update, is healthy: it started, read its
+    /// configuration and state, and saw `Status` report the new versions.
+    /// Carries no data; it can only end a pending probation, never start a
+    /// rollback. Answered by `Confirmed`.
+    Confirm,
 }
 
 impl Request {
@@ -36,11 +41,14 @@ impl Request {
             Request::Status => "status",
             Request::Check => "check",
             Request::Update => "update",
+            Request::Confirm => "confirm",
         }
     }
 }
 
 /// Everything the helper may answer.
+// A reply lives for one frame; boxing the large Status would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum Reply {
     /// Answer to a compatible `Hello`.
@@ -66,6 +74,71 @@ pub enum Reply {
     Updated(UpdateReport),
     /// Final answer to any request that failed.
     Failed(Failure),
+    /// Answer to `Confirm`.
+    Confirmed(ConfirmOutcome),
+}
+
+/// What a `Confirm` came to. Every case but `Confirmed` changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum ConfirmOutcome {
+    /// The probation ended: the new versions stay.
+    Confirmed,
+    /// No probation is pending (a typed no-op).
+    NothingPending,
+    /// What is installed is not what the probation is for (or not
+    /// complete): nothing was confirmed.
+    VersionsDiffer,
+    /// The deadline passed: the rollback is due and cannot be called off.
+    PastDeadline,
+}
+
+impl ConfirmOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ConfirmOutcome::Confirmed => "confirmed",
+            ConfirmOutcome::NothingPending => "nothing pending",
+            ConfirmOutcome::VersionsDiffer => "installed versions differ from the probation record",
+            ConfirmOutcome::PastDeadline => "past the probation deadline",
+        }
+    }
+}
+
+impl fmt::Display for ConfirmOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A pending probation, as `Status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Probation {
+    /// The versions on probation (installed by the last update).
+    pub versions: Vec<(Package, Evr)>,
+    /// Unix seconds; past it, without `Confirm`, the helper rolls back.
+    pub deadline: u64,
+}
+
+/// One rollback the helper performed.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct RollbackEvent {
+    pub from: Vec<(Package, Evr)>,
+    pub to: Vec<(Package, Evr)>,
+    /// Unix seconds.
+    pub at: u64,
+    pub why: String,
+}
+
+/// The rollback side of `Status`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct RollbackStatus {
+    pub probation: Option<Probation>,
+    /// Whether the helper holds a verified way back for what is installed.
+    pub available: bool,
+    /// Why not (or how, when available), for a person.
+    pub reason: String,
+    pub last: Option<RollbackEvent>,
+    /// `patchman-client` versions rolled back from.
+    pub quarantined: Vec<Evr>,
 }
 
 /// The package-manager family of the host, as the helper detected it.
@@ -258,6 +331,8 @@ pub struct StatusReport {
     pub realtime: Option<Installed>,
     pub lock: LockState,
     pub helper_version: String,
+    /// Probation, the way back, the last rollback, the quarantine.
+    pub rollback: RollbackStatus,
 }
 
 /// What the repository offers for one installed package.

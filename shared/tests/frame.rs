@@ -134,6 +134,7 @@ fn reply() -> impl Strategy<Value = Reply> {
                         LockState::Free
                     },
                     helper_version,
+                    rollback: Default::default(),
                 })
             }),
         (
@@ -165,6 +166,7 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Status),
         Just(Request::Check),
         Just(Request::Update),
+        Just(Request::Confirm),
     ]
 }
 
@@ -283,7 +285,7 @@ fn trailing_bytes_are_refused() {
 
 #[test]
 fn unknown_variant_tag_is_refused() {
-    for tag in [4u8, 9, 0xfa, 0xff] {
+    for tag in [5u8, 9, 0xfa, 0xff] {
         let frame = [1, 0, 0, 0, tag];
         let r = read_frame::<Request, _>(&mut Cursor::new(frame));
         assert!(

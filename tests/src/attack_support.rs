@@ -64,11 +64,15 @@ pub fn processes_named(u: &Updater, name: &str) -> Vec<u32> {
 /// Runs `probe SOCKET actions…` inside the sandbox as the agent user;
 /// returns its stdout.
 pub fn probe(u: &Updater, actions: &[&str]) -> String {
+    probe_in(&u.sandbox, actions)
+}
+
+/// [`probe`] in any sandbox whose helper listens on the default socket.
+pub fn probe_in(sandbox: &crate::Sandbox, actions: &[&str]) -> String {
     let probe = workspace_bin("probe");
     let mut argv = vec![probe.to_str().expect("probe path"), SOCKET];
     argv.extend_from_slice(actions);
-    let out = u
-        .sandbox
+    let out = sandbox
         .run_as_unchecked(AGENT_USER, &argv)
         .expect("running probe");
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -279,6 +279,24 @@ impl Container {
         self.run(&argv)
     }
 
+    /// Makes `repo` (signed with `keyring`, served at `url`) the apt source
+    /// `patchman` inside.
+    pub fn add_apt_repo(
+        &self,
+        repo: &crate::sandbox::apt_repo::AptRepo,
+        keyring: &Path,
+        url: &str,
+    ) -> Result<()> {
+        let inside = repo.sandbox_keyring_path().context("a signed repository")?;
+        std::fs::create_dir_all(self.host_path("/etc/apt/keyrings"))?;
+        std::fs::copy(keyring, self.host_path(&inside))?;
+        std::fs::write(
+            self.host_path("/etc/apt/sources.list.d/patchman.list"),
+            repo.list_line(url),
+        )?;
+        Ok(())
+    }
+
     /// Polls `f` every 200 ms until it returns `Ok(true)`, for at most
     /// `within`; an error from `f` ends the wait at once.
     pub fn wait_for(

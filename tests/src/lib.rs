@@ -13,6 +13,7 @@ pub mod attack_support;
 pub mod cmd;
 pub mod container;
 pub mod host;
+pub mod installed;
 pub mod packages;
 pub mod release;
 pub mod sandbox;

@@ -74,6 +74,11 @@
 //! | 47 | the repository defined where dnf finds it but the helper used not to look (a `[patchman]` section in `dnf.conf`, a `reposdir=` directory) with `[main] gpgcheck=0`, and an unsigned file swapped in after dnf's check (as on EL 7, where `yum --downloadonly` checks nothing): refused by the helper's own check; any `gpgcheck` value but an explicit false is on | P9 P10 | `dnf_gpgcheck_is_read_where_dnf_finds_the_repository`; `only_an_explicit_false_turns_gpgcheck_off` (helper/src/family/rpm.rs) |
 //! | 48 | the same on the yum family (CentOS 7): refused from the download's own plan, before `rpm -U` | P2 P10 | `yum_a_client_that_obsoletes_another_package_is_refused` |
 //! | 49 | the helper killed (as socket activation's idle exit would end it) and started again: the next `check` still answers from the earlier metadata (a root-only stamp, `/var/cache/patchman-helper/last-refresh`) | P6 P10 | `a_restarted_helper_keeps_the_refresh_interval` |
+//! | 50 | rollback early: `Update`/`Check`/`Status` during probation, and the rollback check before the deadline | P2 P11 | `a_release_whose_agent_exits_at_start_is_rolled_back_by_the_rescue_helper_and_quarantined` (rollback.rs) |
+//! | 51 | rollback to another version: no request carries one; the target is the root-owned record's | P2 P4 P11 | same (rollback.rs); `a_record_naming_anything_else_is_refused` (helper/src/probation.rs) |
+//! | 52 | rollback twice: a second rollback check after the rollback changes nothing | P2 P11 | same (rollback.rs); `the_rollback_rows_of_the_table` (helper/src/probation.rs) |
+//! | 53 | `Confirm` outside probation: typed no-op `NothingPending`; past the deadline `PastDeadline` | P2 P11 | same (rollback.rs); `the_confirm_rows_of_the_table` (helper/src/probation.rs) |
+//! | 54 | a new release whose helper exits at start cannot stop its rollback (the rescue copy of the old helper runs it) | P6 P11 | `a_release_whose_helper_exits_at_start_is_rolled_back_by_the_rescue_helper_and_quarantined` (rollback.rs) |
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -22,7 +22,12 @@ Commands:
   check            is an update available? (exit 0 no, 100 yes, 1 error)
   status [--json]  installed versions, family, helper and lock state,
                    automatic updates on/off and why, last check, its result
-                   and error, next check
+                   and error, next check; probation, rollback, quarantine
+  confirm          end a pending probation: this (new) agent starts, reads
+                   its configuration and state, and the helper's Status
+                   shows the versions on probation installed (`update` and
+                   the daemon run it after an update; exit 0 confirmed or
+                   nothing pending, 1 not confirmed)
 
 Options:
   --socket PATH     the helper's socket (default /run/patchman/helper.sock)
@@ -39,6 +44,8 @@ Configuration (/etc/patchman/patchman.ini):
   automatic = yes   # unattended updates by `run` (default yes)
   interval = 6h     # between checks (default 6h; 30s, 15m, 6h, 1d)
   jitter = 1h       # random delay added to each (default 1h)
+  probation = 10m   # the new version must confirm within it, or the
+                    # helper rolls it back (default 10m; 0: off)
 
 Examples:
   sudo -u patchman patchman-agent status
@@ -55,6 +62,7 @@ pub enum Command {
     Update,
     Check,
     Status { json: bool },
+    Confirm,
     Help,
     Version,
 }
@@ -124,11 +132,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Args, UsageError
                     command: Command::Version,
                 })
             }
-            "run" | "update" | "check" | "status" if command.is_none() => {
+            "run" | "update" | "check" | "status" | "confirm" if command.is_none() => {
                 command = Some(match flag.as_str() {
                     "run" => Command::Run,
                     "update" => Command::Update,
                     "check" => Command::Check,
+                    "confirm" => Command::Confirm,
                     _ => Command::Status { json: false },
                 })
             }
@@ -175,6 +184,7 @@ mod tests {
         assert_eq!(p("update --socket=/x").unwrap().socket, PathBuf::from("/x"));
         assert_eq!(p("check").unwrap().command, Command::Check);
         assert_eq!(p("run").unwrap().command, Command::Run);
+        assert_eq!(p("confirm").unwrap().command, Command::Confirm);
         assert_eq!(
             p("update").unwrap().socket,
             PathBuf::from(crate::DEFAULT_SOCKET)

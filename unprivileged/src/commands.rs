@@ -5,7 +5,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use patchman_shared::{Failure, Installed, LockState, Reply, Request, StatusReport, Step};
+use patchman_shared::{
+    ConfirmOutcome, Evr, Failure, Installed, LockState, Package, Reply, Request, StatusReport, Step,
+};
 
 use patchman_shared::escape_controls;
 use patchman_shared::sanitize::json_escape_c1;
@@ -73,9 +75,37 @@ pub fn status_json(s: &StatusReport) -> serde_json::Value {
             LockState::Held { pid } => serde_json::json!({"held": true, "pid": pid}),
         },
         "helper_version": s.helper_version,
+        "probation": s.rollback.probation.as_ref().map(|p| serde_json::json!({
+            "versions": versions_json(&p.versions),
+            "deadline": rfc3339(p.deadline),
+        })),
+        "rollback": {
+            "available": s.rollback.available,
+            "reason": s.rollback.reason,
+            "last": s.rollback.last.as_ref().map(|e| serde_json::json!({
+                "from": versions_json(&e.from),
+                "to": versions_json(&e.to),
+                "at": rfc3339(e.at),
+                "why": e.why,
+            })),
+        },
+        "quarantined": s.rollback.quarantined.iter().map(Evr::to_string).collect::<Vec<_>>(),
         "agent_version": crate::VERSION,
         "agent_privileges": privileges_json(&crate::privs::PrivState::current()),
     })
+}
+
+/// `{"patchman-client": "1.7.1-1", …}`.
+fn versions_json(v: &[(Package, Evr)]) -> serde_json::Value {
+    v.iter()
+        .map(|(p, e)| {
+            (
+                p.name().to_string(),
+                serde_json::Value::String(e.to_string()),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 fn privileges_json(p: &crate::privs::PrivState) -> serde_json::Value {
@@ -216,7 +246,7 @@ pub fn check(socket: &Path) -> i32 {
                 let age = report
                     .metadata_age_secs
                     .map_or("before".into(), |a| format!("{a} s ago"));
-                println!("(from the repository metadata fetched {age}: the helper refreshes it at most once per interval)");
+                outln!("(from the repository metadata fetched {age}: the helper refreshes it at most once per interval)");
             }
             for c in &report.packages {
                 match &c.candidate {
@@ -239,7 +269,13 @@ pub fn check(socket: &Path) -> i32 {
     }
 }
 
-pub fn update(socket: &Path) -> i32 {
+pub fn update(args: &crate::cli::Args, relaunch: Option<&crate::restart::Relaunch>) -> i32 {
+    let socket = &args.socket;
+    // Known before the update: a quarantined version is still installed
+    // when a person asks, and said so.
+    let quarantined = status_within(socket, std::time::Duration::ZERO)
+        .map(|s| s.rollback.quarantined)
+        .unwrap_or_default();
     outln!("Updating patchman-client");
     let mut printer = StepPrinter::new();
     let reply =
@@ -253,12 +289,137 @@ pub fn update(socket: &Path) -> i32 {
         Ok(Reply::Updated(report)) => {
             for c in &report.changes {
                 outln!("{}: {} → {}", c.package, c.from, c.to);
+                if c.package == Package::Client && quarantined.contains(&c.to) {
+                    outln!(
+                        "  note: {} {} was quarantined (the helper rolled it back after it failed its probation); installed because you asked",
+                        c.package, c.to
+                    );
+                }
             }
             outln!("Updated in {:.2} s.", printer.total());
+            probation_after_update(args, relaunch);
             EXIT_OK
         }
         Ok(Reply::Failed(f)) => report_failure(&f),
         Ok(Reply::Busy) => fail("an update is already running; try again shortly"),
+        Ok(other) => fail(ClientError::Unexpected(format!("{other:?}"))),
+        Err(e) => fail(e),
+    }
+}
+
+/// How long the commands wait for the helper that restarts after an
+/// update, and for the new agent's `confirm`.
+const AFTER_UPDATE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `Status`, retried until `within` has passed (the helper exits after an
+/// update and its socket starts it again).
+fn status_within(socket: &Path, within: std::time::Duration) -> Option<StatusReport> {
+    let t0 = Instant::now();
+    loop {
+        let reply = Client::connect(socket).and_then(|mut c| c.request(Request::Status, |_| {}));
+        if let Ok(Reply::Status(s)) = reply {
+            return Some(s);
+        }
+        if t0.elapsed() >= within {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// After a changing update: says when probation starts, has the NEW agent
+/// binary (at the path this one was started from) confirm, and says when
+/// it ends. The new agent vouches for itself only by running: a release
+/// whose agent cannot start never confirms, and the helper rolls it back.
+fn probation_after_update(args: &crate::cli::Args, relaunch: Option<&crate::restart::Relaunch>) {
+    let Some(s) = status_within(&args.socket, AFTER_UPDATE) else {
+        outln!("Probation: the helper did not answer after the update; the daemon confirms when it runs.");
+        return;
+    };
+    let Some(p) = &s.rollback.probation else {
+        outln!("No probation: {}", s.rollback.reason);
+        return;
+    };
+    let deadline = rfc3339(p.deadline);
+    outln!("Probation started: the new version must confirm by {deadline}, or the helper rolls it back.");
+    let Some(r) = relaunch else {
+        outln!("Cannot find this program's path; the daemon confirms when it runs.");
+        return;
+    };
+    let mut cmd = std::process::Command::new(&r.exe);
+    cmd.arg("--socket")
+        .arg(&args.socket)
+        .arg("--config")
+        .arg(&args.config)
+        .arg("--state-dir")
+        .arg(&args.state_dir)
+        .arg("confirm")
+        .stdin(std::process::Stdio::null());
+    let ended = match cmd.spawn() {
+        Ok(mut child) => {
+            let t0 = Instant::now();
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        break status.success().then_some(()).ok_or(format!("{status}"))
+                    }
+                    Ok(None) if t0.elapsed() < AFTER_UPDATE => {
+                        std::thread::sleep(std::time::Duration::from_millis(100))
+                    }
+                    Ok(None) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break Err(format!("no answer within {} s", AFTER_UPDATE.as_secs()));
+                    }
+                    Err(e) => break Err(e.to_string()),
+                }
+            }
+        }
+        Err(e) => Err(format!("cannot start {}: {e}", r.exe.display())),
+    };
+    match ended {
+        Ok(()) => outln!("Probation ended: the new agent confirmed."),
+        Err(why) => outln!(
+            "Probation: the new agent did not confirm ({why}); unless it does by {deadline}, the helper rolls back."
+        ),
+    }
+}
+
+/// `confirm`: this agent started and read its configuration and state;
+/// if the helper's `Status` shows the versions on probation installed and
+/// complete, `Confirm`.
+pub fn confirm(socket: &Path, config: &Path, state_dir: &Path) -> i32 {
+    if let Err(e) = crate::config::load(config) {
+        return fail(format!("not confirming: patchman.ini is unusable: {e}"));
+    }
+    let (_, problem) = crate::state::peek(state_dir);
+    if let Some(p) = problem {
+        return fail(format!("not confirming: the state file is unusable: {p}"));
+    }
+    let Some(s) = status_within(socket, AFTER_UPDATE) else {
+        return fail("not confirming: the helper does not answer Status");
+    };
+    if s.rollback.probation.is_none() {
+        outln!("Nothing to confirm: no probation is pending.");
+        return EXIT_OK;
+    }
+    if !crate::daemon::probation_matches(&s) {
+        return fail("not confirming: the installed versions are not the ones on probation");
+    }
+    match Client::connect(socket).and_then(|mut c| c.request(Request::Confirm, |_| {})) {
+        Ok(Reply::Confirmed(o)) => {
+            outln!("Confirm: {o}.");
+            if matches!(
+                o,
+                ConfirmOutcome::Confirmed | ConfirmOutcome::NothingPending
+            ) {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            }
+        }
+        Ok(Reply::Failed(f)) => report_failure(&f),
+        Ok(Reply::Busy) => fail("the helper is busy; try again shortly"),
         Ok(other) => fail(ClientError::Unexpected(format!("{other:?}"))),
         Err(e) => fail(e),
     }
@@ -310,7 +471,9 @@ impl AgentView {
                 g => Err((g.code(), g.to_string())),
             },
         };
-        let (state, state_problem) = crate::state::peek(state_dir);
+        let (mut state, state_problem) = crate::state::peek(state_dir);
+        // A rollback since the daemon's last check shows as its result.
+        crate::daemon::note_rollback(s, &mut state, crate::time::now_unix());
         let daemon_running = state.daemon_pid.is_some_and(is_daemon);
         AgentView {
             config,

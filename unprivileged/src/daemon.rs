@@ -20,7 +20,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use patchman_shared::{
-    Change, CheckReport, Failure, Package, Reply, Request, StatusReport, UpdateReport,
+    Change, CheckReport, ConfirmOutcome, Failure, Package, Reply, Request, StatusReport,
+    UpdateReport,
 };
 
 use crate::client::{Client, ClientError};
@@ -66,6 +67,7 @@ pub trait HelperApi {
     fn status(&mut self) -> Result<StatusReport, CallError>;
     fn check(&mut self) -> Result<CheckReport, CallError>;
     fn update(&mut self) -> Result<UpdateReport, CallError>;
+    fn confirm(&mut self) -> Result<ConfirmOutcome, CallError>;
 }
 
 /// The real helper: one fresh connection per request, so a helper that
@@ -116,6 +118,12 @@ impl HelperApi for SocketHelper {
             other => Err(unexpected(other)),
         }
     }
+    fn confirm(&mut self) -> Result<ConfirmOutcome, CallError> {
+        match self.call(Request::Confirm)? {
+            Reply::Confirmed(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
 }
 
 /// What one check came to.
@@ -133,6 +141,11 @@ pub enum Outcome {
         changes: Vec<Change>,
         own_package: bool,
     },
+    /// The candidate is a `patchman-client` version the helper rolled
+    /// back from: skipped until a newer one appears.
+    Quarantined {
+        version: String,
+    },
     /// `Busy` or `LockHeld`: another package operation is running.
     Busy(String),
     Failed(String),
@@ -146,6 +159,7 @@ impl Outcome {
             Outcome::UpToDate => "up_to_date",
             Outcome::Waiting { .. } => "waiting_for_rollout",
             Outcome::Updated { .. } => "updated",
+            Outcome::Quarantined { .. } => "quarantined",
             Outcome::Busy(_) => "busy",
             Outcome::Failed(_) => "failed",
         }
@@ -165,6 +179,9 @@ impl Outcome {
                 .map(|c| format!("{}: {} → {}", c.package, c.from, c.to))
                 .collect::<Vec<_>>()
                 .join(", "),
+            Outcome::Quarantined { version } => format!(
+                "patchman-client {version} is quarantined (rolled back after it failed its probation); waiting for a newer version"
+            ),
             Outcome::Busy(d) | Outcome::Failed(d) => d.clone(),
         }
     }
@@ -233,6 +250,18 @@ pub fn check_once(
         state.first_seen.clear();
         return Outcome::UpToDate;
     };
+    let client_candidate = report
+        .packages
+        .iter()
+        .find(|c| c.package == Package::Client)
+        .and_then(|c| c.candidate.as_ref());
+    if let (Some(s), Some(c)) = (&status, client_candidate) {
+        if s.rollback.quarantined.contains(c) {
+            return Outcome::Quarantined {
+                version: c.to_string(),
+            };
+        }
+    }
     if let Some(window) = input.group.rollout_window() {
         let first = state.first_seen(&version, input.now);
         match input.machine_id {
@@ -291,7 +320,10 @@ pub fn record(
             state.consecutive_busy = 0;
             schedule::while_waiting(now, *until, i, j, rng)
         }
-        Outcome::Gated(_) | Outcome::UpToDate | Outcome::Updated { .. } => {
+        Outcome::Gated(_)
+        | Outcome::UpToDate
+        | Outcome::Updated { .. }
+        | Outcome::Quarantined { .. } => {
             state.consecutive_failures = 0;
             state.consecutive_busy = 0;
             schedule::regular(now, i, j, rng)
@@ -349,6 +381,8 @@ fn save(dir: &Path, state: &State) {
 struct Confirm {
     attempts: u32,
     at: u64,
+    /// The helper's `Status` showed a rollback new to us.
+    saw_rollback: bool,
 }
 
 /// Runs the daemon until a stop event. Fails only when patchman.ini is
@@ -376,9 +410,13 @@ pub fn run(
         Some(n) if resumed && n <= horizon => n,
         _ => schedule::first_check(now, config.jitter, rng),
     };
-    let mut confirm = resumed.then_some(Confirm {
+    // Every start asks the helper once: after our own update to confirm
+    // the restart, and always to end a pending probation (issue 12) and
+    // to learn of a rollback.
+    let mut confirm = Some(Confirm {
         attempts: 0,
         at: now,
+        saw_rollback: false,
     });
     st.next_check = Some(next);
     st.daemon_pid = Some(std::process::id());
@@ -419,6 +457,12 @@ pub fn run(
         }
         if let Some(c) = confirm.as_mut().filter(|c| c.at <= now) {
             if confirm_restart(&mut helper, &mut st, c, now) {
+                // After a rollback the schedule from before the update
+                // means nothing: check now (and find the quarantine).
+                if c.saw_rollback {
+                    next = now;
+                    st.next_check = Some(next);
+                }
                 confirm = None;
             }
             save(&opts.state_dir, &st);
@@ -478,6 +522,7 @@ pub fn run(
             confirm = Some(Confirm {
                 attempts: 0,
                 at: finished,
+                saw_rollback: false,
             });
         }
         save(&opts.state_dir, &st);
@@ -525,11 +570,12 @@ fn reload(opts: &Options, config: &mut Config, next: &mut u64, rng: &mut dyn Ran
 /// Asks the helper for the installed version after our restart. True when
 /// done (confirmed, or given up after [`CONFIRM_ATTEMPTS`]).
 fn confirm_restart(helper: &mut dyn HelperApi, st: &mut State, c: &mut Confirm, now: u64) -> bool {
-    let Some(pending) = st.restart.as_mut() else {
-        return true;
-    };
     match helper.status() {
         Ok(s) => {
+            c.saw_rollback |= probation_step(helper, &s, st, now);
+            let Some(pending) = st.restart.as_mut().filter(|r| !r.confirmed) else {
+                return true;
+            };
             let installed = s
                 .client
                 .as_ref()
@@ -568,6 +614,76 @@ fn confirm_restart(helper: &mut dyn HelperApi, st: &mut State, c: &mut Confirm, 
             false
         }
     }
+}
+
+/// Issue 12: this process started, read its configuration and state, and
+/// the running helper's `Status` shows the versions on probation installed
+/// and complete: that is the health the `Confirm` vouches for. Also records
+/// a rollback the helper made since the last check as `rolled_back`.
+/// Returns whether it saw a rollback new to `st`.
+fn probation_step(helper: &mut dyn HelperApi, s: &StatusReport, st: &mut State, now: u64) -> bool {
+    let rolled_back = note_rollback(s, st, now);
+    if rolled_back {
+        tracing::warn!(
+            detail = st.last_result_detail.as_deref().unwrap_or(""),
+            "the helper rolled back an update"
+        );
+    }
+    if s.rollback.probation.is_none() {
+        return rolled_back;
+    }
+    if !probation_matches(s) {
+        tracing::warn!(
+            "a probation is pending for versions that are not the ones installed; not confirming"
+        );
+        return rolled_back;
+    }
+    match helper.confirm() {
+        Ok(outcome) => tracing::info!(outcome = %outcome, "probation: Confirm sent"),
+        Err(e) => tracing::warn!(error = %e, "probation: Confirm failed"),
+    }
+    rolled_back
+}
+
+/// Whether `Status` shows a pending probation whose versions are exactly
+/// the ones installed, each complete.
+pub fn probation_matches(s: &StatusReport) -> bool {
+    let Some(p) = &s.rollback.probation else {
+        return false;
+    };
+    let installed = |pkg: Package| match pkg {
+        Package::Client => s.client.as_ref(),
+        Package::Realtime => s.realtime.as_ref(),
+    };
+    p.versions
+        .iter()
+        .all(|(pkg, v)| installed(*pkg).is_some_and(|i| i.complete && &i.evr == v))
+}
+
+/// A rollback the helper made since `st`'s last check becomes its last
+/// result, `rolled_back`. True when it was new.
+pub fn note_rollback(s: &StatusReport, st: &mut State, now: u64) -> bool {
+    let Some(last) = &s.rollback.last else {
+        return false;
+    };
+    if last.at <= st.last_check.unwrap_or(0) {
+        return false;
+    }
+    let versions = |v: &[(Package, patchman_shared::Evr)]| {
+        v.iter()
+            .map(|(p, e)| format!("{p} {e}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    st.last_check = Some(now.max(last.at));
+    st.last_result = Some("rolled_back".into());
+    st.last_result_detail = Some(format!(
+        "rolled back from {} to {}: {}",
+        versions(&last.from),
+        versions(&last.to),
+        last.why
+    ));
+    true
 }
 
 fn log_outcome(outcome: &Outcome, st: &State, next: u64) {
@@ -628,6 +744,7 @@ mod tests {
         candidate: Option<&'static str>,
         update: Result<(), fn() -> CallError>,
         calls: Vec<&'static str>,
+        rollback: patchman_shared::RollbackStatus,
     }
 
     impl Fake {
@@ -638,6 +755,7 @@ mod tests {
                 candidate,
                 update: Ok(()),
                 calls: vec![],
+                rollback: Default::default(),
             }
         }
     }
@@ -654,6 +772,7 @@ mod tests {
                 realtime: None,
                 lock: LockState::Free,
                 helper_version: "0.1.0".into(),
+                rollback: self.rollback.clone(),
             })
         }
         fn check(&mut self) -> Result<CheckReport, CallError> {
@@ -684,6 +803,10 @@ mod tests {
                 },
                 helper_restarting: self.candidate.is_some(),
             })
+        }
+        fn confirm(&mut self) -> Result<ConfirmOutcome, CallError> {
+            self.calls.push("confirm");
+            Ok(ConfirmOutcome::Confirmed)
         }
     }
 
@@ -895,7 +1018,11 @@ mod tests {
             }),
             ..State::default()
         };
-        let mut c = Confirm { attempts: 0, at: 0 };
+        let mut c = Confirm {
+            attempts: 0,
+            at: 0,
+            saw_rollback: false,
+        };
         let mut h = Fake::new("1.7.1-1", None);
         assert!(confirm_restart(&mut h, &mut st, &mut c, 10));
         assert!(st.restart.as_ref().unwrap().confirmed);
@@ -914,15 +1041,105 @@ mod tests {
             fn update(&mut self) -> Result<UpdateReport, CallError> {
                 unreachable!()
             }
+            fn confirm(&mut self) -> Result<ConfirmOutcome, CallError> {
+                unreachable!()
+            }
         }
         st.restart.as_mut().unwrap().confirmed = false;
-        let mut c = Confirm { attempts: 0, at: 0 };
+        let mut c = Confirm {
+            attempts: 0,
+            at: 0,
+            saw_rollback: false,
+        };
         let mut at = Vec::new();
         while !confirm_restart(&mut Gone, &mut st, &mut c, 100) {
             at.push(c.at - 100);
         }
         assert_eq!(at, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
         assert!(!st.restart.unwrap().confirmed);
+    }
+    #[test]
+    fn a_pending_probation_of_the_installed_versions_is_confirmed_once_status_shows_them() {
+        let mut h = Fake::new("1.7.1-1", None);
+        h.rollback.probation = Some(patchman_shared::Probation {
+            versions: vec![(Package::Client, evr("1.7.1-1"))],
+            deadline: 1000,
+        });
+        let mut st = State::default();
+        let mut c = Confirm {
+            attempts: 0,
+            at: 0,
+            saw_rollback: false,
+        };
+        assert!(confirm_restart(&mut h, &mut st, &mut c, 10));
+        assert_eq!(h.calls, ["status", "confirm"]);
+        // Another version installed than the one on probation: no Confirm.
+        let mut h = Fake::new("1.7.0-1", None);
+        h.rollback.probation = Some(patchman_shared::Probation {
+            versions: vec![(Package::Client, evr("1.7.1-1"))],
+            deadline: 1000,
+        });
+        assert!(confirm_restart(&mut h, &mut st, &mut c, 10));
+        assert_eq!(h.calls, ["status"]);
+    }
+
+    #[test]
+    fn a_rollback_is_recorded_as_rolled_back_once() {
+        let mut h = Fake::new("1.7.0-1", None);
+        h.rollback.last = Some(patchman_shared::RollbackEvent {
+            from: vec![(Package::Client, evr("1.7.1-1"))],
+            to: vec![(Package::Client, evr("1.7.0-1"))],
+            at: 50,
+            why: "no Confirm".into(),
+        });
+        let mut st = State {
+            last_check: Some(40),
+            ..State::default()
+        };
+        let mut c = Confirm {
+            attempts: 0,
+            at: 0,
+            saw_rollback: false,
+        };
+        confirm_restart(&mut h, &mut st, &mut c, 60);
+        assert_eq!(st.last_result.as_deref(), Some("rolled_back"));
+        assert!(
+            st.last_result_detail
+                .as_deref()
+                .unwrap()
+                .contains("from patchman-client 1.7.1-1 to patchman-client 1.7.0-1"),
+            "{:?}",
+            st.last_result_detail
+        );
+        st.last_result = Some("up_to_date".into());
+        confirm_restart(&mut h, &mut st, &mut c, 70);
+        assert_eq!(
+            st.last_result.as_deref(),
+            Some("up_to_date"),
+            "recorded once"
+        );
+    }
+
+    #[test]
+    fn the_daemon_skips_a_quarantined_candidate_until_a_newer_one_appears() {
+        let c = Config::default();
+        let group = GroupSetting::Absent;
+        let mut h = Fake::new("1.7.0-1", Some("1.7.1-1"));
+        h.rollback.quarantined = vec![evr("1.7.1-1")];
+        let mut st = State::default();
+        let out = check_once(&mut h, &input(&c, &group, 100), &mut st);
+        assert_eq!(
+            out,
+            Outcome::Quarantined {
+                version: "1.7.1-1".into()
+            }
+        );
+        assert_eq!(out.code(), "quarantined");
+        assert_eq!(h.calls, ["status", "check"], "no update asked");
+        let mut h = Fake::new("1.7.0-1", Some("1.7.2-1"));
+        h.rollback.quarantined = vec![evr("1.7.1-1")];
+        let out = check_once(&mut h, &input(&c, &group, 100), &mut st);
+        assert!(matches!(out, Outcome::Updated { .. }), "{out:?}");
     }
 }
 

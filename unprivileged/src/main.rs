@@ -54,7 +54,11 @@ fn main() {
         }
         Command::Update => {
             init_logging(false);
-            commands::update(&args.socket)
+            commands::update(&args, relaunch.as_ref().ok())
+        }
+        Command::Confirm => {
+            init_logging(false);
+            commands::confirm(&args.socket, &args.config, &args.state_dir)
         }
         Command::Run => match run_daemon(&args, relaunch) {
             Ok(()) => commands::EXIT_OK,

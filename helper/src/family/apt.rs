@@ -32,6 +32,7 @@ use crate::parse::apt_config::{self, AptDirs};
 use crate::parse::dpkg_deb::{self, DpkgInstallResult};
 use crate::parse::dpkg_query::{self, DpkgQuery};
 use crate::parse::{apt_policy, apt_show, apt_simulate};
+use crate::probation::{self, Versions};
 use crate::Helper;
 use patchman_shared::version::deb as deb_version;
 
@@ -171,6 +172,7 @@ pub fn status(h: &Helper) -> Result<StatusReport, Failure> {
         realtime: installed(&q, Package::Realtime),
         lock: lock::probe_all(&[lock::DPKG_FRONTEND_LOCK, lock::DPKG_LOCK]),
         helper_version: crate::VERSION.to_string(),
+        rollback: Default::default(),
     })
 }
 
@@ -400,17 +402,77 @@ fn download(
     h: &Helper,
     source: &Restriction,
     targets: &[(Package, Evr, Evr)],
+    expect: Expect,
     progress: &mut Progress<'_>,
 ) -> Result<(), Failure> {
     progress(Step::Download);
     let wait = h.config().lock_wait.as_secs().to_string();
+    // The way back is the installed version itself: apt downloads it only
+    // as a reinstall.
+    let reinstall = (expect == Expect::Installed).then_some("--reinstall");
     let cmd = Cmd::new(Tool::AptGet, DOWNLOAD_TIMEOUT)
-        .args(["-y", "-d", "install"])
+        .args(["-y", "-d"])
+        .args(reinstall)
+        .arg("install")
         .args(source.args())
         .args(["-o".to_string(), format!("DPkg::Lock::Timeout={wait}")])
         .args(targets.iter().map(|(p, _, to)| pinned(*p, to)));
     run(h, Step::Download, &cmd)?;
     Ok(())
+}
+
+/// What a downloaded file's version must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// An update: newer than installed.
+    Newer,
+    /// The way back (issue 12): exactly the installed version.
+    Installed,
+}
+
+/// `dpkg-deb --field` of `path`: refused unless it embeds exactly
+/// `package` `version` (and `architecture`, when given).
+fn verify_fields(
+    h: &Helper,
+    package: Package,
+    version: &Evr,
+    architecture: Option<&str>,
+    path: &Path,
+) -> Result<(), Failure> {
+    let cmd = Cmd::new(Tool::DpkgDeb, QUERY_TIMEOUT)
+        .arg("--field")
+        .arg(path)
+        .args(["Package", "Version", "Architecture"]);
+    let out = run(h, Step::Verify, &cmd)?;
+    let fields = dpkg_deb::parse_fields(&out.stdout).map_err(|e| unexpected(Step::Verify, e))?;
+    let arch_ok = architecture.is_none_or(|a| fields.architecture == a);
+    if fields.package != package.name() || &fields.version != version || !arch_ok {
+        return Err(Failure::Verification {
+            package,
+            reason: VerificationFailure::MetadataMismatch {
+                expected: format!(
+                    "{} {version} {}",
+                    package.name(),
+                    architecture.unwrap_or("(any)")
+                ),
+                found: format!(
+                    "{} {} {}",
+                    fields.package, fields.version, fields.architecture
+                ),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// The rollback's check of a kept file before it is installed again.
+pub fn verify_embedded(
+    h: &Helper,
+    package: Package,
+    version: &Evr,
+    path: &Path,
+) -> Result<(), Failure> {
+    verify_fields(h, package, version, None, path)
 }
 
 /// Step 5: find each downloaded file and verify it; returns the verified
@@ -421,6 +483,7 @@ fn locate_and_verify(
     archives: &Path,
     targets: &[(Package, Evr, Evr)],
     private: &PrivateDir,
+    expect: Expect,
     progress: &mut Progress<'_>,
 ) -> Result<Vec<PathBuf>, Failure> {
     progress(Step::LocateFile);
@@ -463,26 +526,12 @@ fn locate_and_verify(
         if copy.sha256 != record.sha256.0 || copy.size != record.size {
             return Err(refuse(VerificationFailure::ChecksumMismatch));
         }
-        let cmd = Cmd::new(Tool::DpkgDeb, QUERY_TIMEOUT)
-            .arg("--field")
-            .arg(&copy.path)
-            .args(["Package", "Version", "Architecture"]);
-        let out = run(h, Step::Verify, &cmd)?;
-        let fields =
-            dpkg_deb::parse_fields(&out.stdout).map_err(|e| unexpected(Step::Verify, e))?;
-        if fields.package != package.name()
-            || &fields.version != to
-            || fields.architecture != record.architecture
-        {
-            return Err(refuse(VerificationFailure::MetadataMismatch {
-                expected: format!("{} {to} {}", package.name(), record.architecture),
-                found: format!(
-                    "{} {} {}",
-                    fields.package, fields.version, fields.architecture
-                ),
-            }));
-        }
-        if deb_version::compare(to, from) != Ordering::Greater {
+        verify_fields(h, *package, to, Some(&record.architecture), &copy.path)?;
+        let wanted = match expect {
+            Expect::Newer => Ordering::Greater,
+            Expect::Installed => Ordering::Equal,
+        };
+        if deb_version::compare(to, from) != wanted {
             return Err(refuse(VerificationFailure::NotNewer {
                 installed: from.clone(),
                 offered: to.clone(),
@@ -518,14 +567,44 @@ fn install_and_confirm(
             "the installed packages changed while this update ran (another package operation); nothing was installed, the next run starts over",
         ));
     }
+    let wanted: Vec<(Package, Evr)> = targets.iter().map(|(p, _, to)| (*p, to.clone())).collect();
+    // Never a downgrade, whatever happened since the checks.
+    dpkg_install(
+        h,
+        source,
+        lock,
+        &wanted,
+        copies,
+        Downgrade::Refuse,
+        progress,
+    )
+}
+
+/// Whether `dpkg -i` may install an older version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Downgrade {
+    /// Every update: `--refuse-downgrade`.
+    Refuse,
+    /// Only the rollback to the helper's own record (issue 12).
+    RollBack,
+}
+
+/// One `dpkg -i` of `copies` under our frontend `lock`, then its output,
+/// `dpkg-query` (exactly `wanted`, installed) and `apt-get check`.
+fn dpkg_install(
+    h: &Helper,
+    source: &Restriction,
+    lock: lock::HeldLock,
+    wanted: &[(Package, Evr)],
+    copies: &[PathBuf],
+    downgrade: Downgrade,
+    progress: &mut Progress<'_>,
+) -> Result<(), Failure> {
+    let refuse = (downgrade == Downgrade::Refuse).then_some("--refuse-downgrade");
     let cmd = Cmd::new(Tool::Dpkg, INSTALL_TIMEOUT)
-        // Never a downgrade, whatever happened since the checks.
-        .args([
-            "-i",
-            "--refuse-downgrade",
-            "--force-confdef",
-            "--force-confold",
-        ])
+        .arg("-i")
+        .args(refuse)
+        .args(["--force-confdef", "--force-confold"])
         .args(copies)
         .env(ExtraEnv::DpkgFrontendLocked)
         .never_kill();
@@ -548,7 +627,7 @@ fn install_and_confirm(
     }
     progress(Step::Confirm);
     let q = query_installed(h, Step::Confirm)?;
-    for (package, _, to) in targets {
+    for (package, to) in wanted {
         let ok = q
             .get(*package)
             .is_some_and(|r| r.is_installed() && r.version.as_ref() == Some(to));
@@ -569,6 +648,76 @@ fn install_and_confirm(
         .arg("check");
     run(h, Step::Confirm, &cmd)?;
     Ok(())
+}
+
+/// The rollback (issue 12): one `dpkg -i` of the kept files, to exactly
+/// `target`, confirmed like an update. Decided by
+/// [`crate::probation::run_due`] from the helper's own record only.
+pub fn install_exact(h: &Helper, target: &Versions, files: &[PathBuf]) -> Result<(), Failure> {
+    let mut quiet = |_| {};
+    let (_, source) = read_apt_config(h, &mut quiet)?;
+    let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
+    let source = Restriction {
+        source,
+        cache_dir: private.path().to_path_buf(),
+    };
+    let lock = take_frontend_lock(h)?;
+    let wanted: Vec<(Package, Evr)> = target.iter().map(|(p, v)| (*p, v.clone())).collect();
+    dpkg_install(
+        h,
+        &source,
+        lock,
+        &wanted,
+        files,
+        Downgrade::RollBack,
+        &mut quiet,
+    )
+}
+
+/// The installed versions of ours, and whether all are complete.
+pub fn installed_versions(h: &Helper) -> Result<(Versions, bool), Failure> {
+    let q = query_installed(h, Step::Confirm)?;
+    let mut complete = true;
+    let mut versions = Versions::new();
+    for p in Package::ALL {
+        if let Some(i) = installed(&q, p) {
+            complete &= i.complete;
+            versions.insert(p, i.evr);
+        }
+    }
+    Ok((versions, complete))
+}
+
+/// The way back: the installed versions downloaded pinned and verified as
+/// a new package would be, except that each must equal the installed one.
+fn fetch_installed(
+    h: &Helper,
+    source: &Restriction,
+    archives: &Path,
+    missing: &[(Package, Evr)],
+    private: &PrivateDir,
+) -> Result<Vec<(Package, Evr, PathBuf)>, Failure> {
+    let mut quiet = |_| {};
+    let targets: Vec<(Package, Evr, Evr)> = missing
+        .iter()
+        .map(|(p, v)| (*p, v.clone(), v.clone()))
+        .collect();
+    download(h, source, &targets, Expect::Installed, &mut quiet)?;
+    let copies = locate_and_verify(
+        h,
+        source,
+        archives,
+        &targets,
+        private,
+        Expect::Installed,
+        &mut quiet,
+    )?;
+    Ok(missing
+        .iter()
+        .cloned()
+        .zip(copies)
+        .map(|((p, v), f)| (p, v, f))
+        .collect())
 }
 
 // ------------------------------------------------------ the procedures
@@ -646,9 +795,28 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
         });
     }
     check_dependencies(h, &source, &targets, progress)?;
-    download(h, &source, &targets, progress)?;
-    let copies = locate_and_verify(h, &source, &dirs.archives, &targets, &private, progress)?;
+    let (before, _) = installed_versions(h)?;
+    let way_back = probation::prepare(h, &before, &private, &mut |missing| {
+        fetch_installed(h, &source, &dirs.archives, missing, &private)
+    });
+    download(h, &source, &targets, Expect::Newer, progress)?;
+    let copies = locate_and_verify(
+        h,
+        &source,
+        &dirs.archives,
+        &targets,
+        &private,
+        Expect::Newer,
+        progress,
+    )?;
     install_and_confirm(h, &source, &targets, &copies, progress)?;
+    let mut after = before;
+    let mut installed_files = Vec::new();
+    for ((p, _, to), copy) in targets.iter().zip(&copies) {
+        after.insert(*p, to.clone());
+        installed_files.push((*p, to.clone(), copy.clone()));
+    }
+    probation::begin(h, way_back, &after, &installed_files);
     progress(Step::Cleanup);
     drop(private);
     changes.extend(

@@ -45,6 +45,7 @@ use crate::lock;
 use crate::parse::rpm_install::{self, RpmInstallResult};
 use crate::parse::rpm_query::{self, RpmPackage, RpmQuery};
 use crate::parse::{check_update, dnf, rpmkeys, yum, MAX_EXCERPT};
+use crate::probation::{self, Versions};
 use crate::Helper;
 
 use super::{internal, run, unexpected, Exits, Progress};
@@ -191,7 +192,18 @@ pub fn status(h: &Helper) -> Result<StatusReport, Failure> {
         realtime: get(Package::Realtime),
         lock: lock::probe_all(&[lock::RPM_LOCK]),
         helper_version: crate::VERSION.to_string(),
+        rollback: Default::default(),
     })
+}
+
+/// The installed versions of ours (rpm has no half-installed state).
+pub fn installed_versions(h: &Helper) -> Result<(Versions, bool), Failure> {
+    let q = query_installed(h, Step::Confirm)?;
+    let versions = Package::ALL
+        .into_iter()
+        .filter_map(|p| Some((p, q.get(p)?.evr.clone())))
+        .collect();
+    Ok((versions, true))
 }
 
 /// Our installed packages: the client must be; realtime only if it is.
@@ -655,20 +667,7 @@ fn locate_and_verify(
             },
             other => internal(other),
         })?;
-        let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
-            .args(["-qp", "--queryformat", rpm_query::QUERY_FORMAT])
-            .arg(&path);
-        let out = run(h, Step::Verify, &cmd, Exits::Any)?;
-        if !out.success() {
-            return Err(Failure::Verification {
-                package: Package::Client,
-                reason: VerificationFailure::MetadataMismatch {
-                    expected: "a readable rpm package".into(),
-                    found: out.excerpt(MAX_EXCERPT),
-                },
-            });
-        }
-        let meta = rpm_query::parse_file_query(&out.stdout).map_err(|_| refuse_unknown())?;
+        let meta = query_file(h, &path).map_err(|f| f.unwrap_or_else(refuse_unknown))?;
         let package = meta.package;
         let refuse = |reason| Failure::Verification { package, reason };
         let Some((_, from)) = installed.iter().find(|(p, _)| *p == package) else {
@@ -701,28 +700,96 @@ fn locate_and_verify(
         }
         header_allowed(h, installed, &path)?;
         if gpgcheck {
-            let cmd = Cmd::new(Tool::Rpmkeys, QUERY_TIMEOUT)
-                .arg("--checksig")
-                .arg(&path);
-            let out = run(h, Step::Verify, &cmd, Exits::Any)?;
-            let status = rpmkeys::parse_checksig(
-                &path.to_string_lossy(),
-                out.code(),
-                &out.stdout,
-                &out.stderr,
-            )
-            .map_err(|e| unexpected(Step::Verify, e))?;
-            match status {
-                rpmkeys::SignatureStatus::Trusted => {}
-                rpmkeys::SignatureStatus::Corrupt => {
-                    return Err(refuse(VerificationFailure::ChecksumMismatch))
-                }
-                _ => return Err(untrusted(package, &missing_keys_of(h, &path))),
-            }
+            check_signature(h, package, &path)?;
         }
         found.push((package, from.clone(), meta.evr.clone(), path));
     }
     Ok(found)
+}
+
+/// `rpm -qp` of a file: its package and version. `Err(None)`: not one of
+/// ours.
+fn query_file(h: &Helper, path: &Path) -> Result<RpmPackage, Option<Failure>> {
+    let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
+        .args(["-qp", "--queryformat", rpm_query::QUERY_FORMAT])
+        .arg(path);
+    let out = run(h, Step::Verify, &cmd, Exits::Any).map_err(Some)?;
+    if !out.success() {
+        return Err(Some(Failure::Verification {
+            package: Package::Client,
+            reason: VerificationFailure::MetadataMismatch {
+                expected: "a readable rpm package".into(),
+                found: out.excerpt(MAX_EXCERPT),
+            },
+        }));
+    }
+    rpm_query::parse_file_query(&out.stdout).map_err(|_| None)
+}
+
+/// `rpmkeys --checksig`: the file's signature is trusted.
+fn check_signature(h: &Helper, package: Package, path: &Path) -> Result<(), Failure> {
+    let cmd = Cmd::new(Tool::Rpmkeys, QUERY_TIMEOUT)
+        .arg("--checksig")
+        .arg(path);
+    let out = run(h, Step::Verify, &cmd, Exits::Any)?;
+    let status = rpmkeys::parse_checksig(
+        &path.to_string_lossy(),
+        out.code(),
+        &out.stdout,
+        &out.stderr,
+    )
+    .map_err(|e| unexpected(Step::Verify, e))?;
+    match status {
+        rpmkeys::SignatureStatus::Trusted => Ok(()),
+        rpmkeys::SignatureStatus::Corrupt => Err(Failure::Verification {
+            package,
+            reason: VerificationFailure::ChecksumMismatch,
+        }),
+        _ => Err(untrusted(package, &missing_keys_of(h, path))),
+    }
+}
+
+/// The rollback's check of a kept file: embeds exactly `package`
+/// `version`, and its signature is trusted where gpgcheck is on.
+pub fn verify_embedded(
+    h: &Helper,
+    package: Package,
+    version: &Evr,
+    path: &Path,
+) -> Result<(), Failure> {
+    let mismatch = |found: String| Failure::Verification {
+        package,
+        reason: VerificationFailure::MetadataMismatch {
+            expected: format!("{package} {version}"),
+            found,
+        },
+    };
+    let meta =
+        query_file(h, path).map_err(|f| f.unwrap_or_else(|| mismatch("another package".into())))?;
+    if meta.package != package || rpm_version::compare(&meta.evr, version) != Ordering::Equal {
+        return Err(mismatch(format!("{} {}", meta.package, meta.evr)));
+    }
+    if gpgcheck_enabled(h, h.config().repository.as_str()) {
+        check_signature(h, package, path)?;
+    }
+    Ok(())
+}
+
+/// The rollback (issue 12): one `rpm -U --oldpackage` of the kept files,
+/// to exactly `target`, confirmed with `rpm -q`.
+pub fn install_exact(h: &Helper, target: &Versions, files: &[PathBuf]) -> Result<(), Failure> {
+    wait_for_rpm_lock(h)?;
+    let wanted: Vec<(Package, Evr)> = target.iter().map(|(p, v)| (*p, v.clone())).collect();
+    rpm_install(h, &wanted, files, Downgrade::RollBack, &mut |_| {})
+}
+
+/// Whether `rpm -U` may install an older version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Downgrade {
+    /// Every update: rpm refuses downgrades itself.
+    Refuse,
+    /// Only the rollback to the helper's own record: `--oldpackage`.
+    RollBack,
 }
 
 /// Waits (bounded) until no other program holds rpm's lock: `rpm -U`
@@ -759,9 +826,25 @@ fn install_and_confirm(
             "the installed packages changed while this update ran (another package operation); nothing was installed, the next run starts over",
         ));
     }
+    let wanted: Vec<(Package, Evr)> = files.iter().map(|(p, _, to, _)| (*p, to.clone())).collect();
+    let paths: Vec<PathBuf> = files.iter().map(|(.., path)| path.clone()).collect();
+    rpm_install(h, &wanted, &paths, Downgrade::Refuse, progress)
+}
+
+/// One `rpm -U` of `paths`; then its output, and `rpm -q` shows exactly
+/// `wanted`.
+fn rpm_install(
+    h: &Helper,
+    wanted: &[(Package, Evr)],
+    paths: &[PathBuf],
+    downgrade: Downgrade,
+    progress: &mut Progress<'_>,
+) -> Result<(), Failure> {
+    let oldpackage = (downgrade == Downgrade::RollBack).then_some("--oldpackage");
     let cmd = Cmd::new(Tool::Rpm, INSTALL_TIMEOUT)
         .arg("-U")
-        .args(files.iter().map(|(.., path)| path.clone()))
+        .args(oldpackage)
+        .args(paths)
         .never_kill();
     let out = run(h, Step::Install, &cmd, Exits::Any)?;
     let result = rpm_install::classify_install(out.code(), &out.stdout, &out.stderr);
@@ -796,7 +879,7 @@ fn install_and_confirm(
     }
     progress(Step::Confirm);
     let q = query_installed(h, Step::Confirm)?;
-    for (package, _, to, _) in files {
+    for (package, to) in wanted {
         let ok = q
             .get(*package)
             .is_some_and(|r| rpm_version::compare(&r.evr, to) == Ordering::Equal);
@@ -859,6 +942,62 @@ pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Fai
     Ok(super::check_report(h, packages, meta.refreshes))
 }
 
+/// The way back (issue 12): the installed versions downloaded pinned with
+/// `<tool> reinstall --downloadonly`, restricted to our repository like
+/// every other call, into a directory of its own, each verified as a new
+/// package would be (regular root-owned file, `rpm -qp` names exactly our
+/// package, the signature where gpgcheck is on), except that its version
+/// must equal the installed one.
+fn fetch_installed(
+    h: &Helper,
+    missing: &[(Package, Evr)],
+) -> Result<(PrivateDir, probation::Fetched), Failure> {
+    let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
+    let mut downloaddir = std::ffi::OsString::from("--downloaddir=");
+    downloaddir.push(private.path().as_os_str());
+    // The metadata this update just used: never expired again here, and
+    // (as on every dnf/yum command of ours) no key to import.
+    let meta = Metadata {
+        refreshes: false,
+        expire_now: std::cell::Cell::new(false),
+    };
+    let cmd = restricted(
+        h,
+        &meta,
+        DOWNLOAD_TIMEOUT,
+        ["reinstall", "-y", "--downloadonly"],
+    )
+    .arg(downloaddir)
+    .args(only_our_repository(h))
+    .args(missing.iter().map(|(p, v)| format!("{}-{v}", p.name())));
+    let out = run(h, Step::Download, &cmd, Exits::Any)?;
+    if !out.success() || out.timed_out {
+        return Err(Failure::CommandFailed {
+            step: Step::Download,
+            exit_code: out.code(),
+            excerpt: out.excerpt(MAX_EXCERPT),
+        });
+    }
+    let mut found = Vec::new();
+    for name in files::list_private(&private).map_err(internal)? {
+        let path = files::verify_in_place(&private, &name).map_err(internal)?;
+        let meta = query_file(h, &path).map_err(|f| {
+            f.unwrap_or_else(|| internal(format!("{name} is not one of our packages")))
+        })?;
+        let Some((p, v)) = missing.iter().find(|(p, _)| *p == meta.package) else {
+            return Err(internal(format!("{name} was not asked for")));
+        };
+        verify_embedded(h, *p, v, &path)?;
+        found.push((*p, v.clone(), path));
+    }
+    if found.len() != missing.len() {
+        return Err(internal(
+            "the repository does not offer every installed version",
+        ));
+    }
+    Ok((private, found))
+}
+
 pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, Failure> {
     let q = query_installed(h, Step::FinishInterrupted)?;
     let installed = installed_targets(&q)?;
@@ -896,7 +1035,24 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
             helper_restarting: false,
         });
     }
+    let (before, _) = installed_versions(h)?;
+    let mut way_back_dir = None;
+    let way_back = probation::prepare(h, &before, &private, &mut |missing| {
+        let (dir, found) = fetch_installed(h, missing)?;
+        way_back_dir = Some(dir);
+        Ok(found)
+    });
     install_and_confirm(h, &files, progress)?;
+    let mut after = before;
+    let installed_files: Vec<(Package, Evr, PathBuf)> = files
+        .iter()
+        .map(|(p, _, to, path)| {
+            after.insert(*p, to.clone());
+            (*p, to.clone(), path.clone())
+        })
+        .collect();
+    probation::begin(h, way_back, &after, &installed_files);
+    drop(way_back_dir);
     progress(Step::Cleanup);
     drop(private);
     Ok(UpdateReport {

@@ -7,7 +7,7 @@
 //! probe SOCKET ACTION...
 //!   raw:HEX        write these bytes as they are
 //!   hello[:N]      send Hello { protocol: N } (default: ours)
-//!   req:NAME       send status | check | update
+//!   req:NAME       send status | check | update | confirm
 //!   recv           read one frame: `reply <Debug>`, `closed`, or `error <what>`
 //!   final          read frames until one that is not Progress; print each
 //!   drip:HEX:MS    write the bytes one at a time, MS ms apart
@@ -91,6 +91,7 @@ fn main() {
                     "status" => Request::Status,
                     "check" => Request::Check,
                     "update" => Request::Update,
+                    "confirm" => Request::Confirm,
                     other => panic!("unknown request {other}"),
                 };
                 let r = write_frame(&mut stream, &req);

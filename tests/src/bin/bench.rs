@@ -17,8 +17,15 @@
 //!   fresh sandbox per run;
 //! * the up-to-date check (`patchman-agent check`, 1.7.1-1 installed and the
 //!   newest) against the vendor's steps 1–3, as a host runs it every few
-//!   hours: the second check in the same sandbox (the first, which fetches
-//!   the index for the first time, is printed too);
+//!   hours: the second check in the same sandbox, with the lists the first
+//!   left, so apt's refresh finds the `InRelease` unchanged ("Hit"; verified
+//!   from the requests the repository's server saw). The helper is
+//!   configured with `[updates] refresh_interval = 0s` so that second check
+//!   refreshes for real instead of answering from the first one's metadata
+//!   (its default is 60 s). The first, cold check (the index fetched for the
+//!   first time) is printed too;
+//! * where our up-to-date check's CPU goes: the commands the helper ran (from
+//!   its log), run again by themselves with their CPU;
 //! * per update and per check, the wall time and the CPU seconds (user +
 //!   sys) of every process involved: the agent, the helper from its start to
 //!   its exit, and every process they ran, or the shell and every process it
@@ -29,7 +36,9 @@
 //!   repository's side and is not counted.
 //!
 //! Then, as before: the dnf family (an AlmaLinux 8 sandbox, the vendor's dnf
-//! sequence); Debian's `unattended-upgrades` limited to `patchman-client`
+//! sequence), with its up-to-date check against the vendor's dnf steps 1–2
+//! (the same way: second check, `refresh_interval = 0s`, `repomd.xml`
+//! fetched again) and where its CPU goes; Debian's `unattended-upgrades` limited to `patchman-client`
 //! (`apt-get update` plus `unattended-upgrade`, as its timer runs them), in
 //! the first setup; the helper's cold start to `Welcome` and its RSS; the
 //! agent daemon (`run`) idle between checks: RSS, and context switches of
@@ -67,28 +76,36 @@ dpkg -i "$f" >/dev/null
 dpkg-query -W -f '${Status} ${Version}' patchman-client | grep -q 'install ok installed 1.7.1-1'
 "#;
 
-/// The vendor's dnf sequence (EL 8), as a person would script it.
-const BARE_DNF_SEQUENCE: &str = r#"set -e
+/// The vendor's dnf steps 1–2 (EL 8), as a person would script them: clean
+/// the repository's metadata, download whatever is newer.
+const BARE_DNF_CHECK: &str = r#"set -e
 dnf clean all --disablerepo="*" --enablerepo="patchman" >/dev/null 2>&1
 d=/var/cache/patchman-bench; rm -rf "$d"; mkdir -m 0700 "$d"
 dnf install -y --downloadonly --downloaddir="$d" --verbose patchman-client >/dev/null 2>&1
-f=$(ls "$d"/patchman-client-*.rpm)
+"#;
+
+/// The rest of the vendor's dnf sequence, steps 3–5.
+const BARE_DNF_INSTALL: &str = r#"f=$(ls "$d"/patchman-client-*.rpm)
 rpm -U "$f"
 rpm -q patchman-client | grep -q 1.7.1-1
 "#;
 
-fn fresh_el() -> Result<Updater> {
+/// After [`BARE_DNF_CHECK`] with the newest installed: nothing downloaded.
+const BARE_DNF_NOTHING_NEWER: &str = r#"test -z "$(ls "$d")"
+"#;
+
+fn fresh_el(installed: &str) -> Result<Updater> {
     let fx = patchman_tests::el_fixture();
     Updater::new_el(
         patchman_tests::sandbox::el::ElRelease::AlmaLinux8,
         &fx.patchman,
-        &[fx.client("1.7.0-1")],
+        &[fx.client(installed)],
     )
 }
 
 fn dnf_ours_once() -> Result<Sample> {
     use patchman_tests::sandbox::el::ElSandbox;
-    let mut u = fresh_el()?;
+    let mut u = fresh_el("1.7.0-1")?;
     let (out, sample) = agent_measured(&mut u, "update")?;
     if !out.status.success() || u.sandbox.rpm_query(CLIENT)?.as_deref() != Some("1.7.1-1") {
         bail!(
@@ -100,8 +117,29 @@ fn dnf_ours_once() -> Result<Sample> {
 }
 
 fn dnf_bare_once() -> Result<Sample> {
-    let u = fresh_el()?;
-    shell_measured(&u.sandbox, BARE_DNF_SEQUENCE, "the bare dnf sequence")
+    let u = fresh_el("1.7.0-1")?;
+    shell_measured(
+        &u.sandbox,
+        &format!("{BARE_DNF_CHECK}{BARE_DNF_INSTALL}"),
+        "the bare dnf sequence",
+    )
+}
+
+/// Two up-to-date checks by the agent in a fresh EL sandbox: (first,
+/// second); see [`ours_checks`].
+fn dnf_ours_check_once() -> Result<(Sample, Sample)> {
+    let (first, second, _) = ours_checks(&mut fresh_el("1.7.1-1")?, Family::Dnf)?;
+    Ok((first, second))
+}
+
+/// The vendor's dnf steps 1–2 twice in a fresh EL sandbox: (first, second).
+fn dnf_bare_check_once() -> Result<(Sample, Sample)> {
+    bare_checks(
+        fresh_el("1.7.1-1")?,
+        Family::Dnf,
+        &format!("{BARE_DNF_CHECK}{BARE_DNF_NOTHING_NEWER}"),
+        "the vendor's dnf steps 1-2",
+    )
 }
 
 /// One measurement: wall time, and CPU (user + sys) of every process
@@ -358,26 +396,91 @@ fn bare_once(setup: Setup) -> Result<Sample> {
 
 /// Two up-to-date checks by the agent in one sandbox: (first, second).
 fn ours_check_once(setup: Setup) -> Result<(Sample, Sample)> {
-    let mut u = fresh(setup, "1.7.1-1")?;
-    let mut check = || -> Result<Sample> {
-        let (out, sample) = agent_measured(&mut u, "check")?;
-        if out.status.code() != Some(0) {
+    let (first, second, _) = ours_checks(&mut fresh(setup, "1.7.1-1")?, Family::Apt)?;
+    Ok((first, second))
+}
+
+/// The vendor's apt steps 1–3 twice in one sandbox: (first, second).
+fn bare_check_once(setup: Setup) -> Result<(Sample, Sample)> {
+    bare_checks(
+        fresh(setup, "1.7.1-1")?,
+        Family::Apt,
+        BARE_CHECK,
+        "the vendor's steps 1-3",
+    )
+}
+
+/// Which package manager a check runs, for what its refresh must fetch.
+#[derive(Clone, Copy)]
+enum Family {
+    Apt,
+    Dnf,
+}
+
+impl Family {
+    /// Fails unless `paths` (what the repository's server was asked during
+    /// one check) show a real refresh that found the repository unchanged,
+    /// as on a host that checked before: apt fetched the `InRelease` file
+    /// and no index again (its "Hit"); dnf fetched `repomd.xml`.
+    fn verify_refresh(self, paths: &[String], what: &str) -> Result<()> {
+        let (release, index) = match self {
+            Family::Apt => ("/InRelease", Some("/Packages")),
+            Family::Dnf => ("/repomd.xml", None),
+        };
+        if !paths.iter().any(|p| p.ends_with(release)) {
+            bail!("{what} did not refresh (no {release} requested): {paths:?}");
+        }
+        if let Some(index) = index.filter(|i| paths.iter().any(|p| p.contains(i))) {
+            bail!("{what} fetched {index} again, so not a Hit: {paths:?}");
+        }
+        Ok(())
+    }
+}
+
+/// What the repository's server was asked from request `from` on.
+fn paths_since(u: &Updater, from: usize) -> Vec<String> {
+    u.http
+        .requests()
+        .into_iter()
+        .skip(from)
+        .map(|r| r.path)
+        .collect()
+}
+
+/// Two up-to-date checks by the agent in `u`: the first fetches the
+/// repository's index for the first time (the cold figure); the second is
+/// the one a host runs every few hours, with the lists already there. The
+/// helper is configured with `refresh_interval = 0s` so the second refreshes
+/// for real instead of answering from what the first fetched.
+fn ours_checks(u: &mut Updater, family: Family) -> Result<(Sample, Sample, String)> {
+    u.configure("refresh_interval = 0s\n")?;
+    let check = |u: &mut Updater| -> Result<Sample> {
+        let (out, sample) = agent_measured(u, "check")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.status.code() != Some(0) || stdout.contains("from the repository metadata fetched") {
             bail!(
-                "our check did not say up to date ({}): {}",
+                "our check did not refresh and say up to date ({}): {stdout}{}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             );
         }
         Ok(sample)
     };
-    Ok((check()?, check()?))
+    let first = check(u)?;
+    let (requests, log) = (u.http.requests().len(), u.helper_log().len());
+    let second = check(u)?;
+    family.verify_refresh(&paths_since(u, requests), "our second check")?;
+    let log = u.helper_log().get(log..).unwrap_or_default().to_string();
+    Ok((first, second, log))
 }
 
-/// The vendor's steps 1–3 twice in one sandbox: (first, second).
-fn bare_check_once(setup: Setup) -> Result<(Sample, Sample)> {
-    let u = fresh(setup, "1.7.1-1")?;
-    let first = shell_measured(&u.sandbox, BARE_CHECK, "the vendor's steps 1-3")?;
-    let second = shell_measured(&u.sandbox, BARE_CHECK, "the vendor's steps 1-3")?;
+/// `script` twice in `u`'s sandbox: (first, second), the second verified as
+/// a refresh of an unchanged repository.
+fn bare_checks(u: Updater, family: Family, script: &str, what: &str) -> Result<(Sample, Sample)> {
+    let first = shell_measured(&u.sandbox, script, what)?;
+    let requests = u.http.requests().len();
+    let second = shell_measured(&u.sandbox, script, what)?;
+    family.verify_refresh(&paths_since(&u, requests), what)?;
     Ok((first, second))
 }
 
@@ -445,19 +548,201 @@ fn apt_setup(out: &mut impl Write, setup: Setup, runs: usize) -> Result<Duration
         ratio(co, cb)
     )?;
     let (ours, bare) = alternate(runs, || ours_check_once(setup), || bare_check_once(setup))?;
+    checks_report(out, "vendor steps 1-3", &ours, &bare)?;
+    check_breakdown(out, fresh(setup, "1.7.1-1")?, Family::Apt, 5)?;
+    Ok(mo)
+}
+
+/// The cold (first) and the up-to-date (second) check, ours against the
+/// vendor's.
+fn checks_report(
+    out: &mut impl Write,
+    vendor: &str,
+    ours: &[(Sample, Sample)],
+    bare: &[(Sample, Sample)],
+) -> Result<()> {
     let first = |v: &[(Sample, Sample)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
     let second = |v: &[(Sample, Sample)]| v.iter().map(|p| p.1).collect::<Vec<_>>();
-    report(out, "first check, agent+helper", &first(&ours))?;
-    report(out, "first check, vendor steps 1-3", &first(&bare))?;
-    let (wo, ko) = report(out, "up-to-date check, agent+helper", &second(&ours))?;
-    let (wb, kb) = report(out, "up-to-date check, vendor steps 1-3", &second(&bare))?;
+    let cold = ("cold check", "(index fetched for the first time)");
+    compare(out, cold, vendor, &first(ours), &first(bare))?;
+    let warm = ("up-to-date check", "(lists there, repository unchanged)");
+    compare(out, warm, vendor, &second(ours), &second(bare))
+}
+
+/// Ours against the vendor's for `what` (a name and what it means), and
+/// their ratio.
+fn compare(
+    out: &mut impl Write,
+    (name, meaning): (&str, &str),
+    vendor: &str,
+    ours: &[Sample],
+    bare: &[Sample],
+) -> Result<()> {
+    let (wo, ko) = report(out, &format!("{name} {meaning}, agent+helper"), ours)?;
+    let (wb, kb) = report(out, &format!("{name}, {vendor}"), bare)?;
     writeln!(
         out,
-        "up-to-date check ratio agent+helper / vendor: wall {:.2}, CPU {:.2}",
+        "{name} ratio agent+helper / vendor: wall {:.2}, CPU {:.2}",
         ratio(wo, wb),
         ratio(ko, kb)
     )?;
-    Ok(mo)
+    Ok(())
+}
+
+/// One "ran command" line of the helper's log.
+struct Ran {
+    /// As the helper displays it.
+    command: String,
+    /// Its `exit` field, e.g. `Code(0)`.
+    exit: String,
+    /// Its wall time in the check, ms.
+    ms: String,
+}
+
+/// The helper's "ran command" lines.
+fn commands_run(log: &str) -> Vec<Ran> {
+    log.lines()
+        .filter(|l| l.contains("ran command"))
+        .filter_map(|l| {
+            let field = |name: &str| l.split(name).nth(1)?.split_whitespace().next();
+            Some(Ran {
+                command: l
+                    .split(" command=")
+                    .nth(1)?
+                    .split(" exit=")
+                    .next()?
+                    .to_string(),
+                exit: field(" exit=")?.to_string(),
+                ms: field("duration_ms=")?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Splits a command line as the helper displays it (an argument with a
+/// space, a quote or a backslash in Rust's `{:?}` quoting) back into argv.
+/// `\t` and `\n` stay escaped: the only such argument is dpkg-query's
+/// format, which reads those escapes itself.
+fn split_display(line: &str) -> Vec<String> {
+    let mut argv = Vec::new();
+    let mut chars = line.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c == ' ' {
+            chars.next();
+            continue;
+        }
+        let mut arg = String::new();
+        if c == '"' {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => match chars.next() {
+                        Some(e @ ('"' | '\\' | '\'')) => arg.push(e),
+                        Some(e) => {
+                            arg.push('\\');
+                            arg.push(e);
+                        }
+                        None => {}
+                    },
+                    c => arg.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ' ' {
+                    break;
+                }
+                arg.push(c);
+                chars.next();
+            }
+        }
+        argv.push(arg);
+    }
+    argv
+}
+
+/// Where the CPU of our up-to-date check goes: in a fresh sandbox, two
+/// checks (the second as in [`ours_checks`]), then the commands the helper
+/// ran in the second one, run again in the same order inside the sandbox,
+/// `repeat` times, each with its median CPU; what is left of the check's CPU
+/// is the agent's and the helper's own, and their process starts. Twice:
+/// with the helper's private directory (apt's `Dir::Cache::pkgcache=DIR/..`,
+/// dnf's `--downloaddir=DIR`) made afresh, empty, before each repetition,
+/// as the helper does per request; and kept from the previous repetition,
+/// which shows what a private cache that outlived the request would save.
+fn check_breakdown(
+    out: &mut impl Write,
+    mut u: Updater,
+    family: Family,
+    repeat: usize,
+) -> Result<()> {
+    let (_, second, log) = ours_checks(&mut u, family)?;
+    writeln!(
+        out,
+        "where our up-to-date check's CPU goes ({:.3} s in all in this check; its commands run again \
+         {repeat} times, median CPU with the private directory made afresh / kept):",
+        second.cpu.as_secs_f64()
+    )?;
+    let ran = commands_run(&log);
+    let argvs: Vec<Vec<String>> = ran.iter().map(|r| split_display(&r.command)).collect();
+    let private: Vec<String> = argvs
+        .iter()
+        .flatten()
+        .filter_map(|a| {
+            a.strip_prefix("Dir::Cache::pkgcache=")
+                .and_then(|p| std::path::Path::new(p).parent()?.to_str())
+                .or_else(|| a.strip_prefix("--downloaddir="))
+        })
+        .map(str::to_string)
+        .collect();
+    let mut cpu = vec![[Vec::new(), Vec::new()]; ran.len()];
+    for kept in [0, 1] {
+        for _ in 0..repeat {
+            for dir in &private {
+                if kept == 0 {
+                    u.sandbox.run(&["rm", "-rf", dir])?;
+                }
+                u.sandbox.run(&["mkdir", "-p", "-m", "0700", dir])?;
+            }
+            for (i, (r, argv)) in ran.iter().zip(&argvs).enumerate() {
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                let cpu0 = children_cpu()?;
+                let run = u.sandbox.run_unchecked(&argv)?;
+                cpu[i][kept].push(children_cpu()? - cpu0);
+                // The same outcome as in the check (dpkg-query exits 1 for
+                // a package that is not installed, and the helper expects it).
+                if run.status.code().map(|c| format!("Code({c})")) != Some(r.exit.clone()) {
+                    bail!(
+                        "{} ended with {} when run again, {} in the check: {}",
+                        r.command,
+                        run.status,
+                        r.exit,
+                        String::from_utf8_lossy(&run.stderr)
+                    );
+                }
+            }
+        }
+    }
+    let mut commands_cpu = Duration::ZERO;
+    for (r, [fresh, kept]) in ran.iter().zip(cpu) {
+        let (fresh, kept) = (median(fresh), median(kept));
+        commands_cpu += fresh;
+        writeln!(
+            out,
+            "  {:.3} s / {:.3} s CPU, {:>4} ms in the check: {}",
+            fresh.as_secs_f64(),
+            kept.as_secs_f64(),
+            r.ms,
+            r.command
+        )?;
+    }
+    writeln!(
+        out,
+        "  {:.3} s CPU: the rest (agent, helper, nsenter, process starts; one check, so noisy)",
+        second.cpu.saturating_sub(commands_cpu).as_secs_f64()
+    )?;
+    Ok(())
 }
 
 /// Spawn to `Welcome`: how long a socket-activated helper makes the first
@@ -560,6 +845,9 @@ fn main() -> Result<()> {
         ratio(mdo, mdb),
         ratio(cdo, cdb)
     )?;
+    let (ours, bare) = alternate(runs, dnf_ours_check_once, dnf_bare_check_once)?;
+    checks_report(&mut out, "vendor dnf steps 1-2", &ours, &bare)?;
+    check_breakdown(&mut out, fresh_el("1.7.1-1")?, Family::Dnf, 5)?;
 
     writeln!(out, "\n[apt, unattended-upgrades, only the patchman index]")?;
     let dir = tempfile::tempdir()?;

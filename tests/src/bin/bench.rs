@@ -747,7 +747,11 @@ fn check_breakdown(
 
 /// Spawn to `Welcome`: how long a socket-activated helper makes the first
 /// client wait. The client is the `probe` binary as the agent user
-/// (`nobody` here), so the figure includes that process's own start.
+/// (`systemd-network` here: the helper serves only a system account, and
+/// that one comes with the systemd package CI installs), so the figure
+/// includes that process's own start.
+const COLD_START_AGENT: &str = "systemd-network";
+
 fn cold_start_once() -> Result<(Duration, u64)> {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir()?;
@@ -756,11 +760,18 @@ fn cold_start_once() -> Result<(Duration, u64)> {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )?;
     let socket = dir.path().join("run/helper.sock");
+    let agent = nix::unistd::User::from_name(COLD_START_AGENT)?
+        .with_context(|| format!("no system user {COLD_START_AGENT} to serve"))?;
     let t0 = Instant::now();
     let mut child = Command::new(workspace_bin("patchman-helper"))
         .arg("--socket")
         .arg(&socket)
-        .args(["--agent-user", "nobody", "--config", "/nonexistent.ini"])
+        .args([
+            "--agent-user",
+            COLD_START_AGENT,
+            "--config",
+            "/nonexistent.ini",
+        ])
         .stderr(Stdio::null())
         .spawn()?;
     while !socket.exists() {
@@ -772,8 +783,8 @@ fn cold_start_once() -> Result<(Duration, u64)> {
     let out = Command::new(workspace_bin("probe"))
         .arg(&socket)
         .args(["hello", "recv"])
-        .uid(65534)
-        .gid(65534)
+        .uid(agent.uid.as_raw())
+        .gid(agent.gid.as_raw())
         .output()?;
     let welcome_at = t0.elapsed();
     if !String::from_utf8_lossy(&out.stdout).contains("reply Welcome") {

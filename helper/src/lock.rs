@@ -181,6 +181,13 @@ mod tests {
         child.wait().unwrap();
         let held = acquire(&path, Duration::from_secs(5)).expect("free after the holder died");
         drop(held);
+        // Free once no fd of its open file description is left. A child
+        // another test thread is spawning holds a copy of every fd until
+        // its exec closes the close-on-exec ones: a few milliseconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while probe(&path) != LockState::Free && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(probe(&path), LockState::Free);
     }
 

@@ -714,6 +714,17 @@ mod tests {
         family_from_os_release(&parse_os_release(text))
     }
 
+    /// `detect` refuses every text in `texts` with an error that matches
+    /// `pattern`.
+    macro_rules! assert_each_refused {
+        ($detect:expr, $texts:expr, $pattern:pat) => {
+            for text in $texts {
+                let err = $detect(&text).unwrap_err();
+                assert!(matches!(err, $pattern), "{text:?}: {err:?}");
+            }
+        };
+    }
+
     /// A root directory holding `files` (path relative to the root, text).
     fn root_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
         let root = tempfile::tempdir().expect("temporary directory");
@@ -1014,18 +1025,16 @@ mod tests {
 
     #[test]
     fn enterprise_linux_without_version_id_is_an_error() {
-        for text in [
-            "ID=rocky\nID_LIKE=\"rhel centos fedora\"\n",
-            "ID=rocky\nVERSION_ID=\n",
-            "ID=rocky\nVERSION_ID=\"  \"\n",
-            "ID=foo\nID_LIKE=fedora\n",
-        ] {
-            let err = family_of(text).unwrap_err();
-            assert!(
-                matches!(err, DetectError::MissingVersionId { .. }),
-                "{text:?}: {err:?}"
-            );
-        }
+        assert_each_refused!(
+            family_of,
+            [
+                "ID=rocky\nID_LIKE=\"rhel centos fedora\"\n",
+                "ID=rocky\nVERSION_ID=\n",
+                "ID=rocky\nVERSION_ID=\"  \"\n",
+                "ID=foo\nID_LIKE=fedora\n",
+            ],
+            DetectError::MissingVersionId { .. }
+        );
         let err = family_of("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n").unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -1037,21 +1046,19 @@ mod tests {
 
     #[test]
     fn enterprise_linux_with_unparsable_version_id_is_an_error() {
-        for version_id in [
-            "abc",
-            "\"v8\"",
-            "\".8\"",
-            "\"8a\"",
-            "\"8-beta\"",
-            "99999999999",
-        ] {
-            let text = format!("ID=centos\nVERSION_ID={version_id}\n");
-            let err = family_of(&text).unwrap_err();
-            assert!(
-                matches!(err, DetectError::BadVersionId { .. }),
-                "{text:?}: {err:?}"
-            );
-        }
+        assert_each_refused!(
+            family_of,
+            [
+                "abc",
+                "\"v8\"",
+                "\".8\"",
+                "\"8a\"",
+                "\"8-beta\"",
+                "99999999999",
+            ]
+            .map(|version_id| format!("ID=centos\nVERSION_ID={version_id}\n")),
+            DetectError::BadVersionId { .. }
+        );
         let err = family_of("ID=centos\nVERSION_ID=\"stream\"\n").unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -1064,20 +1071,18 @@ mod tests {
 
     #[test]
     fn unknown_distributions_are_errors() {
-        for text in [
-            "ID=arch\n",
-            "ID=\"opensuse-leap\"\nID_LIKE=\"suse opensuse\"\nVERSION_ID=\"15.4\"\n",
-            "ID=alpine\nVERSION_ID=3.19.1\n",
-            "NAME=Nothing\n",
-            "",
-            "ID=\n",
-        ] {
-            let err = family_of(text).unwrap_err();
-            assert!(
-                matches!(err, DetectError::UnknownDistribution { .. }),
-                "{text:?}: {err:?}"
-            );
-        }
+        assert_each_refused!(
+            family_of,
+            [
+                "ID=arch\n",
+                "ID=\"opensuse-leap\"\nID_LIKE=\"suse opensuse\"\nVERSION_ID=\"15.4\"\n",
+                "ID=alpine\nVERSION_ID=3.19.1\n",
+                "NAME=Nothing\n",
+                "",
+                "ID=\n",
+            ],
+            DetectError::UnknownDistribution { .. }
+        );
         let err = family_of("ID=arch\n").unwrap_err();
         assert!(err
             .to_string()
@@ -1147,22 +1152,20 @@ mod tests {
 
     #[test]
     fn unrecognized_redhat_release_is_an_error() {
-        for text in [
-            "",
-            "\n\n",
-            "hello",
-            "release 6.10",
-            "CentOS release",
-            "CentOS release six (Final)",
-            "CentOS version 6.10",
-            "CentOS release v6",
-        ] {
-            let err = family_from_redhat_release(text).unwrap_err();
-            assert!(
-                matches!(err, DetectError::UnrecognizedRedhatRelease { .. }),
-                "{text:?}: {err:?}"
-            );
-        }
+        assert_each_refused!(
+            family_from_redhat_release,
+            [
+                "",
+                "\n\n",
+                "hello",
+                "release 6.10",
+                "CentOS release",
+                "CentOS release six (Final)",
+                "CentOS version 6.10",
+                "CentOS release v6",
+            ],
+            DetectError::UnrecognizedRedhatRelease { .. }
+        );
         let err = family_from_redhat_release("CentOS version 6.10\n").unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -715,13 +715,18 @@ mod tests {
     }
 
     /// `detect` refuses every text in `texts` with an error that matches
-    /// `pattern`.
+    /// `pattern`; with `example => message`, the refusal of `example`
+    /// reads exactly `message`.
     macro_rules! assert_each_refused {
         ($detect:expr, $texts:expr, $pattern:pat) => {
             for text in $texts {
                 let err = $detect(&text).unwrap_err();
                 assert!(matches!(err, $pattern), "{text:?}: {err:?}");
             }
+        };
+        ($detect:expr, $texts:expr, $pattern:pat, $example:expr => $message:expr) => {
+            assert_each_refused!($detect, $texts, $pattern);
+            assert_eq!($detect($example).unwrap_err().to_string(), $message);
         };
     }
 
@@ -1033,11 +1038,8 @@ mod tests {
                 "ID=rocky\nVERSION_ID=\"  \"\n",
                 "ID=foo\nID_LIKE=fedora\n",
             ],
-            DetectError::MissingVersionId { .. }
-        );
-        let err = family_of("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
+            DetectError::MissingVersionId { .. },
+            "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n" =>
             "cannot tell the package manager family: /etc/os-release has ID=\"rocky\" and \
              ID_LIKE=\"rhel centos fedora\", an Enterprise Linux, but no VERSION_ID; the major \
              version chooses yum (Enterprise Linux 7 and older) or dnf (8 and newer)"
@@ -1057,11 +1059,8 @@ mod tests {
                 "99999999999",
             ]
             .map(|version_id| format!("ID=centos\nVERSION_ID={version_id}\n")),
-            DetectError::BadVersionId { .. }
-        );
-        let err = family_of("ID=centos\nVERSION_ID=\"stream\"\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
+            DetectError::BadVersionId { .. },
+            "ID=centos\nVERSION_ID=\"stream\"\n" =>
             "cannot tell the package manager family: /etc/os-release has ID=\"centos\" and no \
              ID_LIKE, an Enterprise Linux, but VERSION_ID=\"stream\" does not start with a \
              major version number; the major version chooses yum (Enterprise Linux 7 and \
@@ -1164,11 +1163,8 @@ mod tests {
                 "CentOS version 6.10",
                 "CentOS release v6",
             ],
-            DetectError::UnrecognizedRedhatRelease { .. }
-        );
-        let err = family_from_redhat_release("CentOS version 6.10\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
+            DetectError::UnrecognizedRedhatRelease { .. },
+            "CentOS version 6.10\n" =>
             "cannot tell the package manager family: /etc/redhat-release reads \
              \"CentOS version 6.10\", not \"<name> release <version> (<codename>)\" as Red Hat \
              family systems write it (e.g. \"CentOS release 6.10 (Final)\")"

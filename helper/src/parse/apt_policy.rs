@@ -266,16 +266,12 @@ fn check_package(p: &PackagePolicy) -> Result<(), ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::test_support::lines_like;
+    use crate::parse::test_support::{evr, lines_like};
     use crate::parse::test_support::{fixture, fixture_rc};
     use proptest::prelude::*;
 
     const FLAT: &str = "http://127.0.0.1:18631/flat";
     const DISTS: &str = "http://127.0.0.1:18631/dists-repo";
-
-    fn evr(s: &str) -> Evr {
-        Evr::parse(s).unwrap()
-    }
 
     #[test]
     fn client_installed_realtime_not() {

@@ -297,13 +297,9 @@ fn tail_lines(s: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::test_support::lines_like;
+    use crate::parse::test_support::{evr, lines_like};
     use crate::parse::test_support::{fixture, fixture_rc};
     use proptest::prelude::*;
-
-    fn evr(s: &str) -> Evr {
-        Evr::parse(s).unwrap()
-    }
 
     fn run(name: &str) -> DpkgInstall {
         classify_install(

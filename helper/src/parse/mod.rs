@@ -231,6 +231,11 @@ pub(crate) mod test_support {
         }
     }
 
+    /// A version the test writes (it must parse).
+    pub fn evr(s: &str) -> patchman_shared::Evr {
+        patchman_shared::Evr::parse(s).unwrap()
+    }
+
     /// Text of fewer than `max_lines` lines, each matching the regex
     /// `line`: input shaped like a tool's output, for the properties that a
     /// parser never panics on it.

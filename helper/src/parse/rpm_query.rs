@@ -159,12 +159,8 @@ fn formatted_line(tool: &'static str, n: usize, line: &str) -> Result<RpmPackage
 mod tests {
     use super::*;
     use crate::parse::el_fixtures::{dnf_fixture as fixture, dnf_fixture_rc as fixture_rc};
-    use crate::parse::test_support::lines_like;
+    use crate::parse::test_support::{evr, lines_like};
     use proptest::prelude::*;
-
-    fn evr(s: &str) -> Evr {
-        Evr::parse(s).unwrap()
-    }
 
     #[test]
     fn rpm_4_16_to_4_20_read_the_same() {

@@ -297,16 +297,13 @@ fn tail_lines(s: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::classify_captured;
     use crate::parse::test_support::{evr, lines_like};
     use crate::parse::test_support::{fixture, fixture_rc};
     use proptest::prelude::*;
 
     fn run(name: &str) -> DpkgInstall {
-        classify_install(
-            Some(fixture_rc(name)),
-            &fixture(&format!("{name}.out")),
-            &fixture(&format!("{name}.err")),
-        )
+        classify_captured("apt", name, classify_install)
     }
 
     #[test]

@@ -247,6 +247,20 @@ pub(crate) mod test_support {
         proptest::collection::vec(line, 0..max_lines).prop_map(|lines| lines.join("\n"))
     }
 
+    /// `classify` applied to the captured run `name` of `dir`: its exit
+    /// code, stdout and stderr (`<name>.rc`, `<name>.out`, `<name>.err`).
+    pub fn classify_captured<T>(
+        dir: &str,
+        name: &str,
+        classify: impl FnOnce(Option<i32>, &str, &str) -> T,
+    ) -> T {
+        classify(
+            Some(fixture_rc_in(dir, name)),
+            &fixture_in(dir, &format!("{name}.out")),
+            &fixture_in(dir, &format!("{name}.err")),
+        )
+    }
+
     /// The text of a captured fixture, `helper/tests/fixtures/apt/<name>`.
     pub fn fixture(name: &str) -> String {
         fixture_in("apt", name)

@@ -186,7 +186,7 @@ pub fn classify_install(exit_code: Option<i32>, stdout: &str, stderr: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::el_fixtures::{dnf_fixture as fixture, dnf_fixture_rc as fixture_rc};
+    use crate::parse::test_support::classify_captured;
     use crate::parse::test_support::lines_like;
     use proptest::prelude::*;
 
@@ -246,11 +246,7 @@ mod tests {
     }
 
     fn run(name: &str) -> RpmInstall {
-        classify_install(
-            Some(fixture_rc(name)),
-            &fixture(&format!("{name}.out")),
-            &fixture(&format!("{name}.err")),
-        )
+        classify_captured("dnf", name, classify_install)
     }
 
     #[test]

@@ -397,16 +397,13 @@ fn verbose<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::el_fixtures::{dnf_fixture as fixture, dnf_fixture_rc as fixture_rc};
+    use crate::parse::test_support::classify_captured;
     use proptest::prelude::*;
 
     fn check(name: &str, file: &str) -> Result<SignatureStatus, ParseError> {
-        parse_checksig(
-            file,
-            Some(fixture_rc(name)),
-            &fixture(&format!("{name}.out")),
-            &fixture(&format!("{name}.err")),
-        )
+        classify_captured("dnf", name, |code, stdout, stderr| {
+            parse_checksig(file, code, stdout, stderr)
+        })
     }
 
     const SIGNED: &str = "/tmp/fixtures/signed/patchman-client-1.7.1-1.noarch.rpm";

@@ -18,16 +18,17 @@
 //! administrator's patchman.ini kept across the upgrade, and the host's
 //! package state unchanged.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use patchman_tests::attack_support::wait_until;
+use patchman_tests::daemon::Daemon;
 use patchman_tests::sandbox::apt_repo::{
     build_repo, native_arch, GpgHome, RepoLayout, RepoSpec, SigningKey,
 };
@@ -36,7 +37,8 @@ use patchman_tests::sandbox::rpm::{export_armored, host_rpm_command, sign_rpms};
 use patchman_tests::sandbox::rpm_repo::build_rpm_repo;
 use patchman_tests::sandbox::{HttpServer, SourceFormat};
 use patchman_tests::{
-    cmd, el_fixture, host_package_state, packages, profile_dir, workspace_bin, Sandbox,
+    assert_host_unchanged, cmd, el_fixture, host_package_state, packages, profile_dir,
+    workspace_bin, Sandbox,
 };
 
 const PACKAGE: &str = "patchman-client";
@@ -79,19 +81,6 @@ impl Family {
 
 fn text(out: &Output) -> String {
     cmd::output_text(out)
-}
-
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if t0.elapsed() > within {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Builds the `.deb` or `.rpm` of each version from the binaries the tests
@@ -201,62 +190,13 @@ impl Drop for HelperSupervisor {
     }
 }
 
-/// The daemon, with its stderr (the log) collected by a thread.
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Daemon {
-    fn start(sandbox: &Sandbox) -> Daemon {
-        let mut child = sandbox.spawn_as(USER, &[AGENT, "run"]).unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
-        // setpriv execs the agent in place: wait until the pid runs it.
-        let pid = child.id();
-        assert!(
-            wait_until(Duration::from_secs(20), || {
-                std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == Path::new(AGENT))
-            }),
-            "the daemon did not start"
-        );
-        Daemon { child, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// SIGTERM, then its exit code (within 30 s).
-    fn stop(mut self) -> Option<i32> {
-        let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGTERM);
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(30) {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the daemon did not stop on SIGTERM:\n{}", self.log());
-    }
+/// Starts the agent's `run` as the agent's user; returns once the pid
+/// runs the agent itself.
+fn start_daemon(sandbox: &Sandbox) -> Daemon {
+    let child = sandbox.spawn_as(USER, &[AGENT, "run"]).unwrap();
+    Daemon::started(child, Duration::from_secs(20), |pid| {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == Path::new(AGENT))
+    })
 }
 
 /// `(st_dev, st_ino)` of a path inside the sandbox, by `stat` run there.
@@ -512,7 +452,7 @@ fn self_update(family: Family) {
     assert_eq!(helper.starts(), 1, "the helper exited:\n{}", helper.log());
 
     let t0 = Instant::now();
-    let mut d = Daemon::start(&sandbox);
+    let mut d = start_daemon(&sandbox);
     let pid = d.pid();
     assert_eq!(
         exe_inode(pid),
@@ -540,19 +480,10 @@ fn self_update(family: Family) {
         exe_inode(pid),
         d.log()
     );
-    assert_eq!(
-        std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
-        Path::new(AGENT),
-        "not the deleted old file"
-    );
-    assert_eq!(
-        std::fs::read(format!("/proc/{pid}/cmdline")).unwrap(),
-        cmdline,
-        "arguments kept"
-    );
-    assert!(d.alive(), "{}", d.log());
-    let log = d.log();
-    assert!(log.contains("re-executing the agent by path"), "{log}");
+    d.assert_reexecuted(Path::new(AGENT), &cmdline);
+    // Logged before the exec, but read from the pipe by the collecting
+    // thread, which may not have caught up when the new inode shows.
+    d.assert_logs("re-executing the agent by path", SETTLE_WITHIN);
     assert!(
         wait_until(SETTLE_WITHIN, || d
             .log()
@@ -628,7 +559,7 @@ fn self_update(family: Family) {
     };
     assert!(installs >= 1, "{helper_log}");
 
-    assert_eq!(d.stop(), Some(0));
+    assert_eq!(d.stop(Duration::from_secs(30)), Some(0));
     helper.shutdown();
     drop(helper);
     drop(sandbox);
@@ -644,11 +575,7 @@ fn self_update(family: Family) {
         total.as_secs_f64(),
         t_start.elapsed().as_secs_f64()
     );
-    assert_eq!(
-        host_package_state(),
-        host_before,
-        "the host's package state changed"
-    );
+    assert_host_unchanged(&host_before);
 }
 
 #[test]

@@ -47,6 +47,12 @@ fn client_download_fails(sb: &Sandbox) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The sandbox's `/etc/os-release` names the distribution `id`.
+fn assert_os_release_id(sb: &Sandbox, id: &str) {
+    let os_release = sb.read_to_string("/etc/os-release").unwrap();
+    assert!(os_release.contains(&format!("ID=\"{id}\"")), "{os_release}");
+}
+
 fn download(sb: &Sandbox, tool: &str) -> Output {
     sb.run(&["sh", "-c", &format!("rm -rf {DL} && mkdir -m 0700 {DL}")])
         .unwrap();
@@ -104,10 +110,7 @@ fn dnf_on_almalinux_8_downloads_the_update_over_http_and_rpm_installs_it() {
     {
         let fx = el_fixture();
         let (sb, server) = el_sandbox(ElRelease::AlmaLinux8, &fx.patchman);
-        assert!(sb
-            .read_to_string("/etc/os-release")
-            .unwrap()
-            .contains("ID=\"almalinux\""));
+        assert_os_release_id(&sb, "almalinux");
         assert_eq!(sb.rpm_query(CLIENT).unwrap(), None);
         sb.install_rpms(&[fx.client("1.7.0-1")]).unwrap();
         assert_eq!(sb.rpm_query(CLIENT).unwrap().as_deref(), Some("1.7.0-1"));
@@ -270,10 +273,7 @@ fn realtime_moves_in_one_rpm_transaction() {
 fn yum_is_dnf_on_centos_7_and_centos_6_has_no_os_release() {
     let fx = el_fixture();
     let (sb, _server) = el_sandbox(ElRelease::CentOS7, &fx.epoch);
-    assert!(sb
-        .read_to_string("/etc/os-release")
-        .unwrap()
-        .contains("ID=\"centos\""));
+    assert_os_release_id(&sb, "centos");
     assert!(sb
         .rpm_db_snapshot()
         .unwrap()

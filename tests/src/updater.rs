@@ -200,6 +200,16 @@ impl Updater {
         );
     }
 
+    /// Asserts that the helper's log contains `text`, showing the log when
+    /// it does not.
+    pub fn assert_helper_logged(&self, text: &str) {
+        let log = self.helper_log();
+        assert!(
+            log.contains(text),
+            "{text:?} not in the helper's log:\n{log}"
+        );
+    }
+
     /// The agent's state file in `state_dir`, as JSON: `Null` while it
     /// is missing or half written.
     pub fn agent_state(&self, state_dir: &str) -> serde_json::Value {

@@ -223,11 +223,7 @@ fn kill_9_of_the_helper_and_dpkg_mid_postinst_then_the_next_update_finishes_it()
         stdout.contains("Finishing an interrupted install…"),
         "{stdout}"
     );
-    assert!(
-        s.u.helper_log().contains("dpkg --configure"),
-        "{}",
-        s.u.helper_log()
-    );
+    s.u.assert_helper_logged("dpkg --configure");
     assert_dpkg_consistent_at(&s, "1.7.1-1");
     s.assert_only_changed(&[CLIENT]);
     s.finish();
@@ -272,11 +268,7 @@ fn a_hung_repository_during_refresh_is_a_typed_error() {
         err.contains("refreshing the patchman repository metadata failed"),
         "{err}"
     );
-    assert!(
-        s.u.helper_log().contains("outcome=\"failed: refreshing"),
-        "{}",
-        s.u.helper_log()
-    );
+    s.u.assert_helper_logged("outcome=\"failed: refreshing");
     s.u.http.set_hang(false);
     s.finish_unchanged(CLIENT, "1.7.0-1");
 }

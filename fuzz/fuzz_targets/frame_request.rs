@@ -4,8 +4,4 @@
 use libfuzzer_sys::fuzz_target;
 use patchman_helper::patchman_shared;
 
-fuzz_target!(|data: &[u8]| {
-    let _ =
-        patchman_shared::read_frame::<patchman_shared::Request, _>(&mut std::io::Cursor::new(data));
-    let _ = patchman_shared::frame::decode_payload::<patchman_shared::Request>(data);
-});
+fuzz_target!(|data: &[u8]| patchman_fuzz::frame::<patchman_shared::Request>(data));

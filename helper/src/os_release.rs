@@ -714,6 +714,22 @@ mod tests {
         family_from_os_release(&parse_os_release(text))
     }
 
+    /// `detect` refuses every text in `texts` with an error that matches
+    /// `pattern`; with `example => message`, the refusal of `example`
+    /// reads exactly `message`.
+    macro_rules! assert_each_refused {
+        ($detect:expr, $texts:expr, $pattern:pat) => {
+            for text in $texts {
+                let err = $detect(&text).unwrap_err();
+                assert!(matches!(err, $pattern), "{text:?}: {err:?}");
+            }
+        };
+        ($detect:expr, $texts:expr, $pattern:pat, $example:expr => $message:expr) => {
+            assert_each_refused!($detect, $texts, $pattern);
+            assert_eq!($detect($example).unwrap_err().to_string(), $message);
+        };
+    }
+
     /// A root directory holding `files` (path relative to the root, text).
     fn root_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
         let root = tempfile::tempdir().expect("temporary directory");
@@ -1014,21 +1030,16 @@ mod tests {
 
     #[test]
     fn enterprise_linux_without_version_id_is_an_error() {
-        for text in [
-            "ID=rocky\nID_LIKE=\"rhel centos fedora\"\n",
-            "ID=rocky\nVERSION_ID=\n",
-            "ID=rocky\nVERSION_ID=\"  \"\n",
-            "ID=foo\nID_LIKE=fedora\n",
-        ] {
-            let err = family_of(text).unwrap_err();
-            assert!(
-                matches!(err, DetectError::MissingVersionId { .. }),
-                "{text:?}: {err:?}"
-            );
-        }
-        let err = family_of("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
+        assert_each_refused!(
+            family_of,
+            [
+                "ID=rocky\nID_LIKE=\"rhel centos fedora\"\n",
+                "ID=rocky\nVERSION_ID=\n",
+                "ID=rocky\nVERSION_ID=\"  \"\n",
+                "ID=foo\nID_LIKE=fedora\n",
+            ],
+            DetectError::MissingVersionId { .. },
+            "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n" =>
             "cannot tell the package manager family: /etc/os-release has ID=\"rocky\" and \
              ID_LIKE=\"rhel centos fedora\", an Enterprise Linux, but no VERSION_ID; the major \
              version chooses yum (Enterprise Linux 7 and older) or dnf (8 and newer)"
@@ -1037,24 +1048,19 @@ mod tests {
 
     #[test]
     fn enterprise_linux_with_unparsable_version_id_is_an_error() {
-        for version_id in [
-            "abc",
-            "\"v8\"",
-            "\".8\"",
-            "\"8a\"",
-            "\"8-beta\"",
-            "99999999999",
-        ] {
-            let text = format!("ID=centos\nVERSION_ID={version_id}\n");
-            let err = family_of(&text).unwrap_err();
-            assert!(
-                matches!(err, DetectError::BadVersionId { .. }),
-                "{text:?}: {err:?}"
-            );
-        }
-        let err = family_of("ID=centos\nVERSION_ID=\"stream\"\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
+        assert_each_refused!(
+            family_of,
+            [
+                "abc",
+                "\"v8\"",
+                "\".8\"",
+                "\"8a\"",
+                "\"8-beta\"",
+                "99999999999",
+            ]
+            .map(|version_id| format!("ID=centos\nVERSION_ID={version_id}\n")),
+            DetectError::BadVersionId { .. },
+            "ID=centos\nVERSION_ID=\"stream\"\n" =>
             "cannot tell the package manager family: /etc/os-release has ID=\"centos\" and no \
              ID_LIKE, an Enterprise Linux, but VERSION_ID=\"stream\" does not start with a \
              major version number; the major version chooses yum (Enterprise Linux 7 and \
@@ -1064,20 +1070,18 @@ mod tests {
 
     #[test]
     fn unknown_distributions_are_errors() {
-        for text in [
-            "ID=arch\n",
-            "ID=\"opensuse-leap\"\nID_LIKE=\"suse opensuse\"\nVERSION_ID=\"15.4\"\n",
-            "ID=alpine\nVERSION_ID=3.19.1\n",
-            "NAME=Nothing\n",
-            "",
-            "ID=\n",
-        ] {
-            let err = family_of(text).unwrap_err();
-            assert!(
-                matches!(err, DetectError::UnknownDistribution { .. }),
-                "{text:?}: {err:?}"
-            );
-        }
+        assert_each_refused!(
+            family_of,
+            [
+                "ID=arch\n",
+                "ID=\"opensuse-leap\"\nID_LIKE=\"suse opensuse\"\nVERSION_ID=\"15.4\"\n",
+                "ID=alpine\nVERSION_ID=3.19.1\n",
+                "NAME=Nothing\n",
+                "",
+                "ID=\n",
+            ],
+            DetectError::UnknownDistribution { .. }
+        );
         let err = family_of("ID=arch\n").unwrap_err();
         assert!(err
             .to_string()
@@ -1147,25 +1151,20 @@ mod tests {
 
     #[test]
     fn unrecognized_redhat_release_is_an_error() {
-        for text in [
-            "",
-            "\n\n",
-            "hello",
-            "release 6.10",
-            "CentOS release",
-            "CentOS release six (Final)",
-            "CentOS version 6.10",
-            "CentOS release v6",
-        ] {
-            let err = family_from_redhat_release(text).unwrap_err();
-            assert!(
-                matches!(err, DetectError::UnrecognizedRedhatRelease { .. }),
-                "{text:?}: {err:?}"
-            );
-        }
-        let err = family_from_redhat_release("CentOS version 6.10\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
+        assert_each_refused!(
+            family_from_redhat_release,
+            [
+                "",
+                "\n\n",
+                "hello",
+                "release 6.10",
+                "CentOS release",
+                "CentOS release six (Final)",
+                "CentOS version 6.10",
+                "CentOS release v6",
+            ],
+            DetectError::UnrecognizedRedhatRelease { .. },
+            "CentOS version 6.10\n" =>
             "cannot tell the package manager family: /etc/redhat-release reads \
              \"CentOS version 6.10\", not \"<name> release <version> (<codename>)\" as Red Hat \
              family systems write it (e.g. \"CentOS release 6.10 (Final)\")"

@@ -75,6 +75,16 @@ pub fn host_package_state() -> String {
         .unwrap_or_else(|e| panic!("computing the host's package state: {e:#}"))
 }
 
+/// Panics unless the host's package state is still `before` (what
+/// [`host_package_state`] said before the test).
+pub fn assert_host_unchanged(before: &str) {
+    assert_eq!(
+        host_package_state(),
+        before,
+        "the host's package state changed"
+    );
+}
+
 /// A readable manifest of the host's package state: the SHA-256 of
 /// `/var/lib/dpkg/status`, `/etc/passwd`, `/etc/group` (and the shadow
 /// files), the listing of `/var/lib/dpkg/info` and the listing and contents

@@ -12,6 +12,7 @@
 pub mod attack_support;
 pub mod cmd;
 pub mod container;
+pub mod daemon;
 pub mod host;
 pub mod installed;
 pub mod packages;
@@ -22,7 +23,7 @@ pub mod updater;
 
 use std::path::{Path, PathBuf};
 
-pub use host::host_package_state;
+pub use host::{assert_host_unchanged, host_package_state};
 pub use sandbox::el_fixture::{el_fixture, ElFixture};
 pub use sandbox::fixture::{apt_fixture, AptFixture};
 pub use sandbox::namespace::Sandbox;
@@ -84,6 +85,30 @@ pub fn profile_dir() -> Option<PathBuf> {
     } else {
         Some(dir.to_path_buf())
     }
+}
+
+/// `<target>/patchman-tests`: where the test fixtures are built.
+pub(crate) fn fixtures_parent() -> PathBuf {
+    profile_dir()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("patchman-tests")
+}
+
+/// `<target>/patchman-tests/<prefix><pid>`, this test process's fixture
+/// directory, with nothing left in it from before (and what dead processes
+/// left under `prefix` removed). Not created: the builder makes what it
+/// needs below it.
+pub(crate) fn fresh_fixture_root(prefix: &str) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    let parent = fixtures_parent();
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    remove_stale_dirs(&parent, prefix);
+    let root = parent.join(format!("{prefix}{}", std::process::id()));
+    if root.exists() {
+        std::fs::remove_dir_all(&root)?;
+    }
+    Ok(root)
 }
 
 /// Removes the directories `<parent>/<prefix><pid>[-…]` whose process `pid`

@@ -8,9 +8,10 @@ use std::process::Output;
 
 use crate::sandbox::apt_repo::{AptRepo, SourceFormat};
 use crate::sandbox::el::{ElRelease, ElSandbox};
+use crate::sandbox::fixture::{CLIENT, REALTIME};
 use crate::sandbox::RpmRepo;
 use crate::updater::{changed_packages, db_changes, Binaries, Updater};
-use crate::{host_package_state, AptFixture, ElFixture, Sandbox};
+use crate::{assert_host_unchanged, host_package_state, AptFixture, ElFixture, Sandbox};
 
 /// Which package database the sandbox's system has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,42 @@ impl Scenario {
         }
     }
 
+    /// An apt sandbox whose `patchman` source (one-line format) is `repo`
+    /// under `repos_root`, with the package files `installed` installed,
+    /// started after `prepare`.
+    pub fn apt(
+        repos_root: &std::path::Path,
+        repo: &AptRepo,
+        installed: &[&std::path::Path],
+        prepare: impl FnOnce(&Updater),
+    ) -> Scenario {
+        let host_before = host_package_state();
+        let u = Updater::new(repos_root, repo, SourceFormat::List, installed).expect("sandbox");
+        Scenario::start(Db::Dpkg, u, host_before, prepare)
+    }
+
+    /// The standard apt repository, client 1.7.0-1 installed (1.7.1-1
+    /// offered).
+    pub fn standard_apt(prepare: impl FnOnce(&Updater)) -> Scenario {
+        let fx = crate::apt_fixture();
+        Scenario::apt(
+            &fx.repos_root,
+            &fx.patchman,
+            &[fx.client("1.7.0-1")],
+            prepare,
+        )
+    }
+
+    /// An AlmaLinux 8 sandbox with client 1.7.0-1 and the standard EL
+    /// repository (1.7.1-1 offered), started after `prepare`.
+    pub fn standard_el(prepare: impl FnOnce(&Updater)) -> Scenario {
+        let fx = crate::el_fixture();
+        let host_before = host_package_state();
+        let u = Updater::new_el(ElRelease::AlmaLinux8, &fx.patchman, &[fx.client("1.7.0-1")])
+            .expect("EL sandbox");
+        Scenario::start(Db::Rpm, u, host_before, prepare)
+    }
+
     /// `patchman-agent --socket … <args>` as `patchman`.
     pub fn agent(&self, args: &[&str]) -> Output {
         self.u.agent(args).expect("running the agent")
@@ -54,15 +91,14 @@ impl Scenario {
     /// Runs the agent with `args` and asserts its exit code, showing its
     /// output and the helper's log when it differs.
     pub fn agent_exits(&self, args: &[&str], code: i32) -> Output {
-        let out = self.agent(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "patchman-agent {}: {}\n--- helper log\n{}",
-            args.join(" "),
-            crate::cmd::output_text(&out),
-            self.u.helper_log()
-        );
+        self.exited(args, self.agent(args), code)
+    }
+
+    /// Asserts that the agent's run with `args` (spawned by the test
+    /// itself) ended with exit code `code`, showing its output and the
+    /// helper's log when it did not.
+    pub fn exited(&self, args: &[&str], out: Output, code: i32) -> Output {
+        self.u.assert_agent_exited(args, &out, code);
         out
     }
 
@@ -101,15 +137,27 @@ impl Scenario {
         assert_eq!(self.changed(), want);
     }
 
+    /// Asserts that `package` is at `version` and that nothing else in the
+    /// sandbox's database changed, then [`Scenario::finish`].
+    pub fn finish_updated(self, package: &str, version: &str) {
+        assert_eq!(self.version(package).as_deref(), Some(version));
+        self.assert_only_changed(&[package]);
+        self.finish();
+    }
+
+    /// Asserts that `package` is still at `version` and that the sandbox's
+    /// database did not change, then [`Scenario::finish`].
+    pub fn finish_unchanged(self, package: &str, version: &str) {
+        assert_eq!(self.version(package).as_deref(), Some(version));
+        self.assert_nothing_changed();
+        self.finish();
+    }
+
     /// Drops the sandbox and checks that the host never changed.
     pub fn finish(self) {
         let host_before = self.host_before.clone();
         drop(self);
-        assert_eq!(
-            host_package_state(),
-            host_before,
-            "the host's package state changed"
-        );
+        assert_host_unchanged(&host_before);
     }
 }
 
@@ -207,6 +255,19 @@ impl Step {
         }
     }
 }
+
+/// `check` with client 1.7.0-1 installed and 1.7.1-1 offered: exit 100,
+/// the update named, and nothing changed by looking.
+///
+/// As a row's first request it refreshes the repository; an update right
+/// after it then uses that metadata (at most one refresh per `[updates]
+/// refresh_interval`).
+pub const CHECK_FINDS_1_7_1: Step = Step::new(&["check"], 100)
+    .stdout(&[
+        "Refreshing the patchman repository metadata…",
+        "1.7.0-1 → 1.7.1-1 available",
+    ])
+    .changes_nothing();
 
 /// What a [`Row`] expects of a path inside the sandbox at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -510,9 +571,40 @@ pub fn host_sandbox() -> anyhow::Result<(Sandbox, Binaries)> {
     Ok((Sandbox::new()?, Binaries::workspace()?))
 }
 
-/// Runs `rows` for `family` in host-mode sandboxes ([`host_sandbox`]).
-pub fn run_host_table(family: Family, rows: &[Row]) {
-    run_table(rows, |row| start_row(family, row, host_sandbox));
+/// The rows every family's table has: the same repository, start,
+/// commands and end state for apt as for dnf (each family's fixture serves
+/// the same versions under the same repository names).
+pub const EVERY_FAMILY_ROWS: &[Row] = &[
+    Row {
+        installed: &[(CLIENT, "1.7.1-1")],
+        steps: &[
+            Step::new(&["check"], 0),
+            Step::new(&["update"], 0).stdout(&["Already up to date"]),
+        ],
+        // Nothing changed: the helper stays.
+        helper_exits: Some(false),
+        ..Row::new("up_to_date_changes_nothing", "patchman")
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.0-1")],
+        steps: &[Step::new(&["update"], 0)],
+        expect: &[(CLIENT, Some("1.7.1-1")), (REALTIME, None)],
+        changed: &[CLIENT],
+        ..Row::new(
+            "realtime_in_the_repository_but_not_installed_stays_absent",
+            "patchman",
+        )
+    },
+];
+
+/// Runs `rows` for `family` in host-mode sandboxes ([`host_sandbox`]),
+/// then [`EVERY_FAMILY_ROWS`] too when `with_every_family_rows`.
+pub fn run_host_table(family: Family, rows: &[Row], with_every_family_rows: bool) {
+    let mut all = rows.to_vec();
+    if with_every_family_rows {
+        all.extend_from_slice(EVERY_FAMILY_ROWS);
+    }
+    run_table(&all, |row| start_row(family, row, host_sandbox));
 }
 
 /// The apt fixture's repository named `name` (its field name, as a [`Row`]

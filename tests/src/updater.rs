@@ -187,6 +187,54 @@ impl Updater {
         self.helper.as_ref().map(Child::id)
     }
 
+    /// Asserts that `out`, from the agent run with `args`, ended with exit
+    /// code `code`, showing its output and the helper's log when it did not.
+    pub fn assert_agent_exited(&self, args: &[&str], out: &Output, code: i32) {
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "patchman-agent {}: {}\n--- helper log\n{}",
+            args.join(" "),
+            crate::cmd::output_text(out),
+            self.helper_log()
+        );
+    }
+
+    /// Asserts that the helper's log contains `text`, showing the log when
+    /// it does not.
+    pub fn assert_helper_logged(&self, text: &str) {
+        let log = self.helper_log();
+        assert!(
+            log.contains(text),
+            "{text:?} not in the helper's log:\n{log}"
+        );
+    }
+
+    /// The agent's state file in `state_dir`, as JSON: `Null` while it
+    /// is missing or half written.
+    pub fn agent_state(&self, state_dir: &str) -> serde_json::Value {
+        self.sandbox
+            .read_file(&format!("{state_dir}/state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Waits up to `within` for the agent's state file in `state_dir` to
+    /// record a result. Returns whether it did, and the state last read.
+    pub fn wait_for_recorded_result(
+        &self,
+        state_dir: &str,
+        within: Duration,
+    ) -> (bool, serde_json::Value) {
+        let mut json = serde_json::Value::Null;
+        let recorded = crate::attack_support::wait_until(within, || {
+            json = self.agent_state(state_dir);
+            !json["last_result"].is_null()
+        });
+        (recorded, json)
+    }
+
     /// What the helper logged so far.
     pub fn helper_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -279,4 +327,18 @@ pub fn changed_packages(changes: &[String]) -> std::collections::BTreeSet<String
         .iter()
         .filter_map(|l| l.get(2..)?.split_whitespace().next().map(str::to_owned))
         .collect()
+}
+
+/// The agent's state after its first failed attempt: one failure recorded,
+/// and the next attempt the back-off's first step (45–60 s), not a retry
+/// storm and not the whole interval. Returns the recorded error.
+pub fn assert_first_failure_backed_off(json: &serde_json::Value) -> String {
+    assert_eq!(json["last_result"], "failed", "{json}");
+    assert_eq!(json["consecutive_failures"], 1, "{json}");
+    let wait = json["next_check"].as_u64().unwrap() - json["last_check"].as_u64().unwrap();
+    assert!(
+        (45..=60).contains(&wait),
+        "back-off, not a retry storm: {json}"
+    );
+    json["last_error"].as_str().unwrap_or_default().to_owned()
 }

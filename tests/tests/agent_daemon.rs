@@ -4,22 +4,23 @@
 //! at once and the next an hour later, so everything a test waits for
 //! happens in the first check (or the restart after it).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Output};
-use std::sync::{Arc, Mutex};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
+use patchman_tests::attack_support::wait_until;
+use patchman_tests::daemon::Daemon;
 use patchman_tests::sandbox::agent_fixture::{agent_fixture, AGENT_PATH};
 use patchman_tests::sandbox::apt_repo::{AptRepo, SourceFormat};
 use patchman_tests::sandbox::fixture::CLIENT;
-use patchman_tests::updater::{Updater, AGENT_USER, SOCKET};
-use patchman_tests::{apt_fixture, host_package_state, workspace_bin};
+use patchman_tests::updater::{assert_first_failure_backed_off, Updater, AGENT_USER, SOCKET};
+use patchman_tests::{apt_fixture, assert_host_unchanged, host_package_state, workspace_bin};
 
 const STATE_DIR: &str = "/var/lib/patchman";
 /// Generous bounds: a loaded 2-core CI machine runs several sandboxes.
 const FIRST_CHECK_WITHIN: Duration = Duration::from_secs(90);
+/// How long the daemon may take to exit on SIGTERM.
+const STOP_WITHIN: Duration = Duration::from_secs(15);
 
 fn text(out: &Output) -> String {
     format!(
@@ -28,62 +29,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// The daemon, with its stderr (the log) collected by a thread.
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Daemon {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    /// Waits until the log contains `needle`.
-    fn wait_for_log(&self, needle: &str, within: Duration) -> bool {
-        wait_until(within, || self.log().contains(needle))
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.pid() as i32), sig).unwrap();
-    }
-
-    /// Whether it is still running.
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// SIGTERM, then its exit code (within 15 s).
-    fn stop(mut self) -> Option<i32> {
-        self.signal(Signal::SIGTERM);
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(15) {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the daemon did not stop on SIGTERM:\n{}", self.log());
-    }
-}
-
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if t0.elapsed() > within {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// A sandbox with the helper running, the state directory owned by
@@ -135,7 +80,7 @@ impl Scenario {
     /// Starts `<agent> --socket SOCKET --state-dir STATE_DIR run` as
     /// `patchman`.
     fn start_daemon_from(&self, agent: &str) -> Daemon {
-        let mut child = self
+        let child = self
             .u
             .sandbox
             .spawn_as(
@@ -143,29 +88,12 @@ impl Scenario {
                 &[agent, "--socket", SOCKET, "--state-dir", STATE_DIR, "run"],
             )
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
         // setpriv execs the agent in place: wait until the pid runs it.
-        let pid = child.id();
-        assert!(
-            wait_until(Duration::from_secs(10), || {
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    c.split(|b| *b == 0).any(|a| a == b"run") && !c.starts_with(b"setpriv")
-                })
-            }),
-            "the daemon did not start"
-        );
-        Daemon { child, log }
+        Daemon::started(child, Duration::from_secs(10), |pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                c.split(|b| *b == 0).any(|a| a == b"run") && !c.starts_with(b"setpriv")
+            })
+        })
     }
 
     fn start_daemon(&self) -> Daemon {
@@ -204,14 +132,36 @@ impl Scenario {
         last
     }
 
+    /// Waits up to `within` for `version` of the client to be installed
+    /// (by the daemon `d`); `failure` says what went wrong otherwise.
+    fn wait_for_version(&self, d: &Daemon, version: &str, within: Duration, failure: &str) {
+        assert!(
+            wait_until(within, || self.version().as_deref() == Some(version)),
+            "{failure} within {within:?}:\n{}\n{}",
+            d.log(),
+            self.u.helper_log()
+        );
+    }
+
+    /// Waits for `status` to say the restart after the update was
+    /// confirmed; returns that status.
+    fn wait_for_confirmed_restart(&self, d: &Daemon) -> serde_json::Value {
+        let mut json = serde_json::Value::Null;
+        assert!(
+            wait_until(Duration::from_secs(90), || {
+                json = self.status_json();
+                json["restart"]["confirmed"] == true
+            }),
+            "the restart was not confirmed: {json}\n{}",
+            d.log()
+        );
+        json
+    }
+
     fn finish(self) {
         let host_before = self.host_before.clone();
         drop(self);
-        assert_eq!(
-            host_package_state(),
-            host_before,
-            "the host's package state changed"
-        );
+        assert_host_unchanged(&host_before);
     }
 }
 
@@ -238,23 +188,13 @@ fn run_updates_1_7_0_to_1_7_1_restarts_itself_and_reconnects() {
     let mut d = s.start_daemon();
     let pid = d.pid();
     let t0 = Instant::now();
-    assert!(
-        wait_until(FIRST_CHECK_WITHIN, || s.version().as_deref()
-            == Some("1.7.1-1")),
-        "not updated within {FIRST_CHECK_WITHIN:?}:\n{}\n{}",
-        d.log(),
-        s.u.helper_log()
-    );
+    s.wait_for_version(&d, "1.7.1-1", FIRST_CHECK_WITHIN, "not updated");
     eprintln!(
         "updated {:.1} s after the daemon started",
         t0.elapsed().as_secs_f64()
     );
     // Its own package changed: it re-executes itself, keeping its pid.
-    assert!(
-        d.wait_for_log("re-executing the agent by path", Duration::from_secs(30)),
-        "{}",
-        d.log()
-    );
+    d.assert_logs("re-executing the agent by path", Duration::from_secs(30));
     assert!(
         d.wait_for_log("resumed_after_update=true", Duration::from_secs(30)),
         "the new process did not start:\n{}",
@@ -269,21 +209,9 @@ fn run_updates_1_7_0_to_1_7_1_restarts_itself_and_reconnects() {
         "{}",
         s.u.helper_log()
     );
-    assert!(
-        d.wait_for_log("the helper is not reachable yet", Duration::from_secs(30)),
-        "{}",
-        d.log()
-    );
+    d.assert_logs("the helper is not reachable yet", Duration::from_secs(30));
     s.u.start_helper().unwrap();
-    let mut json = serde_json::Value::Null;
-    assert!(
-        wait_until(Duration::from_secs(90), || {
-            json = s.status_json();
-            json["restart"]["confirmed"] == true
-        }),
-        "the restart was not confirmed: {json}\n{}",
-        d.log()
-    );
+    let json = s.wait_for_confirmed_restart(&d);
     assert!(
         d.log().contains("the new agent runs after the update"),
         "{}",
@@ -302,7 +230,7 @@ fn run_updates_1_7_0_to_1_7_1_restarts_itself_and_reconnects() {
     assert_eq!(json["daemon"]["pid"], pid, "{json}");
     assert!(json["next_check"].is_string(), "{json}");
     assert!(json["last_check"].is_string(), "{json}");
-    assert_eq!(d.stop(), Some(0));
+    assert_eq!(d.stop(STOP_WITHIN), Some(0));
     s.finish();
 }
 
@@ -338,16 +266,10 @@ fn gated(installed: &str, updates: &str, group_file: Option<&str>, code: &str) {
         "nothing may be installed:\n{}",
         s.u.helper_log()
     );
-    assert_eq!(d.stop(), Some(0));
+    assert_eq!(d.stop(STOP_WITHIN), Some(0));
     // Attended: not gated.
     let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.u.assert_agent_exited(&["update"], &out, 0);
     assert_eq!(s.version().as_deref(), Some("1.7.1-1"));
     s.finish();
 }
@@ -399,11 +321,7 @@ fn sleeps_without_waking_reloads_on_sighup_and_stops_on_sigterm() {
     let json = s.wait_for_first_check(&d);
     assert_eq!(json["last_result"], "up_to_date", "{json}\n{}", d.log());
     // Let the check's connection and state write settle, then count.
-    assert!(
-        d.wait_for_log("check finished", Duration::from_secs(10)),
-        "{}",
-        d.log()
-    );
+    d.assert_logs("check finished", Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(1));
     let before = context_switches(d.pid());
     std::thread::sleep(Duration::from_secs(6));
@@ -423,11 +341,7 @@ fn sleeps_without_waking_reloads_on_sighup_and_stops_on_sigterm() {
     s.u.configure("automatic = no\ninterval = 2h\njitter = 0s\n")
         .unwrap();
     d.signal(Signal::SIGHUP);
-    assert!(
-        d.wait_for_log("configuration reloaded", Duration::from_secs(15)),
-        "{}",
-        d.log()
-    );
+    d.assert_logs("configuration reloaded", Duration::from_secs(15));
     let log = d.log();
     let reload = log
         .lines()
@@ -443,12 +357,8 @@ fn sleeps_without_waking_reloads_on_sighup_and_stops_on_sigterm() {
     // A broken file on SIGHUP keeps the previous configuration.
     s.u.configure("interval = soon\n").unwrap();
     d.signal(Signal::SIGHUP);
-    assert!(
-        d.wait_for_log("configuration not reloaded", Duration::from_secs(15)),
-        "{}",
-        d.log()
-    );
-    assert_eq!(d.stop(), Some(0));
+    d.assert_logs("configuration not reloaded", Duration::from_secs(15));
+    assert_eq!(d.stop(STOP_WITHIN), Some(0));
     s.finish();
 }
 
@@ -465,52 +375,27 @@ fn a_missing_helper_is_logged_and_retried_with_back_off() {
     assert!(!s.u.sandbox.exists(SOCKET).unwrap());
     let mut d = s.start_daemon();
     // `status` needs the helper; the daemon's state file says it all.
-    let state = || -> serde_json::Value {
-        s.u.sandbox
-            .read_file(&format!("{STATE_DIR}/state.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    };
-    let mut json = serde_json::Value::Null;
-    assert!(
-        wait_until(FIRST_CHECK_WITHIN, || {
-            json = state();
-            !json["last_result"].is_null()
-        }),
-        "{json}\n{}",
-        d.log()
-    );
-    assert_eq!(json["last_result"], "failed", "{json}");
-    let err = json["last_error"].as_str().unwrap_or_default();
+    let (recorded, json) = s.u.wait_for_recorded_result(STATE_DIR, FIRST_CHECK_WITHIN);
+    assert!(recorded, "{json}\n{}", d.log());
+    // The retry is the back-off's first step (45–60 s), not the interval.
+    let err = assert_first_failure_backed_off(&json);
     assert!(err.contains("is patchman-helper running"), "{json}");
-    assert_eq!(json["consecutive_failures"], 1, "{json}");
     let log = d.log();
     assert!(log.contains("check failed; backing off"), "{log}");
     assert!(log.contains("is patchman-helper running"), "{log}");
     assert!(d.alive(), "a missing helper is not fatal:\n{log}");
-    // The retry is the back-off's first step (45–60 s), not the interval.
-    let wait = json["next_check"].as_u64().unwrap() - json["last_check"].as_u64().unwrap();
-    assert!((45..=60).contains(&wait), "{json}");
     // The helper comes back: the retry finds it and the update happens.
     s.u.start_helper().unwrap();
-    assert!(
-        wait_until(Duration::from_secs(120), || s.version().as_deref()
-            == Some("1.7.1-1")),
-        "not updated after the helper came back:\n{}\n{}",
-        d.log(),
-        s.u.helper_log()
+    s.wait_for_version(
+        &d,
+        "1.7.1-1",
+        Duration::from_secs(120),
+        "not updated after the helper came back",
     );
     // Stop it once the re-executed process runs (its signals are set up
     // before it logs its start), not in the instant of the exec itself.
-    assert!(
-        wait_until(Duration::from_secs(30), || d
-            .log()
-            .contains("resumed_after_update=true")),
-        "{}",
-        d.log()
-    );
-    assert_eq!(d.stop(), Some(0));
+    d.assert_logs("resumed_after_update=true", Duration::from_secs(30));
+    assert_eq!(d.stop(STOP_WITHIN), Some(0));
     s.finish();
 }
 
@@ -535,43 +420,18 @@ fn the_new_binary_runs_after_the_daemon_updates_its_own_package() {
         fx.payload_sha256("1.7.0-1"),
         "runs the packaged 1.7.0-1 binary"
     );
-    assert!(
-        wait_until(FIRST_CHECK_WITHIN, || s.version().as_deref()
-            == Some("1.7.1-1")),
-        "not updated:\n{}\n{}",
-        d.log(),
-        s.u.helper_log()
-    );
+    s.wait_for_version(&d, "1.7.1-1", FIRST_CHECK_WITHIN, "not updated");
     let new = fx.payload_sha256("1.7.1-1").to_owned();
     assert!(
         wait_until(Duration::from_secs(30), || image(pid) == new),
         "the process does not run the new binary:\n{}",
         d.log()
     );
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    assert_eq!(
-        exe,
-        std::path::Path::new(AGENT_PATH),
-        "not the deleted old file"
-    );
-    assert_eq!(
-        std::fs::read(format!("/proc/{pid}/cmdline")).unwrap(),
-        cmdline,
-        "arguments kept"
-    );
-    assert!(d.alive(), "{}", d.log());
+    d.assert_reexecuted(std::path::Path::new(AGENT_PATH), &cmdline);
     s.u.helper_exited_within(Duration::from_secs(10));
     s.u.start_helper().unwrap();
-    let mut json = serde_json::Value::Null;
-    assert!(
-        wait_until(Duration::from_secs(90), || {
-            json = s.status_json();
-            json["restart"]["confirmed"] == true
-        }),
-        "{json}\n{}",
-        d.log()
-    );
+    let json = s.wait_for_confirmed_restart(&d);
     assert_eq!(json["restart"]["version"], "1.7.1-1", "{json}");
-    assert_eq!(d.stop(), Some(0));
+    assert_eq!(d.stop(STOP_WITHIN), Some(0));
     s.finish();
 }

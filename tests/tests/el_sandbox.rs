@@ -11,7 +11,7 @@ use std::process::Output;
 use patchman_tests::sandbox::el::{ElRelease, ElSandbox};
 use patchman_tests::sandbox::fixture::{CLIENT, POSTINST_LOG, REALTIME};
 use patchman_tests::sandbox::HttpServer;
-use patchman_tests::{el_fixture, host_package_state, Sandbox};
+use patchman_tests::{assert_host_unchanged, el_fixture, host_package_state, Sandbox};
 
 const DL: &str = "/var/cache/patchman-dl";
 
@@ -36,6 +36,21 @@ fn el_sandbox(
     sb.add_rpm_repo("patchman", repo, &server.url())
         .expect("adding the repository");
     (sb, server)
+}
+
+/// Installs client 1.7.0-1, then dnf's download of the update must fail
+/// (exit 1); returns its stderr.
+fn client_download_fails(sb: &Sandbox) -> String {
+    sb.install_rpms(&[el_fixture().client("1.7.0-1")]).unwrap();
+    let out = download(sb, "dnf");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The sandbox's `/etc/os-release` names the distribution `id`.
+fn assert_os_release_id(sb: &Sandbox, id: &str) {
+    let os_release = sb.read_to_string("/etc/os-release").unwrap();
+    assert!(os_release.contains(&format!("ID=\"{id}\"")), "{os_release}");
 }
 
 fn download(sb: &Sandbox, tool: &str) -> Output {
@@ -95,10 +110,7 @@ fn dnf_on_almalinux_8_downloads_the_update_over_http_and_rpm_installs_it() {
     {
         let fx = el_fixture();
         let (sb, server) = el_sandbox(ElRelease::AlmaLinux8, &fx.patchman);
-        assert!(sb
-            .read_to_string("/etc/os-release")
-            .unwrap()
-            .contains("ID=\"almalinux\""));
+        assert_os_release_id(&sb, "almalinux");
         assert_eq!(sb.rpm_query(CLIENT).unwrap(), None);
         sb.install_rpms(&[fx.client("1.7.0-1")]).unwrap();
         assert_eq!(sb.rpm_query(CLIENT).unwrap().as_deref(), Some("1.7.0-1"));
@@ -179,21 +191,14 @@ fn dnf_on_almalinux_8_downloads_the_update_over_http_and_rpm_installs_it() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Nothing to do."));
         assert!(listing(&sb).is_empty());
     }
-    assert_eq!(
-        host_package_state(),
-        host_before,
-        "the host's package state changed"
-    );
+    assert_host_unchanged(&host_before);
 }
 
 #[test]
 fn a_missing_new_dependency_fails_with_el_defaults() {
     let fx = el_fixture();
     let (sb, _server) = el_sandbox(ElRelease::AlmaLinux8, &fx.newdep);
-    sb.install_rpms(&[fx.client("1.7.0-1")]).unwrap();
-    let out = download(&sb, "dnf");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = client_download_fails(&sb);
     assert!(
         stderr.contains(
             "nothing provides libpatchman-new >= 1.0 needed by patchman-client-1.7.2-1.noarch"
@@ -268,10 +273,7 @@ fn realtime_moves_in_one_rpm_transaction() {
 fn yum_is_dnf_on_centos_7_and_centos_6_has_no_os_release() {
     let fx = el_fixture();
     let (sb, _server) = el_sandbox(ElRelease::CentOS7, &fx.epoch);
-    assert!(sb
-        .read_to_string("/etc/os-release")
-        .unwrap()
-        .contains("ID=\"centos\""));
+    assert_os_release_id(&sb, "centos");
     assert!(sb
         .rpm_db_snapshot()
         .unwrap()
@@ -298,10 +300,7 @@ fn yum_is_dnf_on_centos_7_and_centos_6_has_no_os_release() {
 fn unsigned_packages_fail_dnfs_gpg_check_but_stay_in_the_download_dir() {
     let fx = el_fixture();
     let (sb, _server) = el_sandbox(ElRelease::AlmaLinux8, &fx.unsigned_repo);
-    sb.install_rpms(&[fx.client("1.7.0-1")]).unwrap();
-    let out = download(&sb, "dnf");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not signed"));
+    assert!(client_download_fails(&sb).contains("is not signed"));
     assert_eq!(listing(&sb), vec!["patchman-client-1.7.1-1.noarch.rpm"]);
     assert_eq!(sb.rpm_query(CLIENT).unwrap().as_deref(), Some("1.7.0-1"));
 }

@@ -25,61 +25,40 @@
 //! | postinst exits 1, under the daemon                      | `CommandFailed { Install, 1, <its output> }`, dpkg `half-configured`; one attempt, back-off 45–60 s | `a_failing_postinst_is_reported_recorded_and_backed_off` |
 //! | `%post` exits 1                                         | `CommandFailed { Install }` ("scriptlet failed"), rpm: new version installed | `a_failing_rpm_post_is_reported_and_recorded` |
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use patchman_tests::apt_fixture;
 use patchman_tests::attack_support::{
     helper_pid, processes_named, spawn_agent, text, wait_until, wrap_tool,
 };
-use patchman_tests::sandbox::apt_repo::{AptRepo, SourceFormat};
+use patchman_tests::sandbox::apt_repo::SourceFormat;
 use patchman_tests::sandbox::attack_fixture::{
     attack_fixture, el_attack_fixture, FAILURE_MARKER, SLOW_MARKER,
 };
-use patchman_tests::sandbox::el::ElRelease;
 use patchman_tests::sandbox::fixture::CLIENT;
 use patchman_tests::sandbox::rpm_repo::repo_file;
 use patchman_tests::sandbox::{HttpServer, RpmRepo};
-use patchman_tests::scenario::{Db, Scenario};
-use patchman_tests::updater::{Updater, AGENT_USER, SOCKET};
-use patchman_tests::{apt_fixture, el_fixture, host_package_state};
+use patchman_tests::scenario::Scenario;
+use patchman_tests::updater::{assert_first_failure_backed_off, Updater, AGENT_USER, SOCKET};
 
 /// Short network timeouts for apt inside the sandbox, no retries.
-const APT_QUICK: &str = "Acquire::http::Timeout \"3\";\nAcquire::Retries \"0\";\n";
-
-fn apt(
-    repos_root: &Path,
-    repo: &AptRepo,
-    installed: &[&Path],
-    prepare: impl FnOnce(&Updater),
-) -> Scenario {
-    let host_before = host_package_state();
-    let u = Updater::new(repos_root, repo, SourceFormat::List, installed).expect("sandbox");
-    Scenario::start(Db::Dpkg, u, host_before, prepare)
-}
-
-fn standard(prepare: impl FnOnce(&Updater)) -> Scenario {
-    let fx = apt_fixture();
-    apt(
-        &fx.repos_root,
-        &fx.patchman,
-        &[fx.client("1.7.0-1")],
-        prepare,
-    )
+fn quick_apt_timeouts(u: &Updater) {
+    u.sandbox
+        .write_file(
+            "/etc/apt/apt.conf.d/99patchman-tests-quick",
+            "Acquire::http::Timeout \"3\";\nAcquire::Retries \"0\";\n",
+        )
+        .unwrap();
 }
 
 /// An AlmaLinux 8 sandbox with client 1.7.0-1, whose `patchman`
 /// repository is `repo` served by `server` with `gpgcheck=0`.
 fn el(repo: &RpmRepo, server: &HttpServer, prepare: impl FnOnce(&Updater)) -> Scenario {
-    let fx = el_fixture();
-    let host_before = host_package_state();
-    let u = Updater::new_el(ElRelease::AlmaLinux8, &fx.patchman, &[fx.client("1.7.0-1")])
-        .expect("EL sandbox");
     let url = server.url();
-    Scenario::start(Db::Rpm, u, host_before, |u| {
+    Scenario::standard_el(|u| {
         u.sandbox
             .write_file(
                 "/etc/yum.repos.d/patchman.repo",
@@ -90,34 +69,29 @@ fn el(repo: &RpmRepo, server: &HttpServer, prepare: impl FnOnce(&Updater)) -> Sc
     })
 }
 
+/// The update failed before anything was installed: its error says
+/// `expected`, the helper never ran `install_command`, and nothing
+/// changed.
+fn failed_before_installing(s: Scenario, expected: &str, install_command: &str) {
+    let err = update_fails(&s);
+    assert!(err.contains(expected), "{err}");
+    assert!(!s.u.helper_log().contains(install_command));
+    s.finish_unchanged(CLIENT, "1.7.0-1");
+}
+
 fn update_fails(s: &Scenario) -> String {
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 1);
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn update_succeeds(s: &Scenario) -> String {
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.agent_exits(&["update"], 0);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Kills the sandbox's helper with SIGKILL once the slow maintainer script
-/// runs, then waits for the package manager `tool` to be gone.
-fn kill_helper_mid_install(s: &Scenario, tool: &str) -> Child {
-    let agent = spawn_agent(&s.u, &["update"]);
+/// Waits for the slow maintainer script to run under the update the test
+/// started; returns the helper's pid.
+fn wait_for_the_slow_script(s: &Scenario) -> u32 {
     assert!(
         wait_until(Duration::from_secs(60), || s
             .u
@@ -127,7 +101,14 @@ fn kill_helper_mid_install(s: &Scenario, tool: &str) -> Child {
         "the maintainer script never ran:\n{}",
         s.u.helper_log()
     );
-    let pid = helper_pid(&s.u).expect("the helper's pid");
+    helper_pid(&s.u).expect("the helper's pid")
+}
+
+/// Kills the sandbox's helper with SIGKILL once the slow maintainer script
+/// runs, then waits for the package manager `tool` to be gone.
+fn kill_helper_mid_install(s: &Scenario, tool: &str) -> Child {
+    let agent = spawn_agent(&s.u, &["update"]);
+    let pid = wait_for_the_slow_script(s);
     assert!(!processes_named(&s.u, tool).is_empty(), "{tool} is running");
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
     assert!(
@@ -136,6 +117,28 @@ fn kill_helper_mid_install(s: &Scenario, tool: &str) -> Child {
         "{tool} still running a minute after the helper died"
     );
     agent
+}
+
+/// Client 1.7.0-1 installed, and a repository whose 1.7.1-1 has a
+/// postinst that waits (the test's window to kill something mid-install).
+fn slow_postinst() -> Scenario {
+    let fx = apt_fixture();
+    let afx = attack_fixture();
+    Scenario::apt(
+        &afx.repos_root,
+        &afx.slow_repo,
+        &[fx.client("1.7.0-1")],
+        |_| {},
+    )
+}
+
+/// dpkg has the client installed at `version`, and nothing half done.
+fn assert_dpkg_consistent_at(s: &Scenario, version: &str) {
+    assert_eq!(
+        s.u.dpkg(CLIENT).unwrap(),
+        Some(("install ok installed".into(), version.into()))
+    );
+    assert_eq!(s.u.sandbox.run_stdout(&["dpkg", "--audit"]).unwrap(), "");
 }
 
 /// Starts a new helper after the old one was killed (its stale socket
@@ -149,14 +152,7 @@ fn restart_helper(s: &mut Scenario) {
 
 #[test]
 fn kill_9_of_the_helper_during_dpkg_i_then_the_next_update_recovers() {
-    let fx = apt_fixture();
-    let afx = attack_fixture();
-    let mut s = apt(
-        &afx.repos_root,
-        &afx.slow_repo,
-        &[fx.client("1.7.0-1")],
-        |_| {},
-    );
+    let mut s = slow_postinst();
     let agent = kill_helper_mid_install(&s, "dpkg");
     let out = agent.wait_with_output().unwrap();
     assert_eq!(
@@ -188,11 +184,7 @@ fn kill_9_of_the_helper_during_dpkg_i_then_the_next_update_recovers() {
             "{stdout}"
         );
     }
-    assert_eq!(
-        s.u.dpkg(CLIENT).unwrap(),
-        Some(("install ok installed".into(), "1.7.1-1".into()))
-    );
-    assert_eq!(s.u.sandbox.run_stdout(&["dpkg", "--audit"]).unwrap(), "");
+    assert_dpkg_consistent_at(&s, "1.7.1-1");
     s.u.sandbox.run(&["apt-get", "check"]).unwrap();
     s.assert_only_changed(&[CLIENT]);
     s.finish();
@@ -204,25 +196,9 @@ fn kill_9_of_the_helper_during_dpkg_i_then_the_next_update_recovers() {
 /// `dpkg --configure` path first.
 #[test]
 fn kill_9_of_the_helper_and_dpkg_mid_postinst_then_the_next_update_finishes_it() {
-    let fx = apt_fixture();
-    let afx = attack_fixture();
-    let mut s = apt(
-        &afx.repos_root,
-        &afx.slow_repo,
-        &[fx.client("1.7.0-1")],
-        |_| {},
-    );
+    let mut s = slow_postinst();
     let agent = spawn_agent(&s.u, &["update"]);
-    assert!(
-        wait_until(Duration::from_secs(60), || s
-            .u
-            .sandbox
-            .exists(SLOW_MARKER)
-            .unwrap()),
-        "{}",
-        s.u.helper_log()
-    );
-    let helper = helper_pid(&s.u).expect("the helper's pid");
+    let helper = wait_for_the_slow_script(&s);
     let dpkg = processes_named(&s.u, "dpkg");
     assert!(!dpkg.is_empty());
     kill(Pid::from_raw(helper as i32), Signal::SIGKILL).unwrap();
@@ -247,16 +223,8 @@ fn kill_9_of_the_helper_and_dpkg_mid_postinst_then_the_next_update_finishes_it()
         stdout.contains("Finishing an interrupted install…"),
         "{stdout}"
     );
-    assert!(
-        s.u.helper_log().contains("dpkg --configure"),
-        "{}",
-        s.u.helper_log()
-    );
-    assert_eq!(
-        s.u.dpkg(CLIENT).unwrap(),
-        Some(("install ok installed".into(), "1.7.1-1".into()))
-    );
-    assert_eq!(s.u.sandbox.run_stdout(&["dpkg", "--audit"]).unwrap(), "");
+    s.u.assert_helper_logged("dpkg --configure");
+    assert_dpkg_consistent_at(&s, "1.7.1-1");
     s.assert_only_changed(&[CLIENT]);
     s.finish();
 }
@@ -276,15 +244,8 @@ fn kill_9_of_the_helper_during_rpm_u_then_the_next_update_recovers() {
             .unwrap();
     eprintln!("after kill -9: rpm -q says {after_kill:?}");
     restart_helper(&mut s);
-    let out = s.agent(&["update"]);
+    let out = s.agent_exits(&["update"], 0);
     eprintln!("the next update: {}", text(&out));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
     let q = s.u.sandbox.run_stdout(&["rpm", "-q", CLIENT]).unwrap();
     assert_eq!(
         q.trim(),
@@ -293,44 +254,30 @@ fn kill_9_of_the_helper_during_rpm_u_then_the_next_update_recovers() {
     );
     let verify = s.u.sandbox.run_unchecked(&["rpm", "-V", CLIENT]).unwrap();
     assert!(verify.status.success(), "{}", text(&verify));
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
-    s.assert_only_changed(&[CLIENT]);
-    s.finish();
+    s.finish_updated(CLIENT, "1.7.1-1");
 }
 
 // ------------------------------------------------------- the network
 
 #[test]
 fn a_hung_repository_during_refresh_is_a_typed_error() {
-    let s = standard(|u| {
-        u.sandbox
-            .write_file("/etc/apt/apt.conf.d/99patchman-tests-quick", APT_QUICK)
-            .unwrap();
-    });
+    let s = Scenario::standard_apt(quick_apt_timeouts);
     s.u.http.set_hang(true);
     let err = update_fails(&s);
     assert!(
         err.contains("refreshing the patchman repository metadata failed"),
         "{err}"
     );
-    assert!(
-        s.u.helper_log().contains("outcome=\"failed: refreshing"),
-        "{}",
-        s.u.helper_log()
-    );
+    s.u.assert_helper_logged("outcome=\"failed: refreshing");
     s.u.http.set_hang(false);
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 #[test]
 fn a_hung_repository_during_the_download_is_a_typed_error() {
     // The download waits for the test's go-ahead; by then the server hangs.
-    let s = standard(|u| {
-        u.sandbox
-            .write_file("/etc/apt/apt.conf.d/99patchman-tests-quick", APT_QUICK)
-            .unwrap();
+    let s = Scenario::standard_apt(|u| {
+        quick_apt_timeouts(u);
         wrap_tool(
             u,
             "/usr/bin/apt-get",
@@ -346,23 +293,14 @@ fn a_hung_repository_during_the_download_is_a_typed_error() {
         .unwrap()));
     s.u.http.set_hang(true);
     s.u.sandbox.run(&["touch", "/run/atk-go"]).unwrap();
-    let out = agent.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    let out = s.exited(&["update"], agent.wait_with_output().unwrap(), 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("downloading failed with exit code 100"),
         "{err}"
     );
     s.u.http.set_hang(false);
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 #[test]
@@ -374,7 +312,7 @@ fn the_repository_down_is_a_typed_error() {
         .local_addr()
         .unwrap()
         .port();
-    let s = standard(|u| {
+    let s = Scenario::standard_apt(|u| {
         u.sandbox
             .add_apt_repo(
                 "patchman",
@@ -389,9 +327,7 @@ fn the_repository_down_is_a_typed_error() {
         err.contains("refreshing the patchman repository metadata failed"),
         "{err}"
     );
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 // ------------------------------------------------------- disk full
@@ -414,7 +350,7 @@ fn mount_full_tmpfs(u: &Updater, dir: &str, options: &str, then: &str) {
 
 #[test]
 fn a_full_archives_directory_is_a_typed_error() {
-    let s = standard(|u| {
+    let s = Scenario::standard_apt(|u| {
         mount_full_tmpfs(
             u,
             "/var/cache/apt/archives",
@@ -422,80 +358,38 @@ fn a_full_archives_directory_is_a_typed_error() {
             "mkdir -p /var/cache/apt/archives/partial &&",
         );
     });
-    let err = update_fails(&s);
-    assert!(err.contains("downloading failed"), "{err}");
-    assert!(!s.u.helper_log().contains("command=dpkg -i"));
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    failed_before_installing(s, "downloading failed", "command=dpkg -i");
 }
 
 #[test]
 fn a_full_private_directory_is_a_typed_error() {
-    let s = standard(|u| {
+    let s = Scenario::standard_apt(|u| {
         mount_full_tmpfs(u, "/var/cache/patchman-helper", "size=64k,mode=0700", "");
     });
-    let err = update_fails(&s);
     // apt keeps its binary caches of this run in the private directory, so
     // a full one is met at the refresh already, before any download.
-    assert!(err.contains("No space left on device"), "{err}");
-    assert!(!s.u.helper_log().contains("command=dpkg -i"));
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    failed_before_installing(s, "No space left on device", "command=dpkg -i");
 }
 
 #[test]
 fn dnf_a_full_download_directory_is_a_typed_error() {
-    let fx = el_fixture();
-    let host_before = host_package_state();
-    let u = Updater::new_el(ElRelease::AlmaLinux8, &fx.patchman, &[fx.client("1.7.0-1")])
-        .expect("EL sandbox");
-    let s = Scenario::start(Db::Rpm, u, host_before, |u| {
+    let s = Scenario::standard_el(|u| {
         mount_full_tmpfs(u, "/var/cache/patchman-helper", "size=64k,mode=0700", "");
     });
-    let err = update_fails(&s);
-    assert!(err.contains("downloading failed"), "{err}");
-    assert!(!s.u.helper_log().contains("command=rpm -U"));
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    failed_before_installing(s, "downloading failed", "command=rpm -U");
 }
 
 // ------------------------------------------------------------ locks
 
-/// Holds an fcntl lock on `path` inside the sandbox (as apt and dpkg do)
-/// until the returned child is killed.
-fn hold_lock(u: &Updater, path: &str) -> Child {
-    let mut holder = u
-        .sandbox
-        .spawn(&[
-            "python3",
-            "-c",
-            &format!(
-                "import fcntl,time\nf=open('{path}','a')\nfcntl.lockf(f,fcntl.LOCK_EX)\n\
-                 print('locked',flush=True)\ntime.sleep(120)"
-            ),
-        ])
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(holder.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "locked");
-    holder
-}
-
 #[test]
 fn the_dpkg_database_lock_held_gives_lock_held() {
-    let s = standard(|u| {
+    let s = Scenario::standard_apt(|u| {
         u.configure("repository = patchman\nlock_wait = 2s\n")
             .unwrap();
     });
-    let mut holder = hold_lock(&s.u, "/var/lib/dpkg/lock");
+    let holder = s.u.sandbox.hold_lock("/var/lib/dpkg/lock").unwrap();
     let err = update_fails(&s);
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    holder.release();
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
     s.assert_nothing_changed();
     // apt waited the bound (DPkg::Lock::Timeout = lock_wait) for dpkg's
@@ -504,25 +398,20 @@ fn the_dpkg_database_lock_held_gives_lock_held() {
     assert!(err.contains("lock is held"), "{err}\n{}", s.u.helper_log());
     // Released: the retry works.
     update_succeeds(&s);
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
-    s.assert_only_changed(&[CLIENT]);
-    s.finish();
+    s.finish_updated(CLIENT, "1.7.1-1");
 }
 
 #[test]
 fn the_apt_lists_lock_held_gives_lock_held() {
-    let s = standard(|u| {
+    let s = Scenario::standard_apt(|u| {
         u.configure("repository = patchman\nlock_wait = 2s\n")
             .unwrap();
     });
-    let mut holder = hold_lock(&s.u, "/var/lib/apt/lists/lock");
+    let holder = s.u.sandbox.hold_lock("/var/lib/apt/lists/lock").unwrap();
     let err = update_fails(&s);
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    holder.release();
     assert!(err.contains("lock is held"), "{err}\n{}", s.u.helper_log());
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 // ------------------------------------------------ maintainer scripts
@@ -532,7 +421,7 @@ fn a_failing_postinst_is_reported_recorded_and_backed_off() {
     const STATE_DIR: &str = "/var/lib/patchman";
     let fx = apt_fixture();
     let afx = attack_fixture();
-    let s = apt(
+    let s = Scenario::apt(
         &afx.repos_root,
         &afx.failing_repo,
         &[fx.client("1.7.0-1")],
@@ -548,33 +437,13 @@ fn a_failing_postinst_is_reported_recorded_and_backed_off() {
     );
     // One unattended cycle of the daemon.
     let mut daemon = spawn_agent(&s.u, &["--state-dir", STATE_DIR, "run"]);
-    let state = || -> serde_json::Value {
-        s.u.sandbox
-            .read_file(&format!("{STATE_DIR}/state.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    };
-    let mut json = serde_json::Value::Null;
-    assert!(
-        wait_until(Duration::from_secs(90), || {
-            json = state();
-            !json["last_result"].is_null()
-        }),
-        "{json}\n{}",
-        s.u.helper_log()
-    );
-    assert_eq!(json["last_result"], "failed", "{json}");
-    let daemon_err = json["last_error"].as_str().unwrap_or_default().to_owned();
+    let (recorded, json) =
+        s.u.wait_for_recorded_result(STATE_DIR, Duration::from_secs(90));
+    assert!(recorded, "{json}\n{}", s.u.helper_log());
+    let daemon_err = assert_first_failure_backed_off(&json);
     assert!(
         daemon_err.contains("installing failed with exit code 1"),
         "{json}"
-    );
-    assert_eq!(json["consecutive_failures"], 1, "{json}");
-    let wait = json["next_check"].as_u64().unwrap() - json["last_check"].as_u64().unwrap();
-    assert!(
-        (45..=60).contains(&wait),
-        "back-off, not a retry storm: {json}"
     );
     // No retry storm: still one update request a few seconds later.
     std::thread::sleep(Duration::from_secs(3));

@@ -13,12 +13,12 @@
 //! the release's package database changed, and that the host's did not
 //! change at all. A new release is one line in [`releases!`].
 
-use patchman_tests::host_package_state;
 use patchman_tests::packages::Format;
 use patchman_tests::release::{self, install_shipped_binaries, Suite};
 use patchman_tests::sandbox::el::ElRelease;
 use patchman_tests::sandbox::fixture::{CLIENT, NEW_DEP, REALTIME};
-use patchman_tests::scenario::{run_table, start_row, Family, Row, Step};
+use patchman_tests::scenario::{run_table, start_row, Family, Row, Step, CHECK_FINDS_1_7_1};
+use patchman_tests::{assert_host_unchanged, host_package_state};
 
 /// The scenarios of every release and family.
 const ROWS: &[Row] = &[
@@ -58,9 +58,7 @@ const ROWS: &[Row] = &[
     Row {
         installed: &[(CLIENT, "1.7.0-1")],
         steps: &[
-            Step::new(&["check"], 100)
-                .stdout(&["1.7.0-1 → 1.7.1-1 available"])
-                .changes_nothing(),
+            CHECK_FINDS_1_7_1,
             Step::new(&["update"], 0),
             Step::new(&["check"], 0).after_helper_exit(),
         ],
@@ -131,11 +129,7 @@ fn shipped_deb_installs(suite: Suite) {
         .passwd_entry("patchman")
         .expect("the postinst creates the user patchman");
     drop(sandbox);
-    assert_eq!(
-        host_package_state(),
-        host_before,
-        "the host's package state changed"
-    );
+    assert_host_unchanged(&host_before);
 }
 
 /// The root-file-system mode itself: commands run in the release's tree

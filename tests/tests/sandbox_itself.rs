@@ -8,9 +8,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use patchman_tests::sandbox::apt_repo::AptRepo;
 use patchman_tests::sandbox::fixture::{CLIENT, CONFFILE, CONFFILE_OLD, POSTINST_LOG};
 use patchman_tests::sandbox::{HttpServer, SourceFormat};
-use patchman_tests::{apt_fixture, host_package_state, Sandbox};
+use patchman_tests::{apt_fixture, assert_host_unchanged, host_package_state, Sandbox};
 
 fn sandbox() -> Sandbox {
     Sandbox::new().unwrap_or_else(|e| panic!("starting the sandbox: {e:#}"))
@@ -18,6 +19,16 @@ fn sandbox() -> Sandbox {
 
 fn server() -> HttpServer {
     HttpServer::start(&apt_fixture().repos_root).expect("starting the HTTP server")
+}
+
+/// A new sandbox whose `patchman` apt source (written in `format`) is
+/// `repo`, served by a new HTTP server that lives as long as the sandbox.
+fn sandbox_with_source(repo: &AptRepo, format: SourceFormat) -> (HttpServer, Sandbox) {
+    let http = server();
+    let sb = sandbox();
+    sb.add_apt_repo("patchman", repo, &http.url(), format)
+        .unwrap();
+    (http, sb)
 }
 
 fn text(out: &std::process::Output) -> String {
@@ -56,25 +67,13 @@ fn dpkg_install_inside_leaves_the_host_package_state_unchanged() {
         // Nothing of this is on the host.
         assert!(!std::path::Path::new("/usr/share/patchman-client/VERSION").exists());
     }
-    assert_eq!(
-        host_package_state(),
-        before,
-        "the host's package state changed"
-    );
+    assert_host_unchanged(&before);
 }
 
 #[test]
 fn apt_policy_over_signed_http_shows_the_candidate() {
     let fixture = apt_fixture();
-    let http = server();
-    let sb = sandbox();
-    sb.add_apt_repo(
-        "patchman",
-        &fixture.patchman,
-        &http.url(),
-        SourceFormat::List,
-    )
-    .unwrap();
+    let (http, sb) = sandbox_with_source(&fixture.patchman, SourceFormat::List);
     sb.run(&["apt-get", "update"]).unwrap();
     let policy = sb.run_stdout(&["apt-cache", "policy", CLIENT]).unwrap();
     assert!(policy.contains("Installed: (none)"), "{policy}");
@@ -93,15 +92,7 @@ fn apt_policy_over_signed_http_shows_the_candidate() {
 #[test]
 fn apt_download_over_http_lands_in_the_archives() {
     let fixture = apt_fixture();
-    let http = server();
-    let sb = sandbox();
-    sb.add_apt_repo(
-        "patchman",
-        &fixture.patchman,
-        &http.url(),
-        SourceFormat::Deb822,
-    )
-    .unwrap();
+    let (_http, sb) = sandbox_with_source(&fixture.patchman, SourceFormat::Deb822);
     sb.run(&["apt-get", "update"]).unwrap();
     sb.run(&["apt-get", "-d", "-y", "install", "patchman-client=1.7.1-1"])
         .unwrap();
@@ -142,10 +133,7 @@ fn apt_keeps_the_epoch_in_the_archive_file_name() {
 #[test]
 fn flat_repository_works_over_http() {
     let fixture = apt_fixture();
-    let http = server();
-    let sb = sandbox();
-    sb.add_apt_repo("patchman", &fixture.flat, &http.url(), SourceFormat::Deb822)
-        .unwrap();
+    let (_http, sb) = sandbox_with_source(&fixture.flat, SourceFormat::Deb822);
     sb.run(&["apt-get", "update"]).unwrap();
     let policy = sb
         .run_stdout(&["apt-cache", "policy", "patchman-client-realtime"])
@@ -156,15 +144,7 @@ fn flat_repository_works_over_http() {
 #[test]
 fn unsigned_repository_is_refused_by_apt() {
     let fixture = apt_fixture();
-    let http = server();
-    let sb = sandbox();
-    sb.add_apt_repo(
-        "patchman",
-        &fixture.unsigned,
-        &http.url(),
-        SourceFormat::List,
-    )
-    .unwrap();
+    let (_http, sb) = sandbox_with_source(&fixture.unsigned, SourceFormat::List);
     let out = sb.run_unchecked(&["apt-get", "update"]).unwrap();
     let all = text(&out);
     assert!(!out.status.success(), "apt-get update accepted it:\n{all}");
@@ -174,14 +154,11 @@ fn unsigned_repository_is_refused_by_apt() {
 #[test]
 fn wrong_key_fails_verification() {
     let fixture = apt_fixture();
-    let http = server();
-    let sb = sandbox();
     // `other` is signed by the other key; declare the patchman key instead.
     let mut repo = fixture.other.clone();
     repo.key_name = fixture.patchman.key_name.clone();
     repo.keyring = fixture.patchman.keyring.clone();
-    sb.add_apt_repo("patchman", &repo, &http.url(), SourceFormat::List)
-        .unwrap();
+    let (_http, sb) = sandbox_with_source(&repo, SourceFormat::List);
     let out = sb.run_unchecked(&["apt-get", "update"]).unwrap();
     let all = text(&out);
     assert!(
@@ -301,15 +278,7 @@ fn http_server_serves_heads_404s_and_refuses_traversal() {
 #[test]
 fn hanging_http_server_makes_apt_time_out() {
     let fixture = apt_fixture();
-    let http = server();
-    let sb = sandbox();
-    sb.add_apt_repo(
-        "patchman",
-        &fixture.patchman,
-        &http.url(),
-        SourceFormat::List,
-    )
-    .unwrap();
+    let (http, sb) = sandbox_with_source(&fixture.patchman, SourceFormat::List);
     http.set_hang(true);
     let started = Instant::now();
     let out = sb

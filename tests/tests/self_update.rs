@@ -172,8 +172,15 @@ fn self_update(family: Family) {
         "arguments kept"
     );
     assert!(d.alive(), "{}", d.log());
-    let log = d.log();
-    assert!(log.contains("re-executing the agent by path"), "{log}");
+    // Logged before the exec, but read from the pipe by the collecting
+    // thread, which may not have caught up when the new inode shows.
+    assert!(
+        wait_until(SETTLE_WITHIN, || d
+            .log()
+            .contains("re-executing the agent by path")),
+        "{}",
+        d.log()
+    );
     assert!(
         wait_until(SETTLE_WITHIN, || d
             .log()

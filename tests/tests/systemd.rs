@@ -34,7 +34,7 @@ use anyhow::Result;
 use patchman_tests::container::{Container, SHARED};
 use patchman_tests::sandbox::apt_repo::{build_repo, native_arch, GpgHome, RepoLayout, RepoSpec};
 use patchman_tests::sandbox::HttpServer;
-use patchman_tests::{cmd, host_package_state, packages};
+use patchman_tests::{assert_host_unchanged, cmd, host_package_state, packages};
 
 const SUITE: &str = "trixie";
 const PACKAGE: &str = "patchman-client";
@@ -64,6 +64,13 @@ fn debs() -> &'static [PathBuf] {
         }
         packages::build_packages(&bin_dir, packages::Format::Deb, &[X, X1], &out).unwrap()
     })
+}
+
+/// Powers the container off, then checks that the host's package state
+/// is still `host_before`.
+fn shut_down(c: Container, host_before: &str) {
+    c.poweroff().unwrap();
+    assert_host_unchanged(host_before);
 }
 
 fn deb(version: &str) -> &'static Path {
@@ -399,8 +406,7 @@ fn lifecycle() {
         );
     }
 
-    c.poweroff().unwrap();
-    assert_eq!(host_package_state(), host_before);
+    shut_down(c, &host_before);
     eprintln!(
         "lifecycle: helper idle exit {:.1} s after the last connection; {:.1} s in all",
         idle_after.as_secs_f64(),
@@ -498,8 +504,7 @@ fn person_upgrade_replaces_helper() {
 
     c.run(&["systemctl", "stop", "status-loop.service"])
         .unwrap();
-    c.poweroff().unwrap();
-    assert_eq!(host_package_state(), host_before);
+    shut_down(c, &host_before);
     eprintln!(
         "person_upgrade_replaces_helper: new helper {:.1} s after dpkg -i began; {:.1} s in all",
         replaced_after.as_secs_f64(),
@@ -586,8 +591,7 @@ fn changed_socket_settings_restart_the_socket() {
 
     c.run(&["systemctl", "stop", "status-loop.service"])
         .unwrap();
-    c.poweroff().unwrap();
-    assert_eq!(host_package_state(), host_before);
+    shut_down(c, &host_before);
 }
 
 #[test]
@@ -627,8 +631,7 @@ fn reinstall_after_remove_runs_both_units() {
     let status = c.exec_as(USER, &["patchman-agent", "status"]).unwrap();
     assert!(status.status.success(), "{}", cmd::output_text(&status));
 
-    c.poweroff().unwrap();
-    assert_eq!(host_package_state(), host_before);
+    shut_down(c, &host_before);
 }
 
 #[test]
@@ -667,8 +670,7 @@ fn login_user_patchman_refused() {
     assert!(!c.host_path("/usr/sbin/patchman-helper").exists());
     assert_eq!(c.run(&["getent", "passwd", USER]).unwrap(), passwd_before);
     assert_eq!(unit_files(&c), "");
-    c.poweroff().unwrap();
-    assert_eq!(host_package_state(), host_before);
+    shut_down(c, &host_before);
 }
 
 #[test]
@@ -857,7 +859,7 @@ fn self_update(changed_socket: bool) {
 
     c.poweroff().unwrap();
     drop(http);
-    assert_eq!(host_package_state(), host_before);
+    assert_host_unchanged(&host_before);
     eprintln!(
         "self_update (changed socket: {changed_socket}): updated {:.1} s after the agent started; {:.1} s in all",
         updated_after.as_secs_f64(),

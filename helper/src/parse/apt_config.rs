@@ -283,6 +283,7 @@ fn normalize(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::lines_like;
     use crate::parse::test_support::{fixture, fixture_rc};
     use proptest::prelude::*;
 
@@ -562,12 +563,12 @@ mod tests {
 
         #[test]
         fn dump_like_input_never_panics(
-            lines in prop::collection::vec(
+            text in lines_like(
                 "(Dir|Dir::Etc|Dir::Cache|Dir::Cache::archives|Dir::Etc::sourceparts|RootDir|X::)( \"|\")[/.~a-z\"; ]{0,12}(\";)?",
-                0..12,
+                12,
             )
         ) {
-            if let Ok(c) = AptConfig::parse(&lines.join("\n")) {
+            if let Ok(c) = AptConfig::parse(&text) {
                 let _ = c.dirs();
             }
         }

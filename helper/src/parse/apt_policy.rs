@@ -266,15 +266,12 @@ fn check_package(p: &PackagePolicy) -> Result<(), ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::{evr, lines_like};
     use crate::parse::test_support::{fixture, fixture_rc};
     use proptest::prelude::*;
 
     const FLAT: &str = "http://127.0.0.1:18631/flat";
     const DISTS: &str = "http://127.0.0.1:18631/dists-repo";
-
-    fn evr(s: &str) -> Evr {
-        Evr::parse(s).unwrap()
-    }
 
     #[test]
     fn client_installed_realtime_not() {
@@ -407,12 +404,12 @@ mod tests {
 
         #[test]
         fn policy_like_input_never_panics(
-            lines in prop::collection::vec(
+            text in lines_like(
                 "(patchman-client:|  Installed: |  Candidate: |  Version table:| \\*\\*\\* |     |        )[0-9a-z.:~() -]{0,16}",
-                0..16,
+                16,
             )
         ) {
-            if let Ok(p) = parse(&lines.join("\n")) {
+            if let Ok(p) = parse(&text) {
                 for pp in &p.packages {
                     let _ = pp.candidate_from(FLAT);
                 }

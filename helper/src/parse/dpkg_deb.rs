@@ -297,19 +297,13 @@ fn tail_lines(s: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::classify_captured;
+    use crate::parse::test_support::{evr, lines_like};
     use crate::parse::test_support::{fixture, fixture_rc};
     use proptest::prelude::*;
 
-    fn evr(s: &str) -> Evr {
-        Evr::parse(s).unwrap()
-    }
-
     fn run(name: &str) -> DpkgInstall {
-        classify_install(
-            Some(fixture_rc(name)),
-            &fixture(&format!("{name}.out")),
-            &fixture(&format!("{name}.err")),
-        )
+        classify_captured("apt", name, classify_install)
     }
 
     #[test]
@@ -454,12 +448,11 @@ mod tests {
 
         #[test]
         fn dpkg_like_input_never_panics(
-            lines in prop::collection::vec(
+            text in lines_like(
                 "(Setting up |Unpacking |dpkg: error|dpkg: warning: downgrading |Errors were encountered while processing:| |dpkg: dependency problems prevent configuration of )[a-z0-9 .()-]{0,20}",
-                0..10,
+                10,
             )
         ) {
-            let text = lines.join("\n");
             let _ = classify_install(Some(1), &text, &text);
         }
     }

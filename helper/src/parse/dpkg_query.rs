@@ -278,12 +278,8 @@ pub fn not_found(stderr: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::test_support::{fixture, fixture_rc};
+    use crate::parse::test_support::{evr, fixture, fixture_rc};
     use proptest::prelude::*;
-
-    fn evr(s: &str) -> Evr {
-        Evr::parse(s).unwrap()
-    }
 
     #[test]
     fn both_installed() {

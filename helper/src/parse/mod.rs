@@ -198,24 +198,69 @@ pub(crate) fn malformed(
 pub(crate) mod test_support {
     use std::path::PathBuf;
 
-    /// The text of a captured fixture, `helper/tests/fixtures/apt/<name>`.
-    pub fn fixture(name: &str) -> String {
-        let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", "apt", name]
+    /// `helper/tests/fixtures/<dir>`.
+    pub fn fixture_dir(dir: &str) -> PathBuf {
+        [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", dir]
             .iter()
-            .collect();
+            .collect()
+    }
+
+    /// The text of a captured fixture, `helper/tests/fixtures/<dir>/<name>`.
+    pub fn fixture_in(dir: &str, name: &str) -> String {
+        let path = fixture_dir(dir).join(name);
         match std::fs::read_to_string(&path) {
             Ok(s) => s,
             Err(e) => panic!("fixture {} unreadable: {e}", path.display()),
         }
     }
 
-    /// The exit code recorded beside a fixture (`<name>.rc`).
-    pub fn fixture_rc(name: &str) -> i32 {
-        let rc = fixture(&format!("{name}.rc"));
+    /// The exit code recorded beside a fixture (`<dir>/<name>.rc`).
+    pub fn fixture_rc_in(dir: &str, name: &str) -> i32 {
+        let rc = fixture_in(dir, &format!("{name}.rc"));
         match rc.trim().parse() {
             Ok(n) => n,
             Err(e) => panic!("{name}.rc is not a number: {e}"),
         }
+    }
+
+    /// A version the test writes (it must parse).
+    pub fn evr(s: &str) -> patchman_shared::Evr {
+        patchman_shared::Evr::parse(s).unwrap()
+    }
+
+    /// Text of fewer than `max_lines` lines, each matching the regex
+    /// `line`: input shaped like a tool's output, for the properties that a
+    /// parser never panics on it.
+    pub fn lines_like(
+        line: &'static str,
+        max_lines: usize,
+    ) -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy;
+        proptest::collection::vec(line, 0..max_lines).prop_map(|lines| lines.join("\n"))
+    }
+
+    /// `classify` applied to the captured run `name` of `dir`: its exit
+    /// code, stdout and stderr (`<name>.rc`, `<name>.out`, `<name>.err`).
+    pub fn classify_captured<T>(
+        dir: &str,
+        name: &str,
+        classify: impl FnOnce(Option<i32>, &str, &str) -> T,
+    ) -> T {
+        classify(
+            Some(fixture_rc_in(dir, name)),
+            &fixture_in(dir, &format!("{name}.out")),
+            &fixture_in(dir, &format!("{name}.err")),
+        )
+    }
+
+    /// The text of a captured fixture, `helper/tests/fixtures/apt/<name>`.
+    pub fn fixture(name: &str) -> String {
+        fixture_in("apt", name)
+    }
+
+    /// The exit code recorded beside an apt fixture (`<name>.rc`).
+    pub fn fixture_rc(name: &str) -> i32 {
+        fixture_rc_in("apt", name)
     }
 }
 

@@ -186,7 +186,8 @@ pub fn classify_install(exit_code: Option<i32>, stdout: &str, stderr: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::el_fixtures::{dnf_fixture as fixture, dnf_fixture_rc as fixture_rc};
+    use crate::parse::test_support::classify_captured;
+    use crate::parse::test_support::lines_like;
     use proptest::prelude::*;
 
     #[test]
@@ -245,11 +246,7 @@ mod tests {
     }
 
     fn run(name: &str) -> RpmInstall {
-        classify_install(
-            Some(fixture_rc(name)),
-            &fixture(&format!("{name}.out")),
-            &fixture(&format!("{name}.err")),
-        )
+        classify_captured("dnf", name, classify_install)
     }
 
     #[test]
@@ -356,12 +353,11 @@ mod tests {
 
         #[test]
         fn rpm_like_input_never_panics(
-            lines in prop::collection::vec(
+            text in lines_like(
                 "(error: |\t|warning: %|error: %|\tpackage |rpm: )[a-z0-9 ().=%-]{0,24}( is needed by | is already installed| scriptlet failed| \\(which is newer than )?[a-z0-9 ()-]{0,12}",
-                0..10,
+                10,
             )
         ) {
-            let text = lines.join("\n");
             let r = classify_install(Some(2), &text, &text);
             prop_assert!(r.excerpt.len() <= MAX_EXCERPT);
         }

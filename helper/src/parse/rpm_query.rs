@@ -208,11 +208,8 @@ pub fn parse_relations(output: &str) -> Result<Vec<Relation>, ParseError> {
 mod tests {
     use super::*;
     use crate::parse::el_fixtures::{dnf_fixture as fixture, dnf_fixture_rc as fixture_rc};
+    use crate::parse::test_support::{evr, lines_like};
     use proptest::prelude::*;
-
-    fn evr(s: &str) -> Evr {
-        Evr::parse(s).unwrap()
-    }
 
     #[test]
     fn rpm_4_16_to_4_20_read_the_same() {
@@ -314,12 +311,11 @@ mod tests {
 
         #[test]
         fn query_like_input_never_panics(
-            lines in prop::collection::vec(
+            text in lines_like(
                 "(patchman-client(-realtime)?|package |x)[\t ]?[0-9:.~^a-z-]{0,12}[\t ]?[a-z_0-9]{0,8}( is not installed)?",
-                0..6,
+                6,
             )
         ) {
-            let text = lines.join("\n");
             let _ = parse_query(&text);
             let _ = parse_file_query(&text);
         }

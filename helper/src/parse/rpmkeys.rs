@@ -421,16 +421,13 @@ fn verbose<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::el_fixtures::{dnf_fixture as fixture, dnf_fixture_rc as fixture_rc};
+    use crate::parse::test_support::classify_captured;
     use proptest::prelude::*;
 
     fn check(name: &str, file: &str) -> Result<SignatureStatus, ParseError> {
-        parse_checksig(
-            file,
-            Some(fixture_rc(name)),
-            &fixture(&format!("{name}.out")),
-            &fixture(&format!("{name}.err")),
-        )
+        classify_captured("dnf", name, |code, stdout, stderr| {
+            parse_checksig(file, code, stdout, stderr)
+        })
     }
 
     const SIGNED: &str = "/tmp/fixtures/signed/patchman-client-1.7.1-1.noarch.rpm";
@@ -468,10 +465,17 @@ mod tests {
     #[test]
     fn names_the_missing_key() {
         assert_eq!(
-            nokey_ids(&fixture("rpmkeys_nokey_v.out")),
+            nokey_ids(&crate::parse::test_support::fixture_in(
+                "dnf",
+                "rpmkeys_nokey_v.out"
+            )),
             vec!["3cd178d3".to_string()]
         );
-        assert!(nokey_ids(&fixture("rpmkeys_signed_v.out")).is_empty());
+        assert!(nokey_ids(&crate::parse::test_support::fixture_in(
+            "dnf",
+            "rpmkeys_signed_v.out"
+        ))
+        .is_empty());
         assert!(nokey_ids("x key ID zz;rm -rf: NOKEY\nkey ID 12: NOKEY\n").is_empty());
     }
 

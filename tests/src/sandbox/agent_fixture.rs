@@ -83,16 +83,7 @@ pub fn agent_fixture() -> &'static AgentFixture {
 fn build() -> Result<AgentFixture> {
     let agent = crate::try_workspace_bin("patchman-agent")?;
     let binary = std::fs::read(&agent).with_context(|| format!("reading {}", agent.display()))?;
-    let parent = crate::profile_dir()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("patchman-tests");
-    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    crate::remove_stale_dirs(&parent, "agent-fixture-");
-    let root = parent.join(format!("agent-fixture-{}", std::process::id()));
-    if root.exists() {
-        std::fs::remove_dir_all(&root)?;
-    }
+    let root = crate::fresh_fixture_root("agent-fixture-")?;
     let debs_dir = root.join("debs");
     std::fs::create_dir_all(&debs_dir)?;
 

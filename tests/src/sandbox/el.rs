@@ -215,18 +215,6 @@ impl ElSandbox for Sandbox {
     }
 
     fn install_rpms(&self, rpms: &[&Path]) -> Result<Output> {
-        let mut argv = vec!["rpm".to_owned(), "-U".to_owned()];
-        for rpm in rpms {
-            let name = rpm
-                .file_name()
-                .and_then(|n| n.to_str())
-                .with_context(|| format!("bad .rpm path {}", rpm.display()))?;
-            let inside = format!("{SANDBOX_RPM_DIR}/{name}");
-            self.copy_in(rpm, &inside)?;
-            argv.push(inside);
-        }
-        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        self.run(&refs)
-            .context("installing rpm packages in the sandbox")
+        self.install_package_files(&["rpm", "-U"], rpms, SANDBOX_RPM_DIR)
     }
 }

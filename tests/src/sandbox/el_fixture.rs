@@ -216,14 +216,6 @@ fn specs() -> Vec<RpmSpec> {
     specs
 }
 
-/// `<target>/patchman-tests`, as the apt fixture uses.
-fn fixtures_parent() -> PathBuf {
-    crate::profile_dir()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("patchman-tests")
-}
-
 fn copy_all(
     from: &BTreeMap<(String, String), PathBuf>,
     keys: &[(&str, &str)],
@@ -245,13 +237,7 @@ fn copy_all(
 
 fn build_fixture() -> Result<ElFixture> {
     let started = Instant::now();
-    let parent = fixtures_parent();
-    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    crate::remove_stale_dirs(&parent, "el-fixture-");
-    let root = parent.join(format!("el-fixture-{}", std::process::id()));
-    if root.exists() {
-        std::fs::remove_dir_all(&root)?;
-    }
+    let root = crate::fresh_fixture_root("el-fixture-")?;
 
     // Keys first (a short gpg home: its agent's socket lives there), while
     // the packages build.

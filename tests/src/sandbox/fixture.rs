@@ -45,7 +45,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::apt_repo::{
     build_repo, native_arch, AptRepo, GpgHome, RepoLayout, RepoSpec, SigningKey,
@@ -195,22 +195,8 @@ fn specs() -> Vec<DebSpec> {
     specs
 }
 
-/// The directory all fixtures live under: `<target>/patchman-tests`.
-fn fixtures_parent() -> PathBuf {
-    crate::profile_dir()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("patchman-tests")
-}
-
 fn build_fixture() -> Result<AptFixture> {
-    let parent = fixtures_parent();
-    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    crate::remove_stale_dirs(&parent, "fixture-");
-    let root = parent.join(format!("fixture-{}", std::process::id()));
-    if root.exists() {
-        std::fs::remove_dir_all(&root)?;
-    }
+    let root = crate::fresh_fixture_root("fixture-")?;
     let debs_dir = root.join("debs");
     std::fs::create_dir_all(&debs_dir)?;
 

@@ -499,19 +499,30 @@ impl Sandbox {
     /// Copies the host `.deb`s into [`SANDBOX_DEB_DIR`] and installs them
     /// in one `dpkg -i`; fails unless dpkg exits 0.
     pub fn install_debs(&self, debs: &[&Path]) -> Result<Output> {
-        let mut argv = vec!["dpkg".to_owned(), "-i".to_owned()];
-        for deb in debs {
-            let name = deb
+        self.install_package_files(&["dpkg", "-i"], debs, SANDBOX_DEB_DIR)
+    }
+
+    /// Copies the host package files `files` into `dir` inside and runs
+    /// `command` on them there, in one transaction; fails unless it exits 0.
+    pub(crate) fn install_package_files(
+        &self,
+        command: &[&str],
+        files: &[&Path],
+        dir: &str,
+    ) -> Result<Output> {
+        let mut argv: Vec<String> = command.iter().map(|a| a.to_string()).collect();
+        for file in files {
+            let name = file
                 .file_name()
                 .and_then(|n| n.to_str())
-                .with_context(|| format!("bad .deb path {}", deb.display()))?;
-            let inside = format!("{SANDBOX_DEB_DIR}/{name}");
-            self.copy_in(deb, &inside)?;
+                .with_context(|| format!("bad package path {}", file.display()))?;
+            let inside = format!("{dir}/{name}");
+            self.copy_in(file, &inside)?;
             argv.push(inside);
         }
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
         self.run(&refs)
-            .context("installing packages in the sandbox")
+            .with_context(|| format!("installing packages in the sandbox ({})", command.join(" ")))
     }
 
     /// `(status, version)` of `package` from `dpkg-query`, e.g.

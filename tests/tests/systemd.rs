@@ -23,6 +23,11 @@
 //!   socket-activated helper, re-executes, and reports the new version; the
 //!   helper's restart queued by its own postinst kills nothing; its journal
 //!   lines carry their structured fields.
+//! * `journal_flood_summarised`: tens of thousands of connections from the
+//!   agent's uid and from another uid make a bounded number of helper
+//!   lines, with per-uid summaries; the other uid's `denied` line and a
+//!   check's audit line are kept; journald suppresses nothing (issue 14
+//!   item 7).
 //!
 //! Each also checks the host's package state is unchanged.
 
@@ -414,14 +419,19 @@ fn lifecycle() {
     );
 }
 
+/// Installs X with no check scheduled for an hour.
+fn install_quiet(c: &Container) {
+    dpkg_install(c, X);
+    write_config(c, QUIET_CONFIG);
+    c.run(&["systemctl", "reload", AGENT_UNIT]).unwrap();
+}
+
 /// Installs X with no check scheduled, then starts a client that connects
 /// every 5 s: far inside the helper's 60 s idle timeout, so the helper never
 /// exits on its own (what a status every 30 s, or a compromised agent, does
 /// too). Returns the helper's pid once it runs.
 fn install_and_keep_helper_busy(c: &Container) -> u32 {
-    dpkg_install(c, X);
-    write_config(c, QUIET_CONFIG);
-    c.run(&["systemctl", "reload", AGENT_UNIT]).unwrap();
+    install_quiet(c);
     c.run(&[
         "systemd-run",
         "--unit=status-loop",
@@ -863,6 +873,284 @@ fn self_update(changed_socket: bool) {
     eprintln!(
         "self_update (changed socket: {changed_socket}): updated {:.1} s after the agent started; {:.1} s in all",
         updated_after.as_secs_f64(),
+        t_start.elapsed().as_secs_f64()
+    );
+}
+
+/// The flood client: `python3 flood.py MODE COUNT SECONDS` connects to the
+/// helper up to COUNT times, one connection after another, for at most
+/// SECONDS; prints what it sent as JSON. `agent`: mostly a Hello, every
+/// 10th a bad frame (a length past the limit), every 500th a Hello then a
+/// Status. `denied`: connects and reads the refusal.
+const FLOOD: &str = r#"
+import json, socket, struct, sys, time
+mode, count, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+HELLO = bytes([2, 0, 0, 0, 0, 1])   # Hello { protocol: 1 }
+STATUS = bytes([1, 0, 0, 0, 1])
+TOO_LARGE = b"\xff\xff\xff\xff"
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+def recv_frame(s):
+    (n,) = struct.unpack("<I", recv_exact(s, 4))
+    return recv_exact(s, n)
+sent = {"connections": 0, "hello": 0, "status": 0, "bad_frames": 0,
+        "denied": 0, "errors": 0}
+start = time.time()
+deadline = time.monotonic() + seconds
+for i in range(count):
+    if time.monotonic() > deadline:
+        break
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect("/run/patchman/helper.sock")
+        sent["connections"] += 1
+        if mode == "denied":
+            recv_frame(s)
+            sent["denied"] += 1
+        elif i % 10 == 0:
+            s.sendall(TOO_LARGE)
+            recv_frame(s)
+            sent["bad_frames"] += 1
+        else:
+            s.sendall(HELLO)
+            recv_frame(s)
+            sent["hello"] += 1
+            if i % 500 == 1:
+                s.sendall(STATUS)
+                recv_frame(s)
+                sent["status"] += 1
+    except (OSError, EOFError):
+        sent["errors"] += 1
+    finally:
+        s.close()
+sent["start_us"] = int(start * 1e6)
+sent["end_us"] = int(time.time() * 1e6)
+print(json.dumps(sent))
+"#;
+
+/// A journal field of `r` by its name (tracing's fields may carry a prefix).
+fn journal_field<'a>(r: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    r.as_object()?
+        .iter()
+        .find(|(k, _)| *k == name || k.ends_with(&format!("_{name}")))
+        .and_then(|(_, v)| v.as_str())
+}
+
+/// The helper's journal records logged at or after `since_us` (realtime).
+fn helper_records_since(c: &Container, since_us: u64) -> Vec<serde_json::Value> {
+    c.journal("json", &["-u", HELPER_UNIT])
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| {
+            r["__REALTIME_TIMESTAMP"]
+                .as_str()
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_some_and(|t| t >= since_us)
+        })
+        .collect()
+}
+
+/// `peer summary` counts of `uid` in `records`: connections, denied, bad
+/// frames, summed over the windows; and how many summaries.
+fn peer_summaries(records: &[serde_json::Value], uid: u32) -> (u64, u64, u64, usize) {
+    let mut sums = (0, 0, 0, 0);
+    for r in records {
+        let message = r["MESSAGE"].as_str().unwrap_or_default();
+        if !message.starts_with("peer summary: ")
+            || journal_field(r, "PEER_UID") != Some(uid.to_string().as_str())
+        {
+            continue;
+        }
+        let count = |name: &str| -> u64 {
+            journal_field(r, name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {r:#}"))
+        };
+        sums.0 += count("CONNECTIONS");
+        sums.1 += count("DENIED");
+        sums.2 += count("BAD_FRAMES");
+        sums.3 += 1;
+    }
+    sums
+}
+
+/// Issue 14 item 7: a flood of connections from the agent's uid (bad
+/// frames, Hellos, some Status) and from another uid (denied) makes a
+/// bounded number of helper lines, summarised per uid and window; the other
+/// uid's `denied` line and a check's audit line survive, and journald
+/// suppresses nothing. The helper before the fix logged one line per
+/// connection (`accepted`, at info) and one per request or bad frame.
+#[test]
+fn journal_flood_summarised() {
+    let t_start = Instant::now();
+    let host_before = host_package_state();
+    debs();
+    let c = boot();
+    install_quiet(&c);
+    // In the socket's group (else it cannot reach the socket at all), but
+    // not the agent's uid: the helper refuses it.
+    c.run(&[
+        "useradd",
+        "--system",
+        "--groups",
+        USER,
+        "--shell",
+        "/usr/sbin/nologin",
+        "intruder",
+    ])
+    .unwrap();
+    let uid_of =
+        |user: &str| -> u32 { c.run(&["id", "-u", user]).unwrap().trim().parse().unwrap() };
+    let (agent_uid, intruder_uid) = (uid_of(USER), uid_of("intruder"));
+    std::fs::write(c.shared().join("flood.py"), FLOOD).unwrap();
+    let script = format!("{SHARED}/flood.py");
+    // The helper runs before the flood starts.
+    let status = c.exec_as(USER, &["patchman-agent", "status"]).unwrap();
+    assert!(status.status.success(), "{}", cmd::output_text(&status));
+
+    const FLOOD_SECONDS: &str = "30";
+    let flood = |user: &str, mode: &str, count: &str| -> serde_json::Value {
+        let out = c
+            .exec_as(user, &["python3", &script, mode, count, FLOOD_SECONDS])
+            .unwrap();
+        assert!(out.status.success(), "flood: {}", cmd::output_text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (agent_sent, intruder_sent, checks) = std::thread::scope(|s| {
+        let agent = s.spawn(|| flood(USER, "agent", "40000"));
+        let intruder = s.spawn(|| flood("intruder", "denied", "10000"));
+        // A check in the middle of the flood: its audit line is never
+        // limited (retried while the helper answers Busy).
+        std::thread::sleep(Duration::from_secs(8));
+        let mut checks = Vec::new();
+        for _ in 0..5 {
+            let out = c.exec_as(USER, &["patchman-agent", "check"]).unwrap();
+            checks.push(cmd::output_text(&out));
+            if !checks.last().unwrap().to_lowercase().contains("busy") {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        (agent.join().unwrap(), intruder.join().unwrap(), checks)
+    });
+    eprintln!(
+        "flood as {USER}: {agent_sent}\nflood as intruder: {intruder_sent}\ncheck: {checks:#?}"
+    );
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+    let start_us = n(&agent_sent, "start_us").min(n(&intruder_sent, "start_us"));
+    let end_us = n(&agent_sent, "end_us").max(n(&intruder_sent, "end_us"));
+    let connections = n(&agent_sent, "connections") + n(&intruder_sent, "connections");
+    assert!(
+        connections >= 10_000,
+        "too small a flood to tell: {connections}"
+    );
+
+    // The windows the flood spans, and the one after it that summarises
+    // its end (the accept loop wakes every 2 s).
+    let windows = (end_us - start_us) / 10_000_000 + 2;
+    let _ = c.wait_for(
+        "the summary of the flood's last window",
+        Duration::from_secs(20),
+        |c| {
+            Ok(helper_records_since(c, end_us).iter().any(|r| {
+                r["MESSAGE"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("peer summary: "))
+            }))
+        },
+    );
+    let records = helper_records_since(&c, start_us);
+    let text: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["MESSAGE"].as_str())
+        .collect();
+    let (a_conn, a_denied, a_bad, a_summaries) = peer_summaries(&records, agent_uid);
+    let (i_conn, i_denied, _, i_summaries) = peer_summaries(&records, intruder_uid);
+    eprintln!(
+        "{connections} connections in {:.1} s; {} helper lines; summaries: {USER} {a_summaries} \
+         ({a_conn} connections, {a_bad} bad frames), intruder {i_summaries} ({i_conn} connections, \
+         {i_denied} denied)",
+        (end_us - start_us) as f64 / 1e6,
+        records.len()
+    );
+
+    // Bounded: per uid (the two, and the shared entry) and window, five
+    // lines of each of four kinds and one summary; a few lines of the
+    // helper's own (start, idle exit) and the check's.
+    let bound = windows * 3 * (4 * 5 + 1) + 20;
+    assert!(
+        (records.len() as u64) <= bound,
+        "{} lines for {connections} connections (bound {bound}):\n{text:#?}",
+        records.len()
+    );
+    // Summarised, with the counts: every connection past a window's first
+    // five of its kind is in a summary.
+    // The connections of the checks and of the first status (in the
+    // flood's first window) count as the agent's too.
+    let slack = windows * 5;
+    let checks_made = checks.len() as u64 + 1;
+    for (what, counted, sent, extra) in [
+        (
+            "agent connections",
+            a_conn,
+            n(&agent_sent, "connections"),
+            3 * checks_made,
+        ),
+        ("agent bad frames", a_bad, n(&agent_sent, "bad_frames"), 0),
+        (
+            "intruder connections",
+            i_conn,
+            n(&intruder_sent, "connections"),
+            0,
+        ),
+        ("intruder denials", i_denied, n(&intruder_sent, "denied"), 0),
+    ] {
+        assert!(
+            counted <= sent + extra && counted + slack >= sent,
+            "{what}: {counted} in the summaries, {sent} sent:\n{text:#?}"
+        );
+    }
+    assert_eq!(a_denied, 0);
+    // The other uid's refusal has its own line.
+    assert!(
+        records
+            .iter()
+            .any(|r| r["MESSAGE"] == "denied: not the agent user"
+                && journal_field(r, "PEER_UID") == Some(intruder_uid.to_string().as_str())),
+        "{text:#?}"
+    );
+    // The check's audit line, whatever its outcome but Busy.
+    assert!(
+        records.iter().any(|r| r["MESSAGE"] == "request"
+            && journal_field(r, "REQUEST") == Some("check")
+            && journal_field(r, "OUTCOME").is_some_and(|o| !o.starts_with("busy"))),
+        "no check line: {checks:#?}\n{text:#?}"
+    );
+    // journald dropped nothing of the helper's.
+    let suppressed: Vec<String> = c
+        .journal("short-precise", &[])
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("Suppressed") && l.contains("patchman"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        suppressed.is_empty(),
+        "journald suppressed: {suppressed:#?}"
+    );
+
+    c.poweroff().unwrap();
+    assert_eq!(host_package_state(), host_before);
+    eprintln!(
+        "journal_flood_summarised: {:.1} s in all",
         t_start.elapsed().as_secs_f64()
     );
 }

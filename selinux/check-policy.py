@@ -79,7 +79,8 @@ def allowed(scon, tcon, tclass, perms):
 
 for t in (AGENT, HELPER, "patchman_agent_exec_t", "patchman_helper_exec_t",
           "patchman_helper_var_run_t", "patchman_agent_var_lib_t",
-          "patchman_helper_cache_t", "patchman_conf_t"):
+          "patchman_helper_cache_t", "patchman_conf_t", "patchman_helper_var_lib_t",
+          "patchman_helper_rescue_t", "patchman_helper_rescue_exec_t"):
     report(t in TYPES, "type %s is in the policy" % t)
 
 agent = subject(AGENT)
@@ -221,6 +222,89 @@ for src in (AGENT,):
     rules = [str(r) for r in setools.TERuleQuery(policy, ruletype=["type_transition"], source=src,
                                                   tclass=["process"]).results()]
     report(not rules, "no type_transition out of %s" % src, "; ".join(rules))
+
+print()
+
+# --- The rollback (docs/rollback.md) ----------------------------------------
+print("## the rollback: /var/lib/patchman-helper and the rescue helper")
+INIT = "system_u:system_r:init_t:s0"
+STATE, RESCUE_DIR, RESCUE = "patchman_helper_var_lib_t", "patchman_helper_rescue_t", "patchman_helper_rescue_exec_t"
+FILE_PERMS = ("getattr", "open", "read", "write", "append", "create", "unlink", "rename", "setattr",
+              "lock", "ioctl", "map", "execute", "execute_no_trans", "link", "relabelfrom", "relabelto")
+DIR_PERMS = ("getattr", "search", "open", "read", "write", "add_name", "remove_name", "create", "rmdir",
+             "setattr", "rename", "reparent", "relabelfrom", "relabelto")
+for tclass, t, perms in (("dir", STATE, DIR_PERMS), ("file", STATE, FILE_PERMS),
+                         ("dir", RESCUE_DIR, DIR_PERMS), ("file", RESCUE, FILE_PERMS)):
+    bad = [p for p in perms if allowed(agent, obj(t), tclass, [p])]
+    report(not bad, "%s may do nothing to %s %s" % (AGENT, t, tclass), " ".join(bad))
+report(allowed(helper, obj("var_lib_t"), "dir", ["search", "write", "add_name"]),
+       "the helper may create /var/lib/patchman-helper in /var/lib")
+report(allowed(helper, obj(STATE), "dir", ["create", "search", "read", "open", "write", "add_name",
+                                           "remove_name", "rmdir", "setattr"]),
+       "the helper may manage its state directories (kept/)")
+report(allowed(helper, obj(STATE), "file", ["create", "open", "read", "write", "rename", "unlink",
+                                            "setattr", "lock", "getattr"]),
+       "the helper may manage its state files (probation, history, lock, kept/*)")
+report(allowed(helper, obj(RESCUE_DIR), "dir", ["create", "search", "read", "open", "write",
+                                                "add_name", "remove_name"]),
+       "the helper may make and write the rescue directory")
+report(allowed(helper, obj(RESCUE), "file", ["create", "open", "write", "setattr", "rename",
+                                             "unlink", "getattr", "read"]),
+       "the helper may write the rescue copy (temporary name, rename)")
+report(allowed(helper, helper, "lnk_file", ["read"]), "the helper may read its /proc/self/exe link")
+report(allowed(helper, obj("patchman_helper_exec_t"), "file", ["open", "read"]),
+       "the helper may read its running image (patchman_helper_exec_t)")
+bad = [p for p in ("write", "append", "create", "unlink", "rename", "setattr")
+       if allowed(helper, obj("patchman_helper_exec_t"), "file", [p])]
+report(not bad, "the helper may not write the packaged patchman_helper_exec_t", " ".join(bad))
+# execute (and map) it holds, as every domain does on its entry points (the
+# kernel maps the image into the new process); running it needs
+# execute_no_trans or a transition, and it has neither.
+r, _ = decide(helper, obj(RESCUE), "file", ["execute_no_trans"])
+report(r != "ALLOW", "the helper may not execute_no_trans the rescue copy", r)
+rules = [str(r) for r in setools.TERuleQuery(policy, ruletype=["type_transition"], source=HELPER,
+                                             target=RESCUE, tclass=["process"]).results()]
+report(not rules, "no type_transition %s %s:process" % (HELPER, RESCUE), "; ".join(rules))
+# The rules the helper's file creation gets, as the kernel picks them.
+for src_t, tclass, name, want in (("var_lib_t", "dir", "patchman-helper", STATE),
+                                  (STATE, "dir", "rescue", RESCUE_DIR),
+                                  (RESCUE_DIR, "file", None, RESCUE)):
+    rules = [r for r in setools.TERuleQuery(policy, ruletype=["type_transition"], source=HELPER,
+                                            target=src_t, tclass=[tclass]).results()
+             if str(r.default) == want and (getattr(r, "filename", None) or None) == name]
+    report(bool(rules), "a %s the helper creates in %s%s is %s" % (
+        tclass, src_t, (' named "%s"' % name) if name else " (any name)", want))
+# systemd runs the rescue helper in the helper's domain.
+rules = [r for r in setools.TERuleQuery(policy, ruletype=["type_transition"], source="init_t",
+                                        target=RESCUE, tclass=["process"]).results()]
+report(any(str(r.default) == HELPER for r in rules),
+       "type_transition init_t %s:process %s" % (RESCUE, HELPER), "; ".join(str(r) for r in rules))
+report(allowed(INIT, obj(RESCUE), "file", ["execute", "open", "read"]), "init_t may execute the rescue copy")
+report(allowed(INIT, helper, "process", ["transition"]), "init_t may transition to %s" % HELPER)
+report(allowed(helper, obj(RESCUE), "file", ["entrypoint"]), "%s is an entry point of %s" % (RESCUE, HELPER))
+report(allowed(INIT, obj(STATE), "file", ["getattr"]),
+       "init_t may stat the probation record (ConditionPathExists=)")
+report(allowed(INIT, obj(STATE), "dir", ["search", "write", "remove_name"])
+       and allowed(INIT, obj(STATE), "file", ["unlink"]),
+       "init_t may remove the rolled-back marker (ExecStartPost=)")
+# Every other domain, each with its own valid context (TE, roles, and the
+# constraints of patchman-connect.cil): nobody else executes or writes it.
+for perms, who in ((["execute"], ("init_t", HELPER)), (["execute_no_trans"], ("init_t", HELPER)),
+                   (["write"], (HELPER,)), (["append"], (HELPER,))):
+    others, checked = [], 0
+    for d in domains:
+        scon = subject(d)
+        if scon is None or d in who:
+            continue
+        checked += 1
+        if allowed(scon, obj(RESCUE), "file", perms):
+            others.append(d)
+    report(not others, "no other domain of %d may %s the rescue copy" % (checked, perms[0]),
+           " ".join(others))
+for d in ("unconfined_t", "dpkg_t", "dpkg_script_t", "rpm_script_t", "sysadm_t"):
+    if d in TYPES:
+        r, why = decide(subject(d) or "system_u:system_r:%s:s0" % d, obj(RESCUE), "file", ["execute"])
+        print("     %s execute: %s" % (d, r))
 
 print()
 print("%s: %d failure(s)" % ("FAIL" if failures else "PASS", failures))

@@ -105,6 +105,31 @@ for pair in rpm_exec_t:rpm_t dpkg_exec_t:dpkg_t apt_exec_t:apt_t; do
         fail=1
     fi
 done
+echo "-- type_transition init_t patchman_helper_rescue_exec_t:process (patchman-rollback.service)"
+out=$(sesearch -T -s init_t -t patchman_helper_rescue_exec_t -c process "$policy")
+echo "$out"
+if echo "$out" | grep -q "^type_transition init_t patchman_helper_rescue_exec_t:process patchman_helper_t;"; then
+    echo "ok   init_t -> patchman_helper_t on the rescue helper"
+else
+    echo "FAIL no type_transition init_t patchman_helper_rescue_exec_t:process patchman_helper_t"
+    fail=1
+fi
+echo "-- type_transition patchman_helper_t *:{dir,file} in its state directory"
+out=$(for t in var_lib_t patchman_helper_var_lib_t patchman_helper_rescue_t; do
+    sesearch -T -s patchman_helper_t -t "$t" "$policy"
+done)
+echo "$out"
+for rule in \
+    'var_lib_t:dir patchman_helper_var_lib_t patchman-helper;' \
+    'patchman_helper_var_lib_t:dir patchman_helper_rescue_t rescue;' \
+    'patchman_helper_rescue_t:file patchman_helper_rescue_exec_t;'; do
+    if echo "$out" | grep -qF "type_transition patchman_helper_t $rule"; then
+        echo "ok   type_transition patchman_helper_t $rule"
+    else
+        echo "FAIL no type_transition patchman_helper_t $rule"
+        fail=1
+    fi
+done
 echo "-- allow patchman_agent_t *:file execute"
 out=$(sesearch -A -s patchman_agent_t -c file -p execute "$policy")
 echo "$out"
@@ -134,6 +159,13 @@ for want in \
     /etc/patchman/server-group.json=patchman_conf_t \
     /var/lib/patchman/state.json=patchman_agent_var_lib_t \
     /var/cache/patchman-helper/run-1-0=patchman_helper_cache_t \
+    /var/lib/patchman-helper=patchman_helper_var_lib_t \
+    /var/lib/patchman-helper/probation=patchman_helper_var_lib_t \
+    /var/lib/patchman-helper/lock=patchman_helper_var_lib_t \
+    /var/lib/patchman-helper/kept/manifest.json=patchman_helper_var_lib_t \
+    /var/lib/patchman-helper/rescue=patchman_helper_rescue_t \
+    /var/lib/patchman-helper/rescue/patchman-helper=patchman_helper_rescue_exec_t \
+    /var/lib/patchman-helper/rescue/.patchman-helper.tmp-1=patchman_helper_rescue_exec_t \
     /run/patchman=patchman_helper_var_run_t \
     /run/patchman/helper.sock=patchman_helper_var_run_t; do
     path=${want%%=*}

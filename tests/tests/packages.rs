@@ -463,7 +463,9 @@ fn rpm_scriptlets_relabel_and_follow_presets() {
         "{post}"
     );
     assert!(
-        post.contains("for d in /etc/patchman /var/cache/patchman-helper /run/patchman; do")
+        post.contains(
+            "for d in /etc/patchman /var/cache/patchman-helper /run/patchman /var/lib/patchman-helper; do",
+        )
             && post.contains("restorecon -R \"$d\""),
         "{post}"
     );

@@ -74,6 +74,8 @@
 //! | 47 | the repository defined where dnf finds it but the helper used not to look (a `[patchman]` section in `dnf.conf`, a `reposdir=` directory) with `[main] gpgcheck=0`, and an unsigned file swapped in after dnf's check (as on EL 7, where `yum --downloadonly` checks nothing): refused by the helper's own check; any `gpgcheck` value but an explicit false is on | P9 P10 | `dnf_gpgcheck_is_read_where_dnf_finds_the_repository`; `only_an_explicit_false_turns_gpgcheck_off` (helper/src/family/rpm.rs) |
 //! | 48 | the same on the yum family (CentOS 7): refused from the download's own plan, before `rpm -U` | P2 P10 | `yum_a_client_that_obsoletes_another_package_is_refused` |
 //! | 49 | the helper killed (as socket activation's idle exit would end it) and started again: the next `check` still answers from the earlier metadata (a root-only stamp, `/var/cache/patchman-helper/last-refresh`) | P6 P10 | `a_restarted_helper_keeps_the_refresh_interval` |
+//! | 50 | the repository server trickles one byte a second (no client timeout catches it), so every refresh runs to its kill time, while the agent loops `Check`: root's own `apt-get update` gets the lists lock within a few seconds, every time (the interval counts from the end of an attempt, backs off after a failed one; the refresh's kill time is `refresh_timeout`) | P6 P10 | `a_trickling_repository_does_not_keep_roots_apt_get_update_out` |
+//! | 51 | the same on dnf: the checks that are not due run `-C` and answer "no metadata cached, next refresh in …" instead of fetching; the repository sees few metadata requests | P6 P10 | `dnf_a_trickling_repository_is_not_fetched_on_every_check` |
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -1346,6 +1348,135 @@ fn a_restarted_helper_keeps_the_refresh_interval() {
             ])
             .unwrap();
     assert_eq!(stamp.trim(), "root 600");
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+// ------------------------------ P6: a repository that trickles its answer
+
+/// Loops `check` as the agent until `stop`, returning how many ran and the
+/// longest one took.
+fn check_loop(s: &Scenario, stop: &AtomicBool) -> (usize, Duration) {
+    let mut checks = 0;
+    let mut longest = Duration::ZERO;
+    while !stop.load(Ordering::SeqCst) && checks < 500 {
+        let t0 = Instant::now();
+        let out = s.agent(&["check"]);
+        longest = longest.max(t0.elapsed());
+        assert!(
+            matches!(out.status.code(), Some(0 | 100 | 1)),
+            "{}",
+            text(&out)
+        );
+        checks += 1;
+    }
+    (checks, longest)
+}
+
+/// The shortest settings that show the rate limit: a refresh is killed
+/// after 3 s, and the next may start 2 s (doubled per failure) after.
+const QUICK_REFRESH: &str = "refresh_interval = 2s\nrefresh_timeout = 3s\n";
+
+/// A repository server that sends one byte a second keeps every refresh
+/// running until the helper kills it. With the interval counted from the
+/// start of an attempt and a 300 s kill, the next `Check` began another
+/// at once and apt's lists lock stayed held; root's own `apt-get update`
+/// failed on it every time. Now root's gets the lock within a few seconds,
+/// six times in a row, while the agent loops `Check`.
+#[test]
+fn a_trickling_repository_does_not_keep_roots_apt_get_update_out() {
+    let fx = apt_fixture();
+    let s = standard(|u| u.configure(QUICK_REFRESH).unwrap());
+    s.u.http.set_trickle(true);
+    let stop = AtomicBool::new(false);
+    let (waits, failures, checks) = std::thread::scope(|scope| {
+        let looping = scope.spawn(|| check_loop(&s, &stop));
+        std::thread::sleep(Duration::from_millis(500));
+        let mut waits = Vec::new();
+        let mut failures = Vec::new();
+        for _ in 0..6 {
+            let t0 = Instant::now();
+            loop {
+                // Root's own update of no source: it takes the lists lock
+                // and fetches nothing, so the trickle does not slow it.
+                let out =
+                    s.u.sandbox
+                        .run_unchecked(&[
+                            "apt-get",
+                            "update",
+                            "-o",
+                            "Dir::Etc::SourceList=/dev/null",
+                            "-o",
+                            "Dir::Etc::SourceParts=/nonexistent",
+                        ])
+                        .unwrap();
+                if out.status.success() {
+                    waits.push(t0.elapsed());
+                    break;
+                }
+                if t0.elapsed() > Duration::from_secs(8) {
+                    failures.push(text(&out));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        stop.store(true, Ordering::SeqCst);
+        (waits, failures, looping.join().unwrap())
+    });
+    s.u.http.set_trickle(false);
+    let fetches = metadata_fetches(&s.u.http, &fx.patchman.url_path);
+    eprintln!(
+        "{} agent checks (longest {:?}), {fetches} refreshes; root's apt-get update waited {waits:?}",
+        checks.0, checks.1
+    );
+    assert!(failures.is_empty(), "{failures:#?}\n{}", s.u.helper_log());
+    assert!(checks.0 >= 3, "the agent kept checking");
+    assert!(
+        checks.1 < Duration::from_secs(10),
+        "a refresh ran past its kill time: {:?}",
+        checks.1
+    );
+    assert!((1..=4).contains(&fetches), "{fetches} refreshes");
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+/// dnf: `metadata_expire=-1` alone does not stop dnf fetching when there
+/// is no usable cache, so every `Check` of a trickling repository went to
+/// the network and hung there. Now a `Check` that is not due runs `-C`
+/// and answers at once that nothing is cached and when the next refresh
+/// may run; the repository sees one metadata request per back-off step.
+#[test]
+fn dnf_a_trickling_repository_is_not_fetched_on_every_check() {
+    let s = el_standard(|u| u.configure(QUICK_REFRESH).unwrap());
+    s.u.http.set_trickle(true);
+    let before = metadata_fetches(&s.u.http, "patchman/");
+    let t0 = Instant::now();
+    let mut said = Vec::new();
+    while t0.elapsed() < Duration::from_secs(15) {
+        let started = Instant::now();
+        let out = s.agent_exits(&["check"], 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a check ran past the refresh's kill time: {:?}",
+            started.elapsed()
+        );
+        said.push(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    s.u.http.set_trickle(false);
+    let fetches = metadata_fetches(&s.u.http, "patchman/") - before;
+    let unavailable = said
+        .iter()
+        .filter(|e| e.contains("is cached") && e.contains("the next refresh may run in"))
+        .count();
+    eprintln!(
+        "{} checks in 15 s, {fetches} metadata requests, {unavailable} answered from no cache",
+        said.len()
+    );
+    assert!(unavailable >= 2, "{said:#?}\n{}", s.u.helper_log());
+    assert!((1..=4).contains(&fetches), "{fetches} metadata requests");
     s.assert_nothing_changed();
     s.finish();
 }

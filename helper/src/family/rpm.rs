@@ -79,29 +79,67 @@ fn only_our_repository(h: &Helper) -> [String; 2] {
 /// it (measured on dnf 4.14: `Public key for … is not installed`, `Error:
 /// GPG check FAILED`, exit 1, the key never fetched).
 ///
-/// And `--setopt=<repository>.metadata_expire=0` on the first command of a
-/// request that refreshes ([`Metadata`]), `=-1` (never) on every other: only
-/// the patchman repository's metadata is expired, and at most once per
-/// `[updates] refresh_interval`.
+/// And `--setopt=<repository>.metadata_expire=-1` (never expire): only
+/// [`refresh_metadata`] fetches the metadata, and at most once per
+/// `[updates] refresh_interval`; the queries (`check-update`, the
+/// `--assumeno` plan) also run `-C` (cache only), because `-1` does not
+/// stop dnf fetching when no usable cache is there (measured: dnf 4.14
+/// `check-update` with `-1` and an empty cache fetched, and hung on a
+/// stalled server).
 fn restricted<'a>(
     h: &Helper,
-    meta: &Metadata,
+    metadata: Metadata,
     timeout: Duration,
     subcommand: impl IntoIterator<Item = &'a str>,
 ) -> Cmd {
     let repository = h.config().repository;
-    let expire = if meta.expire_now.take() { "0" } else { "-1" };
-    Cmd::new(tool(h), timeout)
+    let expire = match metadata {
+        Metadata::Refresh => "0",
+        Metadata::Cached | Metadata::CacheOnly => "-1",
+    };
+    let cmd = Cmd::new(tool(h), timeout)
         .arg(format!("--setopt={repository}.gpgkey="))
-        .arg(format!("--setopt={repository}.metadata_expire={expire}"))
-        .args(subcommand)
+        .arg(format!("--setopt={repository}.metadata_expire={expire}"));
+    match metadata {
+        Metadata::CacheOnly => cmd.arg("-C"),
+        Metadata::Refresh | Metadata::Cached => cmd,
+    }
+    .args(subcommand)
 }
 
-/// Whether this request refreshes the repository's metadata, and whether
-/// its next dnf/yum command is the one that does.
-struct Metadata {
-    refreshes: bool,
-    expire_now: std::cell::Cell<bool>,
+/// A dnf/yum command failed at `step`: its classified excerpt, else the
+/// end of its output.
+fn dnf_failed(step: Step, out: &Output, excerpt: String) -> Failure {
+    Failure::CommandFailed {
+        step,
+        exit_code: out.code(),
+        excerpt: if excerpt.is_empty() {
+            out.excerpt(MAX_EXCERPT)
+        } else {
+            excerpt
+        },
+    }
+}
+
+/// How a dnf/yum command treats the patchman repository's metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Metadata {
+    /// Expire it and fetch it now: [`refresh_metadata`] only.
+    Refresh,
+    /// Never expire it (the download: `-C` would not fetch the packages).
+    Cached,
+    /// From the cache only, never the network.
+    CacheOnly,
+}
+
+/// dnf's words for `-C` with nothing cached (`Error: Cache-only enabled
+/// but no cache for 'patchman'`): the request was not due to refresh and
+/// has nothing to answer from.
+fn no_cache(h: &Helper, out: &Output) -> Option<Failure> {
+    [&out.stdout, &out.stderr]
+        .iter()
+        .any(|t| t.contains("Cache-only enabled but no cache"))
+        .then(|| super::metadata_unavailable(h))
 }
 
 /// The keys the downloaded files are signed with that the rpm database
@@ -211,27 +249,38 @@ fn installed_targets(q: &RpmQuery) -> Result<Vec<(Package, Evr)>, Failure> {
 /// filter and wipes the metadata cache of every repository on the host,
 /// every time (measured on dnf 4.14: a second repository's 5 cache files
 /// → 0), so the next dnf run of anyone downloads all of them again.
-/// Instead the next command expires only the patchman repository's
-/// metadata (`--setopt=<repository>.metadata_expire=0`), and at most once
-/// per `[updates] refresh_interval` ([`super::RefreshClock`]).
-fn begin_metadata(h: &Helper, progress: &mut Progress<'_>) -> Metadata {
-    let refreshes = h
+/// Instead `makecache` expires and fetches only the patchman repository's
+/// metadata (`--setopt=<repository>.metadata_expire=0`), at most once per
+/// `[updates] refresh_interval` counted from the end of the last attempt
+/// and backed off after failures ([`super::RefreshClock`]), and killed
+/// after `[updates] refresh_timeout`. Returns whether it refreshed.
+fn refresh_metadata(h: &Helper, progress: &mut Progress<'_>) -> Result<bool, Failure> {
+    let Some(attempt) = h
         .refresh
-        .begin(h.config().repository.as_str(), h.config().refresh_interval);
-    if refreshes {
-        progress(Step::RefreshMetadata);
+        .begin(h.config().repository.as_str(), h.config().refresh_interval)
+    else {
+        return Ok(false);
+    };
+    progress(Step::RefreshMetadata);
+    let cmd = restricted(
+        h,
+        Metadata::Refresh,
+        h.config().refresh_timeout,
+        ["-q", "makecache"],
+    )
+    .args(only_our_repository(h));
+    let out = run(h, Step::RefreshMetadata, &cmd, Exits::Any)?;
+    if !out.success() {
+        let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
+        return Err(match d.outcome {
+            dnf::DnfOutcome::UnknownRepo(_) => Failure::RepositoryMissing {
+                repository: h.config().repository.to_string(),
+            },
+            _ => dnf_failed(Step::RefreshMetadata, &out, d.excerpt),
+        });
     }
-    Metadata {
-        refreshes,
-        expire_now: std::cell::Cell::new(refreshes),
-    }
-}
-
-/// The command that fetched the metadata came through.
-fn metadata_fetched(h: &Helper, meta: &Metadata) {
-    if meta.refreshes {
-        h.refresh.succeeded(h.config().repository.as_str());
-    }
+    attempt.succeeded();
+    Ok(true)
 }
 
 /// What a download-only run came to, for either tool.
@@ -326,24 +375,23 @@ enum Planned {
 /// plan and the headers are checked before anything is installed.)
 fn plan(
     h: &Helper,
-    meta: &Metadata,
     installed: &[(Package, Evr)],
     progress: &mut Progress<'_>,
 ) -> Result<Planned, Failure> {
     progress(Step::CheckDependencies);
     let cmd = restricted(
         h,
-        meta,
+        Metadata::CacheOnly,
         DOWNLOAD_TIMEOUT,
         ["install", "--assumeno", "--verbose"],
     )
     .args(only_our_repository(h))
     .args(installed.iter().map(|(p, _)| p.name()));
     let out = run(h, Step::CheckDependencies, &cmd, Exits::Any)?;
-    let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
-    if !matches!(d.outcome, dnf::DnfOutcome::MetadataUnavailable { .. }) {
-        metadata_fetched(h, meta);
+    if let Some(failure) = no_cache(h, &out) {
+        return Err(failure);
     }
+    let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
     match d.outcome {
         dnf::DnfOutcome::Aborted => {
             plan_allowed(h, installed, &d.resolved)?;
@@ -359,15 +407,7 @@ fn plan(
             repository: h.config().repository.to_string(),
         }),
         dnf::DnfOutcome::NoMatch(_) => Err(Failure::NotInstalled),
-        _ => Err(Failure::CommandFailed {
-            step: Step::CheckDependencies,
-            exit_code: out.code(),
-            excerpt: if d.excerpt.is_empty() {
-                out.excerpt(MAX_EXCERPT)
-            } else {
-                d.excerpt
-            },
-        }),
+        _ => Err(dnf_failed(Step::CheckDependencies, &out, d.excerpt)),
     }
 }
 
@@ -430,7 +470,6 @@ fn header_allowed(h: &Helper, installed: &[(Package, Evr)], path: &Path) -> Resu
 /// Step 2: download the newest of our installed packages into `dir`.
 fn download(
     h: &Helper,
-    meta: &Metadata,
     installed: &[(Package, Evr)],
     private: &PrivateDir,
     progress: &mut Progress<'_>,
@@ -440,7 +479,7 @@ fn download(
     downloaddir.push(private.path().as_os_str());
     let mut cmd = restricted(
         h,
-        meta,
+        Metadata::Cached,
         DOWNLOAD_TIMEOUT,
         ["install", "-y", "--downloadonly"],
     )
@@ -817,14 +856,22 @@ fn install_and_confirm(
 pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Failure> {
     let q = query_installed(h, Step::QueryCandidate)?;
     let installed = installed_targets(&q)?;
-    let meta = begin_metadata(h, progress);
+    let refreshed = refresh_metadata(h, progress)?;
     progress(Step::QueryCandidate);
-    let cmd = restricted(h, &meta, DOWNLOAD_TIMEOUT, ["-q", "check-update"])
-        .args(only_our_repository(h))
-        .args(installed.iter().map(|(p, _)| p.name()));
+    let cmd = restricted(
+        h,
+        Metadata::CacheOnly,
+        QUERY_TIMEOUT,
+        ["-q", "check-update"],
+    )
+    .args(only_our_repository(h))
+    .args(installed.iter().map(|(p, _)| p.name()));
     let out = run(h, Step::QueryCandidate, &cmd, Exits::Any)?;
     // 100: updates listed; 0: none; anything else: an error.
     if !matches!(out.code(), Some(0 | 100)) {
+        if let Some(failure) = no_cache(h, &out) {
+            return Err(failure);
+        }
         if let dnf::DnfOutcome::UnknownRepo(_) =
             dnf::classify_download(out.code(), &out.stdout, &out.stderr).outcome
         {
@@ -855,16 +902,15 @@ pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Fai
             }
         })
         .collect();
-    metadata_fetched(h, &meta);
-    Ok(super::check_report(h, packages, meta.refreshes))
+    Ok(super::check_report(h, packages, refreshed))
 }
 
 pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, Failure> {
     let q = query_installed(h, Step::FinishInterrupted)?;
     let installed = installed_targets(&q)?;
-    let meta = begin_metadata(h, progress);
+    refresh_metadata(h, progress)?;
     if h.family == Family::Dnf {
-        if let Planned::NothingNewer = plan(h, &meta, &installed, progress)? {
+        if let Planned::NothingNewer = plan(h, &installed, progress)? {
             progress(Step::Cleanup);
             return Ok(UpdateReport {
                 changes: Vec::new(),
@@ -873,11 +919,7 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
         }
     }
     let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
-    let downloaded = download(h, &meta, &installed, &private, progress);
-    if downloaded.is_ok() {
-        metadata_fetched(h, &meta);
-    }
-    let resolved = match downloaded? {
+    let resolved = match download(h, &installed, &private, progress)? {
         Downloaded::NothingNewer => {
             progress(Step::Cleanup);
             return Ok(UpdateReport {

@@ -77,6 +77,8 @@
 //! | 50 | the repository server trickles one byte a second (no client timeout catches it), so every refresh runs to its kill time, while the agent loops `Check`: root's own `apt-get update` gets the lists lock within a few seconds, every time (the interval counts from the end of an attempt, backs off after a failed one; the refresh's kill time is `refresh_timeout`) | P6 P10 | `a_trickling_repository_does_not_keep_roots_apt_get_update_out` |
 //! | 51 | the same on dnf: the checks that are not due run `-C` and answer "no metadata cached, next refresh in …" instead of fetching; the repository sees few metadata requests | P6 P10 | `dnf_a_trickling_repository_is_not_fetched_on_every_check` |
 
+//! | 52 | a downloaded "rpm" that is a text file naming a root-only file (as if dnf had not checked it): `rpm -qp` would read it as a manifest and quote the root-only file's words in its errors, which went to the agent; now the rpm lead is checked first, `rpm -qp` runs `--nomanifest`, and rpm's messages about an unverified file are never passed on | P9 | `a_text_file_as_the_rpm_is_refused_without_quoting_it` |
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Child;
@@ -1477,6 +1479,60 @@ fn dnf_a_trickling_repository_is_not_fetched_on_every_check() {
     );
     assert!(unavailable >= 2, "{said:#?}\n{}", s.u.helper_log());
     assert!((1..=4).contains(&fetches), "{fetches} metadata requests");
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+// --------------------------------- P9: an unverified file is not quoted
+
+/// The words of a root-only file, which no reply may carry.
+const ROOT_ONLY_CANARY: &str = "patchman-root-only-canary-7f3a";
+
+/// A downloaded "package" that is a text file naming a root-only file,
+/// swapped in right after dnf's own check as if dnf had not checked.
+/// `rpm -qp` read it as a manifest (a list of paths and globs), then read
+/// the root-only file the same way, and its error messages quoted that
+/// file's words; they went to the agent in `MetadataMismatch`. Now the
+/// helper checks the rpm lead before any `rpm -qp`, runs `--nomanifest`,
+/// and never passes on rpm's messages about a file not yet verified.
+#[test]
+fn a_text_file_as_the_rpm_is_refused_without_quoting_it() {
+    let s = el_standard(|u| {
+        u.sandbox
+            .write_file("/root/patchman-secret", format!("{ROOT_ONLY_CANARY}\n"))
+            .unwrap();
+        u.sandbox
+            .run(&["chmod", "0600", "/root/patchman-secret"])
+            .unwrap();
+        u.sandbox
+            .write_file("/root/manifest.txt", "/root/patchman-secret\n")
+            .unwrap();
+        wrap_tool_after(
+            u,
+            "/usr/bin/dnf-3",
+            "for a in \"$@\"; do case \"$a\" in --downloaddir=*) \
+                 for f in \"${a#--downloaddir=}\"/*.rpm; do [ -f \"$f\" ] && \
+                 cp /root/manifest.txt \"$f\" && touch /root/swapped; done;; esac; done",
+        );
+    });
+    let out = s.agent_exits(&["update"], 1);
+    assert!(
+        s.u.sandbox.exists("/root/swapped").unwrap(),
+        "the swap happened"
+    );
+    let said = text(&out);
+    assert!(!said.contains(ROOT_ONLY_CANARY), "{said}");
+    assert!(
+        said.contains("refused patchman-client") && said.contains("not an rpm package"),
+        "{said}\n{}",
+        s.u.helper_log()
+    );
+    assert!(
+        !s.u.helper_log().contains(ROOT_ONLY_CANARY),
+        "{}",
+        s.u.helper_log()
+    );
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
     s.assert_nothing_changed();
     s.finish();
 }

@@ -207,19 +207,10 @@ impl RefreshClock {
     /// root-only directory, and not in the future.
     fn read_stamp(&self, repository: &str) -> Option<(std::time::Instant, u32)> {
         use std::io::Read;
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        use std::os::unix::fs::MetadataExt;
         let dir = self.stamp_dir.as_deref()?;
         crate::files::check_root_dir(dir).ok()?;
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(
-                (nix::fcntl::OFlag::O_NOFOLLOW
-                    | nix::fcntl::OFlag::O_NONBLOCK
-                    | nix::fcntl::OFlag::O_CLOEXEC)
-                    .bits(),
-            )
-            .open(dir.join(REFRESH_STAMP))
-            .ok()?;
+        let mut f = crate::files::open_no_follow(&dir.join(REFRESH_STAMP)).ok()?;
         let m = f.metadata().ok()?;
         if !m.is_file() || m.uid() != 0 || m.mode() & 0o022 != 0 || m.len() > MAX_STAMP_LEN {
             return None;

@@ -411,15 +411,57 @@ fn plan(
     }
 }
 
+/// The magic bytes every rpm package file starts with (its "lead").
+const RPM_LEAD_MAGIC: [u8; 4] = [0xED, 0xAB, 0xEE, 0xDB];
+
+/// Whether the file at `path` (already checked in place: ours, regular,
+/// one link) starts with the rpm lead. Checked before any `rpm -qp`: of a
+/// file that is not a package, rpm reads it as a manifest, a list of paths
+/// and globs, and echoes its words (and then files' contents) in its error
+/// messages.
+fn has_rpm_lead(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    files::open_no_follow(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == RPM_LEAD_MAGIC)
+}
+
+/// `rpm -qp --nomanifest --queryformat FORMAT PATH`: a file that is not a
+/// package is an error, never read as a manifest (`--nomanifest` is in rpm
+/// since 4.6; read in rpm-4.11.3's `lib/poptQV.c` and `lib/rpmgi.c`, so EL 7
+/// has it).
+fn query_file(format: &str, path: &Path) -> Cmd {
+    Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
+        .args(["-qp", "--nomanifest", "--queryformat", format])
+        .arg(path)
+}
+
+/// `rpm -qp` could not read a downloaded file. Its output is not passed
+/// on: the file is not verified yet, and rpm's messages can quote it.
+fn unreadable_file(package: Package, out: &Output) -> Failure {
+    Failure::Verification {
+        package,
+        reason: VerificationFailure::MetadataMismatch {
+            expected: "a readable rpm package".into(),
+            found: match out.code() {
+                Some(c) => format!("rpm -qp could not read it (exit code {c})"),
+                None => "rpm -qp could not read it (killed by a signal)".into(),
+            },
+        },
+    }
+}
+
 /// (ours) The downloaded header itself: an `Obsoletes:` or `Conflicts:` that
 /// names an installed package other than ours would make `rpm -U` erase
 /// it or fail; refused whatever the solver printed (`rpm -qp --obsoletes
 /// --conflicts`, then `rpm -q --whatprovides` of each name).
 fn header_allowed(h: &Helper, installed: &[(Package, Evr)], path: &Path) -> Result<(), Failure> {
-    let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
-        .args(["-qp", "--queryformat", rpm_query::RELATIONS_FORMAT])
-        .arg(path);
-    let out = run(h, Step::Verify, &cmd, Exits::Success)?;
+    let cmd = query_file(rpm_query::RELATIONS_FORMAT, path);
+    let out = run(h, Step::Verify, &cmd, Exits::Any)?;
+    if !out.success() {
+        return Err(unreadable_file(Package::Client, &out));
+    }
     let named = rpm_query::parse_relations(&out.stdout).map_err(|e| unexpected(Step::Verify, e))?;
     let foreign: Vec<&rpm_query::Relation> = named
         .iter()
@@ -694,18 +736,19 @@ fn locate_and_verify(
             },
             other => internal(other),
         })?;
-        let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
-            .args(["-qp", "--queryformat", rpm_query::QUERY_FORMAT])
-            .arg(&path);
-        let out = run(h, Step::Verify, &cmd, Exits::Any)?;
-        if !out.success() {
+        if !has_rpm_lead(&path) {
             return Err(Failure::Verification {
                 package: Package::Client,
                 reason: VerificationFailure::MetadataMismatch {
-                    expected: "a readable rpm package".into(),
-                    found: out.excerpt(MAX_EXCERPT),
+                    expected: "an rpm package".into(),
+                    found: "a file without the rpm lead (not an rpm package)".into(),
                 },
             });
+        }
+        let cmd = query_file(rpm_query::QUERY_FORMAT, &path);
+        let out = run(h, Step::Verify, &cmd, Exits::Any)?;
+        if !out.success() {
+            return Err(unreadable_file(Package::Client, &out));
         }
         let meta = rpm_query::parse_file_query(&out.stdout).map_err(|_| refuse_unknown())?;
         let package = meta.package;

@@ -79,6 +79,8 @@
 
 //! | 52 | a downloaded "rpm" that is a text file naming a root-only file (as if dnf had not checked it): `rpm -qp` would read it as a manifest and quote the root-only file's words in its errors, which went to the agent; now the rpm lead is checked first, `rpm -qp` runs `--nomanifest`, and rpm's messages about an unverified file are never passed on | P9 | `a_text_file_as_the_rpm_is_refused_without_quoting_it` |
 
+//! | 53 | dnf's plan line for a third package (the new dependency `libpatchman-new`) that cannot be read (its version mangled in dnf's output): refused as a change before the download, where it used to be dropped and the files fetched | P2 P10 | `dnf_a_plan_line_that_cannot_be_read_is_refused_before_the_download` |
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Child;
@@ -1531,6 +1533,64 @@ fn a_text_file_as_the_rpm_is_refused_without_quoting_it() {
         !s.u.helper_log().contains(ROOT_ONLY_CANARY),
         "{}",
         s.u.helper_log()
+    );
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+// ------------------------------------ P2: a plan line that cannot be read
+
+/// The package files fetched from the test's server so far.
+fn package_fetches(server: &HttpServer) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(".rpm"))
+        .count()
+}
+
+/// dnf's plan names a third package (client 1.7.2-1's new dependency) on
+/// a line the helper cannot read: here dnf's own output with that line's
+/// version mangled. The parser used to drop such a line, so the plan check
+/// saw only our upgrade and the files were downloaded; now the line is a
+/// change like any other not ours, refused before the download.
+#[test]
+fn dnf_a_plan_line_that_cannot_be_read_is_refused_before_the_download() {
+    let fx = el_fixture();
+    let host_before = host_package_state();
+    let u = Updater::new_el(
+        ElRelease::AlmaLinux8,
+        &fx.newdep_lib,
+        &[fx.client("1.7.0-1")],
+    )
+    .expect("EL sandbox");
+    let s = Scenario::start(Db::Rpm, u, host_before, |u| {
+        let real = "/usr/bin/dnf-3.real";
+        u.sandbox.run(&["mv", "/usr/bin/dnf-3", real]).unwrap();
+        u.sandbox
+            .write_file_mode(
+                "/usr/bin/dnf-3",
+                format!(
+                    "#!/bin/bash\nset -o pipefail\n{real} \"$@\" | sed -e \
+                     's/^---> Package \\(libpatchman-new\\.[^ ]*\\) [^ ]*/---> Package \\1 1::/'\n"
+                ),
+                0o755,
+            )
+            .unwrap();
+    });
+    let before = package_fetches(&s.u.http);
+    let out = s.agent_exits(&["update"], 1);
+    let said = text(&out);
+    assert!(
+        said.contains("libpatchman-new") && said.contains("attended upgrade"),
+        "{said}\n{}",
+        s.u.helper_log()
+    );
+    assert_eq!(
+        package_fetches(&s.u.http),
+        before,
+        "nothing downloaded\n{said}"
     );
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
     s.assert_nothing_changed();

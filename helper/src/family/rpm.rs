@@ -339,6 +339,7 @@ fn plan_allowed(
     h: &Helper,
     installed: &[(Package, Evr)],
     resolved: &[dnf::Resolved],
+    transaction_size: Option<usize>,
 ) -> Result<(), Failure> {
     let allowed = |r: &dnf::Resolved| {
         let ours =
@@ -348,11 +349,20 @@ fn plan_allowed(
             dnf::Change::Upgrade | dnf::Change::Upgraded | dnf::Change::Install
         )
     };
-    let others: Vec<String> = resolved
+    let mut others: Vec<String> = resolved
         .iter()
         .filter(|r| !allowed(r))
         .map(|r| format!("{} {} {}", r.change.describe(), r.name, r.evr))
         .collect();
+    // The summary counts packages no line named: something is hidden.
+    // dnf's only: yum 3 counts an obsoleting upgrade as one install and
+    // one upgrade on two lines (there the downloaded header's
+    // `Obsoletes:` names the victim).
+    let transaction_size = transaction_size.filter(|_| h.family == Family::Dnf);
+    match dnf::unlisted(resolved, transaction_size) {
+        0 => {}
+        n => others.push(format!("change {n} package(s) its plan does not list")),
+    }
     if others.is_empty() {
         return Ok(());
     }
@@ -394,7 +404,7 @@ fn plan(
     let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
     match d.outcome {
         dnf::DnfOutcome::Aborted => {
-            plan_allowed(h, installed, &d.resolved)?;
+            plan_allowed(h, installed, &d.resolved, d.transaction_size)?;
             Ok(Planned::Changes)
         }
         dnf::DnfOutcome::NothingToDo => Ok(Planned::NothingNewer),
@@ -556,7 +566,7 @@ fn download(
         let y = yum::classify_download(out.code(), &out.stdout, &out.stderr);
         match y.outcome {
             yum::YumOutcome::Downloaded => {
-                plan_allowed(h, installed, &y.resolved)?;
+                plan_allowed(h, installed, &y.resolved, y.transaction_size)?;
                 return Ok(Downloaded::Files {
                     resolved: resolved_of(&y.resolved),
                 });
@@ -583,7 +593,7 @@ fn download(
     let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
     match d.outcome {
         dnf::DnfOutcome::Downloaded => {
-            plan_allowed(h, installed, &d.resolved)?;
+            plan_allowed(h, installed, &d.resolved, d.transaction_size)?;
             Ok(Downloaded::Files {
                 resolved: resolved_of(&d.resolved),
             })

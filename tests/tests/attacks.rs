@@ -81,6 +81,8 @@
 
 //! | 53 | dnf's plan line for a third package (the new dependency `libpatchman-new`) that cannot be read (its version mangled in dnf's output): refused as a change before the download, where it used to be dropped and the files fetched | P2 P10 | `dnf_a_plan_line_that_cannot_be_read_is_refused_before_the_download` |
 
+//! | 54 | a signed source package (`.src.rpm` content under a binary package's name, its key imported by root) swapped in for the download: refused as a source package (`%{SOURCERPM}` is `(none)`) before `rpm -U` | P2 P9 | `dnf_a_signed_source_package_is_refused` |
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Child;
@@ -1258,6 +1260,21 @@ fn dnf_another_repositorys_cache_survives_a_check() {
     s.assert_only_changed(&[CLIENT]);
     s.finish();
 }
+/// Wraps dnf so that right after its own run (and its signature check)
+/// every downloaded `.rpm` is replaced by `inside` and `/root/swapped` is
+/// touched: as if dnf had not checked the file.
+fn swap_downloads_with(u: &Updater, inside: &str) {
+    wrap_tool_after(
+        u,
+        "/usr/bin/dnf-3",
+        &format!(
+            "for a in \"$@\"; do case \"$a\" in --downloaddir=*) \
+             for f in \"${{a#--downloaddir=}}\"/*.rpm; do [ -f \"$f\" ] && \
+             cp {inside} \"$f\" && touch /root/swapped; done;; esac; done"
+        ),
+    );
+}
+
 // ------------------------------------------------- P9: where gpgcheck is
 
 /// The helper's own `rpmkeys --checksig` is the only signature check on
@@ -1509,13 +1526,7 @@ fn a_text_file_as_the_rpm_is_refused_without_quoting_it() {
         u.sandbox
             .write_file("/root/manifest.txt", "/root/patchman-secret\n")
             .unwrap();
-        wrap_tool_after(
-            u,
-            "/usr/bin/dnf-3",
-            "for a in \"$@\"; do case \"$a\" in --downloaddir=*) \
-                 for f in \"${a#--downloaddir=}\"/*.rpm; do [ -f \"$f\" ] && \
-                 cp /root/manifest.txt \"$f\" && touch /root/swapped; done;; esac; done",
-        );
+        swap_downloads_with(u, "/root/manifest.txt");
     });
     let out = s.agent_exits(&["update"], 1);
     assert!(
@@ -1591,6 +1602,45 @@ fn dnf_a_plan_line_that_cannot_be_read_is_refused_before_the_download() {
         package_fetches(&s.u.http),
         before,
         "nothing downloaded\n{said}"
+    );
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+// ----------------------------------------- P2 P9: a source package
+
+/// A source package of `patchman-client` 1.7.1-1, signed by a key root
+/// has imported, swapped in for the download as if dnf had not checked:
+/// name, version and signature all pass, and `rpm -U` would "install" the
+/// sources. Refused as a source package before `rpm -U`.
+#[test]
+fn dnf_a_signed_source_package_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srpm, key) = patchman_tests::attack_support::signed_source_rpm(dir.path()).unwrap();
+    let s = el_standard(|u| {
+        u.sandbox.copy_in(&key, "/root/srcatk.key").unwrap();
+        u.sandbox
+            .run(&["rpm", "--import", "/root/srcatk.key"])
+            .unwrap();
+        u.sandbox.copy_in(&srpm, "/root/source.rpm").unwrap();
+        swap_downloads_with(u, "/root/source.rpm");
+    });
+    let out = s.agent_exits(&["update"], 1);
+    assert!(
+        s.u.sandbox.exists("/root/swapped").unwrap(),
+        "the swap happened"
+    );
+    let said = text(&out);
+    assert!(
+        said.contains("refused patchman-client") && said.contains("a source package"),
+        "{said}\n{}",
+        s.u.helper_log()
+    );
+    assert!(
+        !s.u.helper_log().contains("command=rpm -U"),
+        "{}",
+        s.u.helper_log()
     );
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
     s.assert_nothing_changed();

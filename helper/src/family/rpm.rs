@@ -755,7 +755,7 @@ fn locate_and_verify(
                 },
             });
         }
-        let cmd = query_file(rpm_query::QUERY_FORMAT, &path);
+        let cmd = query_file(rpm_query::FILE_QUERY_FORMAT, &path);
         let out = run(h, Step::Verify, &cmd, Exits::Any)?;
         if !out.success() {
             return Err(unreadable_file(Package::Client, &out));
@@ -763,6 +763,12 @@ fn locate_and_verify(
         let meta = rpm_query::parse_file_query(&out.stdout).map_err(|_| refuse_unknown())?;
         let package = meta.package;
         let refuse = |reason| Failure::Verification { package, reason };
+        if meta.source_package {
+            return Err(refuse(VerificationFailure::MetadataMismatch {
+                expected: "a binary package".into(),
+                found: "a source package".into(),
+            }));
+        }
         let Some((_, from)) = installed.iter().find(|(p, _)| *p == package) else {
             // A package of ours that is not installed: never installed here.
             return Err(refuse(VerificationFailure::MetadataMismatch {

@@ -56,9 +56,7 @@ pub(crate) fn run(
     exits: Exits,
 ) -> Result<crate::exec::Output, Failure> {
     let out = h.programs.run(cmd).map_err(internal)?;
-    if out.timed_out && cmd.on_timeout == crate::exec::OnTimeout::Kill {
-        return Err(Failure::Timeout { step });
-    }
+    let out = whole(step, cmd, out)?;
     if !out.success() {
         let lock = match h.family {
             Family::Apt => apt::lock_in(&out),
@@ -79,6 +77,37 @@ pub(crate) fn run(
             exit_code: out.code(),
             excerpt: out.excerpt(crate::parse::MAX_EXCERPT),
         });
+    }
+    Ok(out)
+}
+
+/// The output of a command that may be killed, refused unless it ran to
+/// its end and was read whole: a timeout is `Timeout`, and output cut at
+/// the capture cap is `UnexpectedOutput`, never parsed (the plan, the
+/// candidate list, the signature verdict are decided on what is read, and
+/// what was cut off could be the line that refuses). A command that must
+/// never be killed (`dpkg -i`, `rpm -U`) has run by then: its output is
+/// passed on, and its step confirms the result by querying.
+fn whole(
+    step: Step,
+    cmd: &crate::exec::Cmd,
+    out: crate::exec::Output,
+) -> Result<crate::exec::Output, Failure> {
+    if cmd.on_timeout != crate::exec::OnTimeout::Kill {
+        return Ok(out);
+    }
+    if out.timed_out {
+        return Err(Failure::Timeout { step });
+    }
+    if out.truncated {
+        return Err(unexpected(
+            step,
+            format_args!(
+                "{} printed more than the {} KiB the helper reads; not read",
+                cmd.tool.name(),
+                cmd.output_cap / 1024
+            ),
+        ));
     }
     Ok(out)
 }
@@ -386,6 +415,54 @@ pub(crate) fn check_report(h: &Helper, packages: Vec<Candidate>, refreshed: bool
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn output_cut_at_the_cap_is_never_read() {
+        use crate::exec::{testing::run_program, OnTimeout};
+        let sh = std::path::Path::new("/bin/sh");
+        // A plan whose refusing line comes after the cap.
+        let script = "i=0; while [ $i -lt 200 ]; do echo \"---> Package patchman-client.noarch 1.7.1-1 will be an upgrade\"; i=$((i+1)); done; echo '---> Package victim.noarch 1.0-1 will be erased'";
+        let cap = 4096;
+        let cmd =
+            crate::exec::Cmd::new(crate::exec::Tool::Dnf, Duration::from_secs(10)).output_cap(cap);
+        let out = run_program(
+            sh,
+            &["-c", script],
+            Duration::from_secs(10),
+            OnTimeout::Kill,
+            cap,
+        );
+        assert!(
+            out.truncated && !out.stdout.contains("victim"),
+            "the cap cut it"
+        );
+        match whole(Step::CheckDependencies, &cmd, out) {
+            Err(Failure::UnexpectedOutput { step, detail }) => {
+                assert_eq!(step, Step::CheckDependencies);
+                assert!(detail.contains("more than the 4 KiB"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let short = run_program(
+            sh,
+            &["-c", "echo ok"],
+            Duration::from_secs(10),
+            OnTimeout::Kill,
+            cap,
+        );
+        assert!(whole(Step::CheckDependencies, &cmd, short).is_ok());
+        // An install's output is passed on even when long: it has run.
+        let mut install = cmd.clone();
+        install.on_timeout = OnTimeout::Wait;
+        let long = run_program(
+            sh,
+            &["-c", script],
+            Duration::from_secs(10),
+            OnTimeout::Wait,
+            cap,
+        );
+        assert!(whole(Step::Install, &install, long).is_ok());
+    }
 
     #[test]
     fn refreshes_at_most_once_per_interval() {

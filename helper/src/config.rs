@@ -68,6 +68,14 @@ const MAX_PROBATION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 const MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
+/// Default kill time of one metadata refresh. Short, unlike the download's:
+/// a refresh fetches a few small index files, and while it runs it holds
+/// apt's lists lock (dnf's metadata lock), so a server that trickles one
+/// byte every few seconds would otherwise keep root's own `apt-get update`
+/// out for as long as the kill time (300 s before).
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(90);
+const MAX_REFRESH_TIMEOUT: Duration = Duration::from_secs(900);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub repository: RepositoryName,
@@ -84,6 +92,10 @@ pub struct Config {
     /// `[updates] probation`: how long a changing update waits for the new
     /// agent's `Confirm` before the helper rolls it back; zero: never.
     pub probation: Duration,
+    /// `[updates] refresh_timeout`: a metadata refresh still running after
+    /// this is killed (and counts as failed: the back-off). An addition of
+    /// ours.
+    pub refresh_timeout: Duration,
 }
 
 impl Default for Config {
@@ -93,6 +105,7 @@ impl Default for Config {
             lock_wait: DEFAULT_LOCK_WAIT,
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             probation: DEFAULT_PROBATION,
+            refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
         }
     }
 }
@@ -172,11 +185,25 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     )?;
     // `0`: rollback off.
     let probation = duration_key(&ini, "probation", MAX_PROBATION, "7d", DEFAULT_PROBATION)?;
+    let refresh_timeout = duration_key(
+        &ini,
+        "refresh_timeout",
+        MAX_REFRESH_TIMEOUT,
+        "15m",
+        DEFAULT_REFRESH_TIMEOUT,
+    )?;
+    if refresh_timeout < Duration::from_secs(1) {
+        return Err(ConfigError::BadValue {
+            key: "refresh_timeout",
+            why: "at least 1s".to_string(),
+        });
+    }
     Ok(Config {
         repository,
         lock_wait,
         refresh_interval,
         probation,
+        refresh_timeout,
     })
 }
 
@@ -232,6 +259,26 @@ mod tests {
             parse("[updates]\nlock_wait = 2h\n"),
             Err(ConfigError::BadValue { .. })
         ));
+    }
+
+    #[test]
+    fn refresh_timeout() {
+        assert_eq!(parse("").unwrap().refresh_timeout, DEFAULT_REFRESH_TIMEOUT);
+        let c = parse("[updates]\nrefresh_timeout = 3s\n").unwrap();
+        assert_eq!(c.refresh_timeout, Duration::from_secs(3));
+        for bad in ["0s", "1h", "90"] {
+            let text = format!("[updates]\nrefresh_timeout = {bad}\n");
+            assert!(
+                matches!(
+                    parse(&text),
+                    Err(ConfigError::BadValue {
+                        key: "refresh_timeout",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -62,6 +62,17 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FileErro
 
 /// Checks that `dir` and every directory above it is a real directory
 /// (not a symlink), owned by root, not writable by group or others.
+/// Opens `path` for reading without following a final symlink, without
+/// blocking on a FIFO or device, and never as a controlling terminal.
+pub fn open_no_follow(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(
+            (OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY).bits(),
+        )
+        .open(path)
+}
+
 pub fn check_root_dir(dir: &Path) -> Result<(), FileError> {
     // "archives/" as apt prints it: lstat of a path ending in '/' follows
     // a symlink at its last component, so look at the components only.
@@ -188,13 +199,7 @@ fn open_checked(dir: &Path, name: &str) -> Result<(File, fs::Metadata, PathBuf),
     }
     check_root_dir(dir)?;
     let source_path = dir.join(name);
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(
-            (OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY).bits(),
-        )
-        .open(&source_path)
-    {
+    let file = match open_no_follow(&source_path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(refused(VerificationFailure::Missing))

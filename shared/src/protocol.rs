@@ -534,6 +534,14 @@ pub enum Failure {
     UnexpectedOutput { step: Step, detail: String },
     /// Something on the helper's side failed (I/O, spawning).
     Internal { detail: String },
+    /// The request was not due to refresh the repository's metadata (the
+    /// rate limit, backed off after failed refreshes) and there is none
+    /// cached to answer from; the next refresh may run in
+    /// `next_refresh_secs` (`None`: one is running now).
+    MetadataUnavailable {
+        repository: String,
+        next_refresh_secs: Option<u64>,
+    },
 }
 
 impl fmt::Display for Failure {
@@ -597,6 +605,19 @@ impl fmt::Display for Failure {
                 write!(f, "unexpected output while {step}: {detail}")
             }
             Failure::Internal { detail } => write!(f, "helper error: {detail}"),
+            Failure::MetadataUnavailable {
+                repository,
+                next_refresh_secs,
+            } => {
+                write!(
+                    f,
+                    "no metadata of repository {repository:?} is cached (the last refresh failed or was cut short); "
+                )?;
+                match next_refresh_secs {
+                    Some(s) => write!(f, "the next refresh may run in {s} s"),
+                    None => write!(f, "a refresh is running now"),
+                }
+            }
         }
     }
 }

@@ -187,3 +187,38 @@ pub fn release_download(u: &Updater) {
         .run(&["touch", "/run/atk-go"])
         .expect("releasing the download");
 }
+
+/// A source package `patchman-client` 1.7.1-1 (`rpmbuild -bs`) signed by a
+/// fresh key, in `out_dir`; returns it and the key, ASCII-armored (what
+/// `rpm --import` takes). A source package is no binary package to
+/// install, whoever signed it.
+pub fn signed_source_rpm(
+    out_dir: &Path,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    use crate::sandbox::apt_repo::GpgHome;
+    use crate::sandbox::rpm::{export_armored, host_rpm_command, sign_rpms, RpmSpec};
+    use anyhow::Context;
+    std::fs::create_dir_all(out_dir)?;
+    // A short gpg home: its agent's socket lives there.
+    let gpg_dir = tempfile::Builder::new().prefix("pmsrc").tempdir()?;
+    let gpg = GpgHome::new(gpg_dir.path())?;
+    let key = gpg.generate_key("srcatk", out_dir)?;
+    let spec = RpmSpec::new("patchman-client", "1.7.1-1")
+        .file("/usr/share/patchman-client/VERSION", "1.7.1-1\n");
+    let work = tempfile::tempdir_in(out_dir)?;
+    let spec_file = work.path().join("patchman-client.spec");
+    std::fs::write(&spec_file, spec.spec_text()?)?;
+    let mut c = host_rpm_command("rpmbuild", work.path())?;
+    c.arg("--define")
+        .arg(format!("_srcrpmdir {}", out_dir.display()))
+        .args(["--quiet", "-bs"])
+        .arg(&spec_file);
+    crate::cmd::output(&mut c).context("rpmbuild -bs")?;
+    let srpm = out_dir.join("patchman-client-1.7.1-1.src.rpm");
+    anyhow::ensure!(srpm.is_file(), "rpmbuild wrote no {}", srpm.display());
+    sign_rpms(gpg_dir.path(), &key, std::slice::from_ref(&srpm))?;
+    let key_file = out_dir.join("RPM-GPG-KEY-srcatk");
+    export_armored(gpg_dir.path(), &key, &key_file)?;
+    drop(gpg);
+    Ok((srpm, key_file))
+}

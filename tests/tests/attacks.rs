@@ -79,6 +79,11 @@
 //! | 52 | rollback twice: a second rollback check after the rollback changes nothing | P2 P11 | same (rollback.rs); `the_rollback_rows_of_the_table` (helper/src/probation.rs) |
 //! | 53 | `Confirm` outside probation: typed no-op `NothingPending`; past the deadline `PastDeadline` | P2 P11 | same (rollback.rs); `the_confirm_rows_of_the_table` (helper/src/probation.rs) |
 //! | 54 | a new release whose helper exits at start cannot stop its rollback (the rescue copy of the old helper runs it) | P6 P11 | `a_release_whose_helper_exits_at_start_is_rolled_back_by_the_rescue_helper_and_quarantined` (rollback.rs) |
+//! | 55 | the repository server trickles one byte a second (no client timeout catches it), so every refresh runs to its kill time, while the agent loops `Check`: root's own `apt-get update` gets the lists lock within a few seconds, every time (the interval counts from the end of an attempt, backs off after a failed one; the refresh's kill time is `refresh_timeout`) | P6 P10 | `a_trickling_repository_does_not_keep_roots_apt_get_update_out` |
+//! | 56 | the same on dnf: the checks that are not due run `-C` and answer "no metadata cached, next refresh in …" instead of fetching; the repository sees few metadata requests | P6 P10 | `dnf_a_trickling_repository_is_not_fetched_on_every_check` |
+//! | 57 | a downloaded "rpm" that is a text file naming a root-only file (as if dnf had not checked it): `rpm -qp` would read it as a manifest and quote the root-only file's words in its errors, which went to the agent; now the rpm lead is checked first, `rpm -qp` runs `--nomanifest`, and rpm's messages about an unverified file are never passed on | P9 | `a_text_file_as_the_rpm_is_refused_without_quoting_it` |
+//! | 58 | dnf's plan line for a third package (the new dependency `libpatchman-new`) that cannot be read (its version mangled in dnf's output): refused as a change before the download, where it used to be dropped and the files fetched | P2 P10 | `dnf_a_plan_line_that_cannot_be_read_is_refused_before_the_download` |
+//! | 59 | a signed source package (`.src.rpm` content under a binary package's name, its key imported by root) swapped in for the download: refused as a source package (`%{SOURCERPM}` is `(none)`) before `rpm -U` | P2 P9 | `dnf_a_signed_source_package_is_refused` |
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -1257,6 +1262,21 @@ fn dnf_another_repositorys_cache_survives_a_check() {
     s.assert_only_changed(&[CLIENT]);
     s.finish();
 }
+/// Wraps dnf so that right after its own run (and its signature check)
+/// every downloaded `.rpm` is replaced by `inside` and `/root/swapped` is
+/// touched: as if dnf had not checked the file.
+fn swap_downloads_with(u: &Updater, inside: &str) {
+    wrap_tool_after(
+        u,
+        "/usr/bin/dnf-3",
+        &format!(
+            "for a in \"$@\"; do case \"$a\" in --downloaddir=*) \
+             for f in \"${{a#--downloaddir=}}\"/*.rpm; do [ -f \"$f\" ] && \
+             cp {inside} \"$f\" && touch /root/swapped; done;; esac; done"
+        ),
+    );
+}
+
 // ------------------------------------------------- P9: where gpgcheck is
 
 /// The helper's own `rpmkeys --checksig` is the only signature check on
@@ -1351,6 +1371,280 @@ fn a_restarted_helper_keeps_the_refresh_interval() {
             ])
             .unwrap();
     assert_eq!(stamp.trim(), "root 600");
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+// ------------------------------ P6: a repository that trickles its answer
+
+/// Loops `check` as the agent until `stop`, returning how many ran and the
+/// longest one took.
+fn check_loop(s: &Scenario, stop: &AtomicBool) -> (usize, Duration) {
+    let mut checks = 0;
+    let mut longest = Duration::ZERO;
+    while !stop.load(Ordering::SeqCst) && checks < 500 {
+        let t0 = Instant::now();
+        let out = s.agent(&["check"]);
+        longest = longest.max(t0.elapsed());
+        assert!(
+            matches!(out.status.code(), Some(0 | 100 | 1)),
+            "{}",
+            text(&out)
+        );
+        checks += 1;
+    }
+    (checks, longest)
+}
+
+/// The shortest settings that show the rate limit: a refresh is killed
+/// after 3 s, and the next may start 2 s (doubled per failure) after.
+const QUICK_REFRESH: &str = "refresh_interval = 2s\nrefresh_timeout = 3s\n";
+
+/// A repository server that sends one byte a second keeps every refresh
+/// running until the helper kills it. With the interval counted from the
+/// start of an attempt and a 300 s kill, the next `Check` began another
+/// at once and apt's lists lock stayed held; root's own `apt-get update`
+/// failed on it every time. Now root's gets the lock within a few seconds,
+/// six times in a row, while the agent loops `Check`.
+#[test]
+fn a_trickling_repository_does_not_keep_roots_apt_get_update_out() {
+    let fx = apt_fixture();
+    let s = standard(|u| u.configure(QUICK_REFRESH).unwrap());
+    s.u.http.set_trickle(true);
+    let stop = AtomicBool::new(false);
+    let (waits, failures, checks) = std::thread::scope(|scope| {
+        let looping = scope.spawn(|| check_loop(&s, &stop));
+        std::thread::sleep(Duration::from_millis(500));
+        let mut waits = Vec::new();
+        let mut failures = Vec::new();
+        for _ in 0..6 {
+            let t0 = Instant::now();
+            loop {
+                // Root's own update of no source: it takes the lists lock
+                // and fetches nothing, so the trickle does not slow it.
+                let out =
+                    s.u.sandbox
+                        .run_unchecked(&[
+                            "apt-get",
+                            "update",
+                            "-o",
+                            "Dir::Etc::SourceList=/dev/null",
+                            "-o",
+                            "Dir::Etc::SourceParts=/nonexistent",
+                        ])
+                        .unwrap();
+                if out.status.success() {
+                    waits.push(t0.elapsed());
+                    break;
+                }
+                if t0.elapsed() > Duration::from_secs(8) {
+                    failures.push(text(&out));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        stop.store(true, Ordering::SeqCst);
+        (waits, failures, looping.join().unwrap())
+    });
+    s.u.http.set_trickle(false);
+    let fetches = metadata_fetches(&s.u.http, &fx.patchman.url_path);
+    eprintln!(
+        "{} agent checks (longest {:?}), {fetches} refreshes; root's apt-get update waited {waits:?}",
+        checks.0, checks.1
+    );
+    assert!(failures.is_empty(), "{failures:#?}\n{}", s.u.helper_log());
+    assert!(checks.0 >= 3, "the agent kept checking");
+    assert!(
+        checks.1 < Duration::from_secs(10),
+        "a refresh ran past its kill time: {:?}",
+        checks.1
+    );
+    assert!((1..=4).contains(&fetches), "{fetches} refreshes");
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+/// dnf: `metadata_expire=-1` alone does not stop dnf fetching when there
+/// is no usable cache, so every `Check` of a trickling repository went to
+/// the network and hung there. Now a `Check` that is not due runs `-C`
+/// and answers at once that nothing is cached and when the next refresh
+/// may run; the repository sees one metadata request per back-off step.
+#[test]
+fn dnf_a_trickling_repository_is_not_fetched_on_every_check() {
+    let s = el_standard(|u| u.configure(QUICK_REFRESH).unwrap());
+    s.u.http.set_trickle(true);
+    let before = metadata_fetches(&s.u.http, "patchman/");
+    let t0 = Instant::now();
+    let mut said = Vec::new();
+    while t0.elapsed() < Duration::from_secs(15) {
+        let started = Instant::now();
+        let out = s.agent_exits(&["check"], 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a check ran past the refresh's kill time: {:?}",
+            started.elapsed()
+        );
+        said.push(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    s.u.http.set_trickle(false);
+    let fetches = metadata_fetches(&s.u.http, "patchman/") - before;
+    let unavailable = said
+        .iter()
+        .filter(|e| e.contains("is cached") && e.contains("the next refresh may run in"))
+        .count();
+    eprintln!(
+        "{} checks in 15 s, {fetches} metadata requests, {unavailable} answered from no cache",
+        said.len()
+    );
+    assert!(unavailable >= 2, "{said:#?}\n{}", s.u.helper_log());
+    assert!((1..=4).contains(&fetches), "{fetches} metadata requests");
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+// --------------------------------- P9: an unverified file is not quoted
+
+/// The words of a root-only file, which no reply may carry.
+const ROOT_ONLY_CANARY: &str = "patchman-root-only-canary-7f3a";
+
+/// A downloaded "package" that is a text file naming a root-only file,
+/// swapped in right after dnf's own check as if dnf had not checked.
+/// `rpm -qp` read it as a manifest (a list of paths and globs), then read
+/// the root-only file the same way, and its error messages quoted that
+/// file's words; they went to the agent in `MetadataMismatch`. Now the
+/// helper checks the rpm lead before any `rpm -qp`, runs `--nomanifest`,
+/// and never passes on rpm's messages about a file not yet verified.
+#[test]
+fn a_text_file_as_the_rpm_is_refused_without_quoting_it() {
+    let s = el_standard(|u| {
+        u.sandbox
+            .write_file("/root/patchman-secret", format!("{ROOT_ONLY_CANARY}\n"))
+            .unwrap();
+        u.sandbox
+            .run(&["chmod", "0600", "/root/patchman-secret"])
+            .unwrap();
+        u.sandbox
+            .write_file("/root/manifest.txt", "/root/patchman-secret\n")
+            .unwrap();
+        swap_downloads_with(u, "/root/manifest.txt");
+    });
+    let out = s.agent_exits(&["update"], 1);
+    assert!(
+        s.u.sandbox.exists("/root/swapped").unwrap(),
+        "the swap happened"
+    );
+    let said = text(&out);
+    assert!(!said.contains(ROOT_ONLY_CANARY), "{said}");
+    assert!(
+        said.contains("refused patchman-client") && said.contains("not an rpm package"),
+        "{said}\n{}",
+        s.u.helper_log()
+    );
+    assert!(
+        !s.u.helper_log().contains(ROOT_ONLY_CANARY),
+        "{}",
+        s.u.helper_log()
+    );
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+// ------------------------------------ P2: a plan line that cannot be read
+
+/// The package files fetched from the test's server so far.
+fn package_fetches(server: &HttpServer) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(".rpm"))
+        .count()
+}
+
+/// dnf's plan names a third package (client 1.7.2-1's new dependency) on
+/// a line the helper cannot read: here dnf's own output with that line's
+/// version mangled. The parser used to drop such a line, so the plan check
+/// saw only our upgrade and the files were downloaded; now the line is a
+/// change like any other not ours, refused before the download.
+#[test]
+fn dnf_a_plan_line_that_cannot_be_read_is_refused_before_the_download() {
+    let fx = el_fixture();
+    let host_before = host_package_state();
+    let u = Updater::new_el(
+        ElRelease::AlmaLinux8,
+        &fx.newdep_lib,
+        &[fx.client("1.7.0-1")],
+    )
+    .expect("EL sandbox");
+    let s = Scenario::start(Db::Rpm, u, host_before, |u| {
+        let real = "/usr/bin/dnf-3.real";
+        u.sandbox.run(&["mv", "/usr/bin/dnf-3", real]).unwrap();
+        u.sandbox
+            .write_file_mode(
+                "/usr/bin/dnf-3",
+                format!(
+                    "#!/bin/bash\nset -o pipefail\n{real} \"$@\" | sed -e \
+                     's/^---> Package \\(libpatchman-new\\.[^ ]*\\) [^ ]*/---> Package \\1 1::/'\n"
+                ),
+                0o755,
+            )
+            .unwrap();
+    });
+    let before = package_fetches(&s.u.http);
+    let out = s.agent_exits(&["update"], 1);
+    let said = text(&out);
+    assert!(
+        said.contains("libpatchman-new") && said.contains("attended upgrade"),
+        "{said}\n{}",
+        s.u.helper_log()
+    );
+    assert_eq!(
+        package_fetches(&s.u.http),
+        before,
+        "nothing downloaded\n{said}"
+    );
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+    s.assert_nothing_changed();
+    s.finish();
+}
+
+// ----------------------------------------- P2 P9: a source package
+
+/// A source package of `patchman-client` 1.7.1-1, signed by a key root
+/// has imported, swapped in for the download as if dnf had not checked:
+/// name, version and signature all pass, and `rpm -U` would "install" the
+/// sources. Refused as a source package before `rpm -U`.
+#[test]
+fn dnf_a_signed_source_package_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srpm, key) = patchman_tests::attack_support::signed_source_rpm(dir.path()).unwrap();
+    let s = el_standard(|u| {
+        u.sandbox.copy_in(&key, "/root/srcatk.key").unwrap();
+        u.sandbox
+            .run(&["rpm", "--import", "/root/srcatk.key"])
+            .unwrap();
+        u.sandbox.copy_in(&srpm, "/root/source.rpm").unwrap();
+        swap_downloads_with(u, "/root/source.rpm");
+    });
+    let out = s.agent_exits(&["update"], 1);
+    assert!(
+        s.u.sandbox.exists("/root/swapped").unwrap(),
+        "the swap happened"
+    );
+    let said = text(&out);
+    assert!(
+        said.contains("refused patchman-client") && said.contains("a source package"),
+        "{said}\n{}",
+        s.u.helper_log()
+    );
+    assert!(
+        !s.u.helper_log().contains("command=rpm -U"),
+        "{}",
+        s.u.helper_log()
+    );
+    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
     s.assert_nothing_changed();
     s.finish();
 }

@@ -39,7 +39,6 @@ use patchman_shared::version::deb as deb_version;
 use super::{internal, unexpected, Exits, Progress};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
-const UPDATE_TIMEOUT: Duration = Duration::from_secs(300);
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
 /// Past this, a running `dpkg` is reported but never killed.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -251,7 +250,7 @@ fn refresh_metadata(
     progress: &mut Progress<'_>,
 ) -> Result<(), Failure> {
     progress(Step::RefreshMetadata);
-    let cmd = Cmd::new(Tool::AptGet, UPDATE_TIMEOUT)
+    let cmd = Cmd::new(Tool::AptGet, h.config().refresh_timeout)
         .arg("update")
         .args(source.args())
         .args(["-o", "APT::Get::List-Cleanup=0"]);
@@ -758,12 +757,13 @@ fn candidates(
     // lists apt fetched last (root's own `apt-get update` would otherwise
     // fail on the lists lock while an agent loops `Check`).
     let repository = h.config().repository;
-    let refreshed = h
+    let attempt = h
         .refresh
         .begin(repository.as_str(), h.config().refresh_interval);
-    if refreshed {
+    let refreshed = attempt.is_some();
+    if let Some(attempt) = attempt {
         refresh_metadata(h, &source, progress)?;
-        h.refresh.succeeded(repository.as_str());
+        attempt.succeeded();
     }
     let candidates = query_candidates(h, &source, &installed, progress)?;
     Ok((dirs, source, private, candidates, refreshed))

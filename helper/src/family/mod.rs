@@ -110,9 +110,7 @@ pub(crate) fn run(
     exits: Exits,
 ) -> Result<crate::exec::Output, Failure> {
     let out = h.programs.run(cmd).map_err(internal)?;
-    if out.timed_out && cmd.on_timeout == crate::exec::OnTimeout::Kill {
-        return Err(Failure::Timeout { step });
-    }
+    let out = whole(step, cmd, out)?;
     if !out.success() {
         let lock = match h.family {
             Family::Apt => apt::lock_in(&out),
@@ -137,6 +135,37 @@ pub(crate) fn run(
     Ok(out)
 }
 
+/// The output of a command that may be killed, refused unless it ran to
+/// its end and was read whole: a timeout is `Timeout`, and output cut at
+/// the capture cap is `UnexpectedOutput`, never parsed (the plan, the
+/// candidate list, the signature verdict are decided on what is read, and
+/// what was cut off could be the line that refuses). A command that must
+/// never be killed (`dpkg -i`, `rpm -U`) has run by then: its output is
+/// passed on, and its step confirms the result by querying.
+fn whole(
+    step: Step,
+    cmd: &crate::exec::Cmd,
+    out: crate::exec::Output,
+) -> Result<crate::exec::Output, Failure> {
+    if cmd.on_timeout != crate::exec::OnTimeout::Kill {
+        return Ok(out);
+    }
+    if out.timed_out {
+        return Err(Failure::Timeout { step });
+    }
+    if out.truncated {
+        return Err(unexpected(
+            step,
+            format_args!(
+                "{} printed more than the {} KiB the helper reads; not read",
+                cmd.tool.name(),
+                cmd.output_cap / 1024
+            ),
+        ));
+    }
+    Ok(out)
+}
+
 /// A failure on the helper's side (I/O, spawning), for a person to read.
 pub(crate) fn internal(e: impl std::fmt::Display) -> Failure {
     Failure::Internal {
@@ -156,14 +185,24 @@ pub(crate) fn unexpected(step: Step, e: impl std::fmt::Display) -> Failure {
 /// limit on refreshes. A compromised agent looping `Check` would otherwise
 /// run `apt-get update` back to back (root's own `apt-get update` then
 /// fails on the lists lock, measured 10 of 20) or make dnf fetch the
-/// metadata fetch each time. The last attempt is also stamped in
-/// [`REFRESH_STAMP`] (root's 0700 private base), so a helper that exits
-/// (after an update that changed a package, or 60 s idle under socket
-/// activation) does not start the interval over.
-/// The file whose modification time is the last refresh attempt, and
-/// whose contents name the repository.
+/// metadata each time. The interval counts from the END of the last
+/// attempt, and doubles after each failed or killed one (capped at
+/// [`MAX_BACKOFF`]): a repository server that trickles one byte every few
+/// seconds makes every refresh run to its kill time, and counting from the
+/// start let the next `Check` begin another at once, so apt's lists lock
+/// (and dnf's metadata lock) stayed held nearly all the time.
+/// The last attempt is also stamped in [`REFRESH_STAMP`] (root's 0700
+/// private base), so a helper that exits (after an update that changed a
+/// package, or 60 s idle under socket activation) does not start the
+/// interval over.
+/// The file whose modification time is the end of the last refresh
+/// attempt, and whose contents name the repository and the failures since
+/// the last success.
 pub const REFRESH_STAMP: &str = "last-refresh";
 const MAX_STAMP_LEN: u64 = 256;
+/// The longest wait the back-off after failed refreshes reaches (unless
+/// `refresh_interval` itself is longer).
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[derive(Debug, Default)]
 pub struct RefreshClock {
@@ -175,10 +214,66 @@ pub struct RefreshClock {
 #[derive(Debug)]
 struct Refreshed {
     repository: String,
-    /// The last refresh started: attempts count, so a failing repository
-    /// is not retried on every request either.
-    attempted: std::time::Instant,
+    /// When the last attempt ended; `None` while one runs (no second
+    /// begins meanwhile).
+    ended: Option<std::time::Instant>,
+    /// Failed or killed attempts since the last success: the back-off.
+    failures: u32,
     succeeded: Option<std::time::Instant>,
+}
+
+impl Refreshed {
+    /// When the next attempt is due, at the earliest.
+    fn next_due(&self, interval: std::time::Duration) -> Option<std::time::Instant> {
+        let ended = self.ended?;
+        Some(ended + backoff(interval, self.failures))
+    }
+}
+
+/// The wait after an attempt: `interval`, doubled per failure since the
+/// last success, at most [`MAX_BACKOFF`] (or `interval` if longer).
+pub fn backoff(interval: std::time::Duration, failures: u32) -> std::time::Duration {
+    let cap = MAX_BACKOFF.max(interval);
+    interval
+        .checked_mul(1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX))
+        .unwrap_or(cap)
+        .min(cap)
+}
+
+/// A refresh that [`RefreshClock::begin`] let start. Dropped without
+/// [`RefreshAttempt::succeeded`] (an error, a timeout, a panic) it counts
+/// as failed: the end is stamped and the back-off grows.
+#[derive(Debug)]
+pub struct RefreshAttempt<'a> {
+    clock: &'a RefreshClock,
+    repository: String,
+    ok: bool,
+}
+
+impl RefreshAttempt<'_> {
+    /// The refresh came through.
+    pub fn succeeded(mut self) {
+        self.ok = true;
+    }
+}
+
+impl Drop for RefreshAttempt<'_> {
+    fn drop(&mut self) {
+        self.clock.end(&self.repository, self.ok);
+    }
+}
+
+/// Why a request that was not due to refresh has no metadata to answer
+/// from, and when the next refresh may run.
+pub(crate) fn metadata_unavailable(h: &Helper) -> Failure {
+    let repository = h.config().repository.to_string();
+    Failure::MetadataUnavailable {
+        next_refresh_secs: h
+            .refresh
+            .until_due(&repository, h.config().refresh_interval)
+            .map(|d| d.as_secs()),
+        repository,
+    }
 }
 
 impl RefreshClock {
@@ -190,24 +285,15 @@ impl RefreshClock {
         }
     }
 
-    /// The last attempt an earlier helper stamped for `repository`, if
-    /// the stamp is root's own, in a root-only directory, and not in the
-    /// future.
-    fn read_stamp(&self, repository: &str) -> Option<std::time::Instant> {
+    /// The end of the last attempt an earlier helper stamped for
+    /// `repository`, and its failures, if the stamp is root's own, in a
+    /// root-only directory, and not in the future.
+    fn read_stamp(&self, repository: &str) -> Option<(std::time::Instant, u32)> {
         use std::io::Read;
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        use std::os::unix::fs::MetadataExt;
         let dir = self.stamp_dir.as_deref()?;
         crate::files::check_root_dir(dir).ok()?;
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(
-                (nix::fcntl::OFlag::O_NOFOLLOW
-                    | nix::fcntl::OFlag::O_NONBLOCK
-                    | nix::fcntl::OFlag::O_CLOEXEC)
-                    .bits(),
-            )
-            .open(dir.join(REFRESH_STAMP))
-            .ok()?;
+        let mut f = crate::files::open_no_follow(&dir.join(REFRESH_STAMP)).ok()?;
         let m = f.metadata().ok()?;
         if !m.is_file() || m.uid() != 0 || m.mode() & 0o022 != 0 || m.len() > MAX_STAMP_LEN {
             return None;
@@ -217,17 +303,24 @@ impl RefreshClock {
             .take(MAX_STAMP_LEN)
             .read_to_string(&mut text)
             .ok()?;
-        if text.trim_end() != repository {
+        let mut lines = text.lines();
+        if lines.next() != Some(repository) {
             return None;
         }
+        let failures = lines
+            .next()
+            .and_then(|l| l.strip_prefix("failures "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         let ago = std::time::SystemTime::now()
             .duration_since(m.modified().ok()?)
             .ok()?;
-        std::time::Instant::now().checked_sub(ago)
+        Some((std::time::Instant::now().checked_sub(ago)?, failures))
     }
 
-    /// Stamps an attempt now; a failure only costs the persistence.
-    fn write_stamp(&self, repository: &str) {
+    /// Stamps an attempt's end (or start) now; a failure only costs the
+    /// persistence.
+    fn write_stamp(&self, repository: &str, failures: u32) {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let Some(dir) = self.stamp_dir.as_deref() else {
@@ -246,7 +339,7 @@ impl RefreshClock {
             .mode(0o600)
             .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC).bits())
             .open(dir.join(REFRESH_STAMP))
-            .and_then(|mut f| writeln!(f, "{repository}"));
+            .and_then(|mut f| writeln!(f, "{repository}\nfailures {failures}"));
         if let Err(e) = written {
             tracing::warn!(error = %e, "cannot stamp the metadata refresh; the rate limit is kept in memory only");
         }
@@ -256,42 +349,95 @@ impl RefreshClock {
         self.last.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether this request refreshes `repository`'s metadata: none yet, a
-    /// different repository (a reload), or the last attempt at least
-    /// `interval` ago. If so, the attempt is recorded now.
-    pub fn begin(&self, repository: &str, interval: std::time::Duration) -> bool {
-        let mut last = self.lock();
-        let now = std::time::Instant::now();
+    /// The record for `repository`, read from the stamp if this helper
+    /// has none yet.
+    fn load<'g>(
+        &self,
+        last: &'g mut std::sync::MutexGuard<'_, Option<Refreshed>>,
+        repository: &str,
+    ) -> Option<&'g mut Refreshed> {
         if last.is_none() {
-            *last = self.read_stamp(repository).map(|attempted| Refreshed {
-                repository: repository.to_string(),
-                attempted,
-                succeeded: None,
-            });
+            **last = self
+                .read_stamp(repository)
+                .map(|(ended, failures)| Refreshed {
+                    repository: repository.to_string(),
+                    ended: Some(ended),
+                    failures,
+                    succeeded: None,
+                });
         }
-        let due = match last.as_ref() {
-            Some(r) if r.repository == repository => now.duration_since(r.attempted) >= interval,
-            _ => true,
-        };
-        if due {
-            let succeeded = last
-                .as_ref()
-                .filter(|r| r.repository == repository)
-                .and_then(|r| r.succeeded);
-            *last = Some(Refreshed {
-                repository: repository.to_string(),
-                attempted: now,
-                succeeded,
-            });
-            self.write_stamp(repository);
-        }
-        due
+        last.as_mut().filter(|r| r.repository == repository)
     }
 
-    /// The refresh begun for `repository` succeeded.
-    pub fn succeeded(&self, repository: &str) {
-        if let Some(r) = self.lock().as_mut().filter(|r| r.repository == repository) {
-            r.succeeded = Some(r.attempted);
+    /// Whether this request refreshes `repository`'s metadata: none yet, a
+    /// different repository (a reload), or the last attempt ended at least
+    /// `interval` (backed off after failures) ago, and none is running. If
+    /// so, the attempt has begun; it ends when the returned guard drops.
+    pub fn begin(
+        &self,
+        repository: &str,
+        interval: std::time::Duration,
+    ) -> Option<RefreshAttempt<'_>> {
+        let mut last = self.lock();
+        let now = std::time::Instant::now();
+        let (due, failures, succeeded) = match self.load(&mut last, repository) {
+            Some(r) => (
+                r.next_due(interval).is_some_and(|t| now >= t),
+                r.failures,
+                r.succeeded,
+            ),
+            None => (true, 0, None),
+        };
+        if !due {
+            return None;
+        }
+        *last = Some(Refreshed {
+            repository: repository.to_string(),
+            ended: None,
+            failures,
+            succeeded,
+        });
+        // Stamped at the start too: a helper killed mid-refresh still
+        // counts the attempt.
+        self.write_stamp(repository, failures);
+        Some(RefreshAttempt {
+            clock: self,
+            repository: repository.to_string(),
+            ok: false,
+        })
+    }
+
+    fn end(&self, repository: &str, ok: bool) {
+        let mut last = self.lock();
+        let Some(r) = last.as_mut().filter(|r| r.repository == repository) else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        r.ended = Some(now);
+        if ok {
+            r.failures = 0;
+            r.succeeded = Some(now);
+        } else {
+            r.failures = r.failures.saturating_add(1);
+        }
+        let failures = r.failures;
+        drop(last);
+        self.write_stamp(repository, failures);
+    }
+
+    /// How long until the next refresh of `repository` may run (`None`:
+    /// one is running).
+    pub fn until_due(
+        &self,
+        repository: &str,
+        interval: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let mut last = self.lock();
+        match self.load(&mut last, repository) {
+            Some(r) => r
+                .next_due(interval)
+                .map(|t| t.saturating_duration_since(std::time::Instant::now())),
+            None => Some(std::time::Duration::ZERO),
         }
     }
 
@@ -325,19 +471,110 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn output_cut_at_the_cap_is_never_read() {
+        use crate::exec::{testing::run_program, OnTimeout};
+        let sh = std::path::Path::new("/bin/sh");
+        // A plan whose refusing line comes after the cap.
+        let script = "i=0; while [ $i -lt 200 ]; do echo \"---> Package patchman-client.noarch 1.7.1-1 will be an upgrade\"; i=$((i+1)); done; echo '---> Package victim.noarch 1.0-1 will be erased'";
+        let cap = 4096;
+        let cmd =
+            crate::exec::Cmd::new(crate::exec::Tool::Dnf, Duration::from_secs(10)).output_cap(cap);
+        let out = run_program(
+            sh,
+            &["-c", script],
+            Duration::from_secs(10),
+            OnTimeout::Kill,
+            cap,
+        );
+        assert!(
+            out.truncated && !out.stdout.contains("victim"),
+            "the cap cut it"
+        );
+        match whole(Step::CheckDependencies, &cmd, out) {
+            Err(Failure::UnexpectedOutput { step, detail }) => {
+                assert_eq!(step, Step::CheckDependencies);
+                assert!(detail.contains("more than the 4 KiB"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let short = run_program(
+            sh,
+            &["-c", "echo ok"],
+            Duration::from_secs(10),
+            OnTimeout::Kill,
+            cap,
+        );
+        assert!(whole(Step::CheckDependencies, &cmd, short).is_ok());
+        // An install's output is passed on even when long: it has run.
+        let mut install = cmd.clone();
+        install.on_timeout = OnTimeout::Wait;
+        let long = run_program(
+            sh,
+            &["-c", script],
+            Duration::from_secs(10),
+            OnTimeout::Wait,
+            cap,
+        );
+        assert!(whole(Step::Install, &install, long).is_ok());
+    }
+
+    #[test]
     fn refreshes_at_most_once_per_interval() {
         let c = RefreshClock::default();
-        assert!(c.begin("patchman", Duration::from_secs(60)));
+        let minute = Duration::from_secs(60);
+        let a = c.begin("patchman", minute).expect("the first is due");
         assert_eq!(c.age("patchman"), None, "not succeeded yet");
-        c.succeeded("patchman");
+        assert!(
+            c.begin("patchman", Duration::ZERO).is_none(),
+            "none while one runs"
+        );
+        a.succeeded();
         assert!(c.age("patchman").is_some());
         for _ in 0..20 {
-            assert!(!c.begin("patchman", Duration::from_secs(60)));
+            assert!(c.begin("patchman", minute).is_none());
         }
-        assert!(c.begin("other", Duration::from_secs(60)), "a reload");
+        drop(c.begin("other", minute).expect("a reload"));
         assert_eq!(c.age("other"), None);
-        assert!(c.begin("patchman", Duration::ZERO));
-        assert!(c.begin("patchman", Duration::ZERO), "0s: every time");
+        drop(c.begin("patchman", Duration::ZERO));
+        drop(c.begin("patchman", Duration::ZERO).expect("0s: every time"));
+    }
+
+    /// The interval counts from the end of an attempt, and a failed one
+    /// doubles the wait: a trickling server cannot keep a refresh running
+    /// back to back.
+    #[test]
+    fn the_interval_counts_from_the_end_and_backs_off_after_failures() {
+        let c = RefreshClock::default();
+        let interval = Duration::from_millis(200);
+        let slow = c.begin("patchman", interval).unwrap();
+        std::thread::sleep(interval * 2);
+        drop(slow); // failed, after longer than the interval
+        assert!(
+            c.begin("patchman", interval).is_none(),
+            "not due right after a long attempt ended"
+        );
+        let wait = c.until_due("patchman", interval).unwrap();
+        assert!(wait > interval && wait <= interval * 2, "{wait:?}");
+        std::thread::sleep(interval * 2);
+        let ok = c
+            .begin("patchman", interval)
+            .expect("due after the back-off");
+        ok.succeeded();
+        let wait = c.until_due("patchman", interval).unwrap();
+        assert!(wait <= interval, "a success resets it: {wait:?}");
+    }
+
+    #[test]
+    fn the_backoff_doubles_and_is_capped() {
+        let m = Duration::from_secs(60);
+        assert_eq!(backoff(m, 0), m);
+        assert_eq!(backoff(m, 1), m * 2);
+        assert_eq!(backoff(m, 5), m * 32);
+        assert_eq!(backoff(m, 6), MAX_BACKOFF);
+        assert_eq!(backoff(m, u32::MAX), MAX_BACKOFF);
+        assert_eq!(backoff(Duration::ZERO, 9), Duration::ZERO);
+        let day = Duration::from_secs(86400);
+        assert_eq!(backoff(day, 3), day, "an interval above the cap");
     }
 
     #[test]
@@ -355,22 +592,34 @@ mod tests {
             crate::files::check_root_dir(&base).is_ok(),
             "a root-only chain"
         );
+        let minute = Duration::from_secs(60);
         let first = RefreshClock::persistent(&base);
-        assert!(first.begin("patchman", Duration::from_secs(60)));
+        first.begin("patchman", minute).unwrap().succeeded();
         let second = RefreshClock::persistent(&base);
         assert!(
-            !second.begin("patchman", Duration::from_secs(60)),
+            second.begin("patchman", minute).is_none(),
             "within the interval"
         );
         assert_eq!(second.age("patchman"), None, "its success is not known");
         let third = RefreshClock::persistent(&base);
+        drop(third.begin("other", minute).expect("another repository"));
+        drop(
+            RefreshClock::persistent(&base)
+                .begin("patchman", Duration::ZERO)
+                .unwrap(),
+        ); // failed: one failure stamped
+        let backed_off = RefreshClock::persistent(&base);
+        let wait = backed_off
+            .until_due("patchman", Duration::from_secs(10))
+            .unwrap();
         assert!(
-            third.begin("other", Duration::from_secs(60)),
-            "another repository"
+            wait > Duration::from_secs(10),
+            "the back-off survives: {wait:?}"
         );
-        assert!(RefreshClock::persistent(&base).begin("patchman", Duration::ZERO));
         // A stamp someone else could have written is not believed.
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(RefreshClock::persistent(&base).begin("patchman", Duration::from_secs(60)));
+        assert!(RefreshClock::persistent(&base)
+            .begin("patchman", minute)
+            .is_some());
     }
 }

@@ -80,29 +80,67 @@ fn only_our_repository(h: &Helper) -> [String; 2] {
 /// it (measured on dnf 4.14: `Public key for … is not installed`, `Error:
 /// GPG check FAILED`, exit 1, the key never fetched).
 ///
-/// And `--setopt=<repository>.metadata_expire=0` on the first command of a
-/// request that refreshes ([`Metadata`]), `=-1` (never) on every other: only
-/// the patchman repository's metadata is expired, and at most once per
-/// `[updates] refresh_interval`.
+/// And `--setopt=<repository>.metadata_expire=-1` (never expire): only
+/// [`refresh_metadata`] fetches the metadata, and at most once per
+/// `[updates] refresh_interval`; the queries (`check-update`, the
+/// `--assumeno` plan) also run `-C` (cache only), because `-1` does not
+/// stop dnf fetching when no usable cache is there (measured: dnf 4.14
+/// `check-update` with `-1` and an empty cache fetched, and hung on a
+/// stalled server).
 fn restricted<'a>(
     h: &Helper,
-    meta: &Metadata,
+    metadata: Metadata,
     timeout: Duration,
     subcommand: impl IntoIterator<Item = &'a str>,
 ) -> Cmd {
     let repository = h.config().repository;
-    let expire = if meta.expire_now.take() { "0" } else { "-1" };
-    Cmd::new(tool(h), timeout)
+    let expire = match metadata {
+        Metadata::Refresh => "0",
+        Metadata::Cached | Metadata::CacheOnly => "-1",
+    };
+    let cmd = Cmd::new(tool(h), timeout)
         .arg(format!("--setopt={repository}.gpgkey="))
-        .arg(format!("--setopt={repository}.metadata_expire={expire}"))
-        .args(subcommand)
+        .arg(format!("--setopt={repository}.metadata_expire={expire}"));
+    match metadata {
+        Metadata::CacheOnly => cmd.arg("-C"),
+        Metadata::Refresh | Metadata::Cached => cmd,
+    }
+    .args(subcommand)
 }
 
-/// Whether this request refreshes the repository's metadata, and whether
-/// its next dnf/yum command is the one that does.
-struct Metadata {
-    refreshes: bool,
-    expire_now: std::cell::Cell<bool>,
+/// A dnf/yum command failed at `step`: its classified excerpt, else the
+/// end of its output.
+fn dnf_failed(step: Step, out: &Output, excerpt: String) -> Failure {
+    Failure::CommandFailed {
+        step,
+        exit_code: out.code(),
+        excerpt: if excerpt.is_empty() {
+            out.excerpt(MAX_EXCERPT)
+        } else {
+            excerpt
+        },
+    }
+}
+
+/// How a dnf/yum command treats the patchman repository's metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Metadata {
+    /// Expire it and fetch it now: [`refresh_metadata`] only.
+    Refresh,
+    /// Never expire it (the download: `-C` would not fetch the packages).
+    Cached,
+    /// From the cache only, never the network.
+    CacheOnly,
+}
+
+/// dnf's words for `-C` with nothing cached (`Error: Cache-only enabled
+/// but no cache for 'patchman'`): the request was not due to refresh and
+/// has nothing to answer from.
+fn no_cache(h: &Helper, out: &Output) -> Option<Failure> {
+    [&out.stdout, &out.stderr]
+        .iter()
+        .any(|t| t.contains("Cache-only enabled but no cache"))
+        .then(|| super::metadata_unavailable(h))
 }
 
 /// The keys the downloaded files are signed with that the rpm database
@@ -223,27 +261,38 @@ fn installed_targets(q: &RpmQuery) -> Result<Vec<(Package, Evr)>, Failure> {
 /// filter and wipes the metadata cache of every repository on the host,
 /// every time (measured on dnf 4.14: a second repository's 5 cache files
 /// → 0), so the next dnf run of anyone downloads all of them again.
-/// Instead the next command expires only the patchman repository's
-/// metadata (`--setopt=<repository>.metadata_expire=0`), and at most once
-/// per `[updates] refresh_interval` ([`super::RefreshClock`]).
-fn begin_metadata(h: &Helper, progress: &mut Progress<'_>) -> Metadata {
-    let refreshes = h
+/// Instead `makecache` expires and fetches only the patchman repository's
+/// metadata (`--setopt=<repository>.metadata_expire=0`), at most once per
+/// `[updates] refresh_interval` counted from the end of the last attempt
+/// and backed off after failures ([`super::RefreshClock`]), and killed
+/// after `[updates] refresh_timeout`. Returns whether it refreshed.
+fn refresh_metadata(h: &Helper, progress: &mut Progress<'_>) -> Result<bool, Failure> {
+    let Some(attempt) = h
         .refresh
-        .begin(h.config().repository.as_str(), h.config().refresh_interval);
-    if refreshes {
-        progress(Step::RefreshMetadata);
+        .begin(h.config().repository.as_str(), h.config().refresh_interval)
+    else {
+        return Ok(false);
+    };
+    progress(Step::RefreshMetadata);
+    let cmd = restricted(
+        h,
+        Metadata::Refresh,
+        h.config().refresh_timeout,
+        ["-q", "makecache"],
+    )
+    .args(only_our_repository(h));
+    let out = run(h, Step::RefreshMetadata, &cmd, Exits::Any)?;
+    if !out.success() {
+        let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
+        return Err(match d.outcome {
+            dnf::DnfOutcome::UnknownRepo(_) => Failure::RepositoryMissing {
+                repository: h.config().repository.to_string(),
+            },
+            _ => dnf_failed(Step::RefreshMetadata, &out, d.excerpt),
+        });
     }
-    Metadata {
-        refreshes,
-        expire_now: std::cell::Cell::new(refreshes),
-    }
-}
-
-/// The command that fetched the metadata came through.
-fn metadata_fetched(h: &Helper, meta: &Metadata) {
-    if meta.refreshes {
-        h.refresh.succeeded(h.config().repository.as_str());
-    }
+    attempt.succeeded();
+    Ok(true)
 }
 
 /// What a download-only run came to, for either tool.
@@ -302,6 +351,7 @@ fn plan_allowed(
     h: &Helper,
     installed: &[(Package, Evr)],
     resolved: &[dnf::Resolved],
+    transaction_size: Option<usize>,
 ) -> Result<(), Failure> {
     let allowed = |r: &dnf::Resolved| {
         let ours =
@@ -311,11 +361,20 @@ fn plan_allowed(
             dnf::Change::Upgrade | dnf::Change::Upgraded | dnf::Change::Install
         )
     };
-    let others: Vec<String> = resolved
+    let mut others: Vec<String> = resolved
         .iter()
         .filter(|r| !allowed(r))
         .map(|r| format!("{} {} {}", r.change.describe(), r.name, r.evr))
         .collect();
+    // The summary counts packages no line named: something is hidden.
+    // dnf's only: yum 3 counts an obsoleting upgrade as one install and
+    // one upgrade on two lines (there the downloaded header's
+    // `Obsoletes:` names the victim).
+    let transaction_size = transaction_size.filter(|_| h.family == Family::Dnf);
+    match dnf::unlisted(resolved, transaction_size) {
+        0 => {}
+        n => others.push(format!("change {n} package(s) its plan does not list")),
+    }
     if others.is_empty() {
         return Ok(());
     }
@@ -338,27 +397,26 @@ enum Planned {
 /// plan and the headers are checked before anything is installed.)
 fn plan(
     h: &Helper,
-    meta: &Metadata,
     installed: &[(Package, Evr)],
     progress: &mut Progress<'_>,
 ) -> Result<Planned, Failure> {
     progress(Step::CheckDependencies);
     let cmd = restricted(
         h,
-        meta,
+        Metadata::CacheOnly,
         DOWNLOAD_TIMEOUT,
         ["install", "--assumeno", "--verbose"],
     )
     .args(only_our_repository(h))
     .args(installed.iter().map(|(p, _)| p.name()));
     let out = run(h, Step::CheckDependencies, &cmd, Exits::Any)?;
-    let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
-    if !matches!(d.outcome, dnf::DnfOutcome::MetadataUnavailable { .. }) {
-        metadata_fetched(h, meta);
+    if let Some(failure) = no_cache(h, &out) {
+        return Err(failure);
     }
+    let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
     match d.outcome {
         dnf::DnfOutcome::Aborted => {
-            plan_allowed(h, installed, &d.resolved)?;
+            plan_allowed(h, installed, &d.resolved, d.transaction_size)?;
             Ok(Planned::Changes)
         }
         dnf::DnfOutcome::NothingToDo => Ok(Planned::NothingNewer),
@@ -371,15 +429,48 @@ fn plan(
             repository: h.config().repository.to_string(),
         }),
         dnf::DnfOutcome::NoMatch(_) => Err(Failure::NotInstalled),
-        _ => Err(Failure::CommandFailed {
-            step: Step::CheckDependencies,
-            exit_code: out.code(),
-            excerpt: if d.excerpt.is_empty() {
-                out.excerpt(MAX_EXCERPT)
-            } else {
-                d.excerpt
+        _ => Err(dnf_failed(Step::CheckDependencies, &out, d.excerpt)),
+    }
+}
+
+/// The magic bytes every rpm package file starts with (its "lead").
+const RPM_LEAD_MAGIC: [u8; 4] = [0xED, 0xAB, 0xEE, 0xDB];
+
+/// Whether the file at `path` (already checked in place: ours, regular,
+/// one link) starts with the rpm lead. Checked before any `rpm -qp`: of a
+/// file that is not a package, rpm reads it as a manifest, a list of paths
+/// and globs, and echoes its words (and then files' contents) in its error
+/// messages.
+fn has_rpm_lead(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    files::open_no_follow(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == RPM_LEAD_MAGIC)
+}
+
+/// `rpm -qp --nomanifest --queryformat FORMAT PATH`: a file that is not a
+/// package is an error, never read as a manifest (`--nomanifest` is in rpm
+/// since 4.6; read in rpm-4.11.3's `lib/poptQV.c` and `lib/rpmgi.c`, so EL 7
+/// has it).
+fn query_file(format: &str, path: &Path) -> Cmd {
+    Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
+        .args(["-qp", "--nomanifest", "--queryformat", format])
+        .arg(path)
+}
+
+/// `rpm -qp` could not read a downloaded file. Its output is not passed
+/// on: the file is not verified yet, and rpm's messages can quote it.
+fn unreadable_file(package: Package, out: &Output) -> Failure {
+    Failure::Verification {
+        package,
+        reason: VerificationFailure::MetadataMismatch {
+            expected: "a readable rpm package".into(),
+            found: match out.code() {
+                Some(c) => format!("rpm -qp could not read it (exit code {c})"),
+                None => "rpm -qp could not read it (killed by a signal)".into(),
             },
-        }),
+        },
     }
 }
 
@@ -388,10 +479,11 @@ fn plan(
 /// it or fail; refused whatever the solver printed (`rpm -qp --obsoletes
 /// --conflicts`, then `rpm -q --whatprovides` of each name).
 fn header_allowed(h: &Helper, installed: &[(Package, Evr)], path: &Path) -> Result<(), Failure> {
-    let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
-        .args(["-qp", "--queryformat", rpm_query::RELATIONS_FORMAT])
-        .arg(path);
-    let out = run(h, Step::Verify, &cmd, Exits::Success)?;
+    let cmd = query_file(rpm_query::RELATIONS_FORMAT, path);
+    let out = run(h, Step::Verify, &cmd, Exits::Any)?;
+    if !out.success() {
+        return Err(unreadable_file(Package::Client, &out));
+    }
     let named = rpm_query::parse_relations(&out.stdout).map_err(|e| unexpected(Step::Verify, e))?;
     let foreign: Vec<&rpm_query::Relation> = named
         .iter()
@@ -442,7 +534,6 @@ fn header_allowed(h: &Helper, installed: &[(Package, Evr)], path: &Path) -> Resu
 /// Step 2: download the newest of our installed packages into `dir`.
 fn download(
     h: &Helper,
-    meta: &Metadata,
     installed: &[(Package, Evr)],
     private: &PrivateDir,
     progress: &mut Progress<'_>,
@@ -452,7 +543,7 @@ fn download(
     downloaddir.push(private.path().as_os_str());
     let mut cmd = restricted(
         h,
-        meta,
+        Metadata::Cached,
         DOWNLOAD_TIMEOUT,
         ["install", "-y", "--downloadonly"],
     )
@@ -487,7 +578,7 @@ fn download(
         let y = yum::classify_download(out.code(), &out.stdout, &out.stderr);
         match y.outcome {
             yum::YumOutcome::Downloaded => {
-                plan_allowed(h, installed, &y.resolved)?;
+                plan_allowed(h, installed, &y.resolved, y.transaction_size)?;
                 return Ok(Downloaded::Files {
                     resolved: resolved_of(&y.resolved),
                 });
@@ -514,7 +605,7 @@ fn download(
     let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
     match d.outcome {
         dnf::DnfOutcome::Downloaded => {
-            plan_allowed(h, installed, &d.resolved)?;
+            plan_allowed(h, installed, &d.resolved, d.transaction_size)?;
             Ok(Downloaded::Files {
                 resolved: resolved_of(&d.resolved),
             })
@@ -667,9 +758,15 @@ fn locate_and_verify(
             },
             other => internal(other),
         })?;
-        let meta = query_file(h, &path).map_err(|f| f.unwrap_or_else(refuse_unknown))?;
+        let meta = read_header(h, &path).map_err(|f| f.unwrap_or_else(refuse_unknown))?;
         let package = meta.package;
         let refuse = |reason| Failure::Verification { package, reason };
+        if meta.source_package {
+            return Err(refuse(VerificationFailure::MetadataMismatch {
+                expected: "a binary package".into(),
+                found: "a source package".into(),
+            }));
+        }
         let Some((_, from)) = installed.iter().find(|(p, _)| *p == package) else {
             // A package of ours that is not installed: never installed here.
             return Err(refuse(VerificationFailure::MetadataMismatch {
@@ -707,21 +804,24 @@ fn locate_and_verify(
     Ok(found)
 }
 
-/// `rpm -qp` of a file: its package and version. `Err(None)`: not one of
-/// ours.
-fn query_file(h: &Helper, path: &Path) -> Result<RpmPackage, Option<Failure>> {
-    let cmd = Cmd::new(Tool::Rpm, QUERY_TIMEOUT)
-        .args(["-qp", "--queryformat", rpm_query::QUERY_FORMAT])
-        .arg(path);
-    let out = run(h, Step::Verify, &cmd, Exits::Any).map_err(Some)?;
-    if !out.success() {
+/// The header of a downloaded or kept file, read without trusting it: the
+/// rpm lead first (never a text file rpm would read as a manifest), `rpm
+/// -qp --nomanifest`, and rpm's messages never passed on. `None`: rpm's
+/// answer names no package of ours.
+fn read_header(h: &Helper, path: &Path) -> Result<rpm_query::RpmFile, Option<Failure>> {
+    if !has_rpm_lead(path) {
         return Err(Some(Failure::Verification {
             package: Package::Client,
             reason: VerificationFailure::MetadataMismatch {
-                expected: "a readable rpm package".into(),
-                found: out.excerpt(MAX_EXCERPT),
+                expected: "an rpm package".into(),
+                found: "a file without the rpm lead (not an rpm package)".into(),
             },
         }));
+    }
+    let cmd = query_file(rpm_query::FILE_QUERY_FORMAT, path);
+    let out = run(h, Step::Verify, &cmd, Exits::Any).map_err(Some)?;
+    if !out.success() {
+        return Err(Some(unreadable_file(Package::Client, &out)));
     }
     rpm_query::parse_file_query(&out.stdout).map_err(|_| None)
 }
@@ -764,10 +864,13 @@ pub fn verify_embedded(
             found,
         },
     };
-    let meta =
-        query_file(h, path).map_err(|f| f.unwrap_or_else(|| mismatch("another package".into())))?;
+    let meta = read_header(h, path)
+        .map_err(|f| f.unwrap_or_else(|| mismatch("another package".into())))?;
     if meta.package != package || rpm_version::compare(&meta.evr, version) != Ordering::Equal {
         return Err(mismatch(format!("{} {}", meta.package, meta.evr)));
+    }
+    if meta.source_package {
+        return Err(mismatch("a source package".into()));
     }
     if gpgcheck_enabled(h, h.config().repository.as_str()) {
         check_signature(h, package, path)?;
@@ -900,14 +1003,22 @@ fn rpm_install(
 pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Failure> {
     let q = query_installed(h, Step::QueryCandidate)?;
     let installed = installed_targets(&q)?;
-    let meta = begin_metadata(h, progress);
+    let refreshed = refresh_metadata(h, progress)?;
     progress(Step::QueryCandidate);
-    let cmd = restricted(h, &meta, DOWNLOAD_TIMEOUT, ["-q", "check-update"])
-        .args(only_our_repository(h))
-        .args(installed.iter().map(|(p, _)| p.name()));
+    let cmd = restricted(
+        h,
+        Metadata::CacheOnly,
+        QUERY_TIMEOUT,
+        ["-q", "check-update"],
+    )
+    .args(only_our_repository(h))
+    .args(installed.iter().map(|(p, _)| p.name()));
     let out = run(h, Step::QueryCandidate, &cmd, Exits::Any)?;
     // 100: updates listed; 0: none; anything else: an error.
     if !matches!(out.code(), Some(0 | 100)) {
+        if let Some(failure) = no_cache(h, &out) {
+            return Err(failure);
+        }
         if let dnf::DnfOutcome::UnknownRepo(_) =
             dnf::classify_download(out.code(), &out.stdout, &out.stderr).outcome
         {
@@ -938,8 +1049,7 @@ pub fn check(h: &Helper, progress: &mut Progress<'_>) -> Result<CheckReport, Fai
             }
         })
         .collect();
-    metadata_fetched(h, &meta);
-    Ok(super::check_report(h, packages, meta.refreshes))
+    Ok(super::check_report(h, packages, refreshed))
 }
 
 /// The way back (issue 12): the installed versions downloaded pinned with
@@ -957,13 +1067,9 @@ fn fetch_installed(
     downloaddir.push(private.path().as_os_str());
     // The metadata this update just used: never expired again here, and
     // (as on every dnf/yum command of ours) no key to import.
-    let meta = Metadata {
-        refreshes: false,
-        expire_now: std::cell::Cell::new(false),
-    };
     let cmd = restricted(
         h,
-        &meta,
+        Metadata::Cached,
         DOWNLOAD_TIMEOUT,
         ["reinstall", "-y", "--downloadonly"],
     )
@@ -981,7 +1087,7 @@ fn fetch_installed(
     let mut found = Vec::new();
     for name in files::list_private(&private).map_err(internal)? {
         let path = files::verify_in_place(&private, &name).map_err(internal)?;
-        let meta = query_file(h, &path).map_err(|f| {
+        let meta = read_header(h, &path).map_err(|f| {
             f.unwrap_or_else(|| internal(format!("{name} is not one of our packages")))
         })?;
         let Some((p, v)) = missing.iter().find(|(p, _)| *p == meta.package) else {
@@ -1001,9 +1107,9 @@ fn fetch_installed(
 pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, Failure> {
     let q = query_installed(h, Step::FinishInterrupted)?;
     let installed = installed_targets(&q)?;
-    let meta = begin_metadata(h, progress);
+    refresh_metadata(h, progress)?;
     if h.family == Family::Dnf {
-        if let Planned::NothingNewer = plan(h, &meta, &installed, progress)? {
+        if let Planned::NothingNewer = plan(h, &installed, progress)? {
             progress(Step::Cleanup);
             return Ok(UpdateReport {
                 changes: Vec::new(),
@@ -1012,11 +1118,7 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
         }
     }
     let private = PrivateDir::create(Path::new(files::PRIVATE_BASE)).map_err(internal)?;
-    let downloaded = download(h, &meta, &installed, &private, progress);
-    if downloaded.is_ok() {
-        metadata_fetched(h, &meta);
-    }
-    let resolved = match downloaded? {
+    let resolved = match download(h, &installed, &private, progress)? {
         Downloaded::NothingNewer => {
             progress(Step::Cleanup);
             return Ok(UpdateReport {

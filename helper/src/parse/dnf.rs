@@ -306,9 +306,8 @@ pub(crate) fn scan_common(stdout: &str, stderr: &str) -> CommonScan {
         }
 
         if let Some(rest) = t.strip_prefix("---> Package ") {
-            if let Some(r) = resolved(rest) {
-                scan.resolved.push(r);
-            }
+            scan.resolved
+                .push(resolved(rest).unwrap_or_else(|| unreadable(rest)));
         } else if let Some(nevra) = t
             .strip_prefix("Package ")
             .and_then(|r| r.strip_suffix(" is already installed."))
@@ -391,6 +390,36 @@ fn resolved(rest: &str) -> Option<Resolved> {
         evr: Evr::parse(evr).ok()?,
         change,
     })
+}
+
+/// A `---> Package` line that could not be read: a change nobody can
+/// vouch for, so [`Change::Other`] (refused), never dropped: a dropped
+/// line would hide a third package from the plan check.
+fn unreadable(rest: &str) -> Resolved {
+    Resolved {
+        name: super::sanitize_excerpt(rest, 120),
+        arch: String::new(),
+        evr: Evr {
+            epoch: 0,
+            version: "(unreadable)".to_string(),
+            release: String::new(),
+        },
+        change: Change::Other,
+    }
+}
+
+/// How many packages the `Transaction Summary` counts that no `--->
+/// Package` line names (0 when it was not printed). The summary counts
+/// each package installed, upgraded to, downgraded to or removed; the old
+/// side of an upgrade and an obsoleted package are not counted (measured
+/// on dnf 4.14: an upgrade obsoleting a victim prints three lines and
+/// `Upgrade  1 Package`).
+pub fn unlisted(resolved: &[Resolved], transaction_size: Option<usize>) -> usize {
+    let listed = resolved
+        .iter()
+        .filter(|r| !matches!(r.change, Change::Upgraded | Change::Obsoleted))
+        .count();
+    transaction_size.unwrap_or(0).saturating_sub(listed)
 }
 
 /// A progress line: `[(i/N): ]NAME<spaces>SPEED | SIZE TIME` (dnf) or
@@ -590,23 +619,62 @@ mod tests {
         assert_eq!(classify_download(None, "", "").outcome, DnfOutcome::Failed);
     }
 
+    /// Each `---> Package` line's name and verb.
+    fn changes(r: &DnfDownload) -> Vec<(&str, Change)> {
+        r.resolved
+            .iter()
+            .map(|r| (r.name.as_str(), r.change))
+            .collect()
+    }
+
     #[test]
     fn an_assumeno_plan_shows_what_would_be_obsoleted() {
         let r = run("dnf_plan_obsoletes");
         assert_eq!(r.outcome, DnfOutcome::Aborted);
-        let changes: Vec<(&str, Change)> = r
-            .resolved
-            .iter()
-            .map(|r| (r.name.as_str(), r.change))
-            .collect();
         assert_eq!(
-            changes,
+            changes(&r),
             vec![
                 ("patchman-tests-victim", Change::Obsoleted),
                 ("patchman-client", Change::Upgraded),
                 ("patchman-client", Change::Upgrade),
             ]
         );
+    }
+
+    #[test]
+    fn an_unreadable_plan_line_is_a_change_that_is_refused() {
+        let out = "---> Package patchman-client.noarch 1.7.1-1 will be an upgrade\n\
+                   ---> Package patchman-client.noarch 1.7.0-1 will be upgraded\n\
+                   ---> Package evil.noarch 1:: will be installed\n\
+                   ---> Package nodot 1.0-1 will be installed\n";
+        let r = classify_download(Some(1), out, "Operation aborted.\n");
+        assert_eq!(
+            changes(&r),
+            vec![
+                ("patchman-client", Change::Upgrade),
+                ("patchman-client", Change::Upgraded),
+                ("evil.noarch 1:: will be installed", Change::Other),
+                ("nodot 1.0-1 will be installed", Change::Other),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_summary_counts_what_the_lines_name() {
+        let r = run("dnf_plan_obsoletes");
+        assert_eq!(r.transaction_size, Some(1));
+        assert_eq!(unlisted(&r.resolved, r.transaction_size), 0);
+        // The same plan with a third package's line hidden.
+        let hidden = "---> Package patchman-client.noarch 1.7.0-1 will be upgraded\n\
+                      ---> Package patchman-client.noarch 1.7.1-1 will be an upgrade\n\
+                      Transaction Summary\n\
+                      ================\n\
+                      Install  1 Package\n\
+                      Upgrade  1 Package\n\n";
+        let r = classify_download(Some(1), hidden, "Operation aborted.\n");
+        assert_eq!(r.transaction_size, Some(2));
+        assert_eq!(unlisted(&r.resolved, r.transaction_size), 1);
+        assert_eq!(unlisted(&r.resolved, None), 0, "no summary printed");
     }
 
     #[test]

@@ -27,6 +27,13 @@ use super::{check_size, malformed, parse_evr, ParseError};
 /// The `--queryformat` these parsers read.
 pub const QUERY_FORMAT: &str = "%{NAME}\\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\n";
 
+/// The `--queryformat` of [`parse_file_query`]: [`QUERY_FORMAT`] and the
+/// source package a binary package was built from. A source package
+/// prints `(none)` there (rpm 4.18; `SOURCERPM` is set by rpmbuild on
+/// every binary package since rpm 4.0).
+pub const FILE_QUERY_FORMAT: &str =
+    "%{NAME}\\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\t%{SOURCERPM}\\n";
+
 const QUERY_TOOL: &str = "rpm -q";
 const FILE_TOOL: &str = "rpm -qp";
 
@@ -99,9 +106,19 @@ pub fn parse_query(output: &str) -> Result<RpmQuery, ParseError> {
     Ok(query)
 }
 
-/// Parses the stdout of `rpm -qp --queryformat QUERY_FORMAT FILE`: exactly
-/// one formatted line, naming an allow-listed package.
-pub fn parse_file_query(output: &str) -> Result<RpmPackage, ParseError> {
+/// A package file as [`FILE_QUERY_FORMAT`] prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpmFile {
+    pub package: Package,
+    pub evr: Evr,
+    pub arch: String,
+    /// `%{SOURCERPM}` is `(none)`: a source package, never to install.
+    pub source_package: bool,
+}
+
+/// Parses the stdout of `rpm -qp --queryformat FILE_QUERY_FORMAT FILE`:
+/// exactly one formatted line, naming an allow-listed package.
+pub fn parse_file_query(output: &str) -> Result<RpmFile, ParseError> {
     check_size(FILE_TOOL, output)?;
     let mut found = None;
     for (index, line) in output.lines().enumerate() {
@@ -116,7 +133,22 @@ pub fn parse_file_query(output: &str) -> Result<RpmPackage, ParseError> {
                 key: "package line".into(),
             });
         }
-        found = Some(formatted_line(FILE_TOOL, n, line)?);
+        let Some((fields, source_rpm)) = line.rsplit_once('\t').filter(|(_, s)| !s.is_empty())
+        else {
+            return Err(malformed(
+                FILE_TOOL,
+                n,
+                "`NAME<tab>EPOCH:VERSION-RELEASE<tab>ARCH<tab>SOURCERPM`",
+                line,
+            ));
+        };
+        let p = formatted_line(FILE_TOOL, n, fields)?;
+        found = Some(RpmFile {
+            package: p.package,
+            evr: p.evr,
+            arch: p.arch,
+            source_package: source_rpm == "(none)",
+        });
     }
     found.ok_or(ParseError::Empty { tool: FILE_TOOL })
 }
@@ -224,7 +256,8 @@ mod tests {
                 Some(&evr("1.7.3-1")),
                 "{v}"
             );
-            let p = parse_file_query(&rpm_fixture(&format!("{v}_rpm_qp.out"))).unwrap();
+            let p = parse_file_query(&with_source_rpm(&rpm_fixture(&format!("{v}_rpm_qp.out"))))
+                .unwrap();
             assert_eq!(
                 (p.package, p.evr, p.arch.as_str()),
                 (Package::Client, evr("1.7.1-1"), "noarch"),
@@ -279,14 +312,34 @@ mod tests {
         }
     }
 
+    /// The fixtures were captured with [`QUERY_FORMAT`], before
+    /// `%{SOURCERPM}` joined the file query: their line with the field a
+    /// binary package prints there.
+    fn with_source_rpm(out: &str) -> String {
+        out.lines()
+            .map(|l| format!("{l}\tpatchman-client-1.7.1-1.src.rpm\n"))
+            .collect()
+    }
+
     #[test]
     fn file_queries() {
-        let p = parse_file_query(&fixture("rpm_qp_signed.out")).unwrap();
+        let p = parse_file_query(&with_source_rpm(&fixture("rpm_qp_signed.out"))).unwrap();
         assert_eq!((p.package, p.evr), (Package::Client, evr("1.7.1-1")));
-        let p = parse_file_query(&fixture("rpm_qp_realtime.out")).unwrap();
+        assert!(!p.source_package);
+        let p = parse_file_query(&with_source_rpm(&fixture("rpm_qp_realtime.out"))).unwrap();
         assert_eq!(p.package, Package::Realtime);
         // Key not imported: the line is printed, the warning is on stderr.
-        assert!(parse_file_query(&fixture("rpm_qp_other_key.out")).is_ok());
+        assert!(parse_file_query(&with_source_rpm(&fixture("rpm_qp_other_key.out"))).is_ok());
+        // The fixture's line as the query format without `%{SOURCERPM}`
+        // printed it: refused, a field is missing.
+        assert!(matches!(
+            parse_file_query(&fixture("rpm_qp_signed.out")),
+            Err(ParseError::Malformed { .. })
+        ));
+        // rpm 4.18, `rpm -qp --queryformat FILE_QUERY_FORMAT` of the
+        // source package `rpmbuild -bs` makes of the client.
+        let source = "patchman-client\t0:1.7.1-1\tnoarch\t(none)\n";
+        assert!(parse_file_query(source).unwrap().source_package);
         assert!(fixture("rpm_qp_other_key.err").contains("NOKEY"));
         for name in ["rpm_qp_garbage", "rpm_qp_missing", "rpm_qp_text"] {
             assert_ne!(fixture_rc(name), 0, "{name}");
@@ -295,7 +348,8 @@ mod tests {
                 Err(ParseError::Empty { .. })
             ));
         }
-        let two = "patchman-client\t0:1.7.1-1\tnoarch\npatchman-client\t0:1.7.1-1\tnoarch\n";
+        let two = "patchman-client\t0:1.7.1-1\tnoarch\tpatchman-client-1.7.1-1.src.rpm\n\
+                   patchman-client\t0:1.7.1-1\tnoarch\tpatchman-client-1.7.1-1.src.rpm\n";
         assert!(matches!(
             parse_file_query(two),
             Err(ParseError::Duplicate { .. })

@@ -2,7 +2,9 @@
 //! apt's `http` method: `GET` and `HEAD`, `Content-Length`,
 //! `Connection: close`, 404 for anything missing, no path traversal. One
 //! thread per connection. It can be told to hang (accept connections and
-//! never answer) for timeout tests. Dropping it stops it.
+//! never answer) or to trickle (answer `200` and then one byte a second,
+//! which no client's inactivity timeout catches) for timeout tests.
+//! Dropping it stops it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -35,6 +37,7 @@ struct Shared {
     root: PathBuf,
     stop: AtomicBool,
     hang: AtomicBool,
+    trickle: AtomicBool,
     log: Mutex<Vec<Request>>,
 }
 
@@ -60,6 +63,7 @@ impl HttpServer {
             root,
             stop: AtomicBool::new(false),
             hang: AtomicBool::new(false),
+            trickle: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
         });
         let for_thread = Arc::clone(&shared);
@@ -88,6 +92,13 @@ impl HttpServer {
     /// (held open until the server stops); `false` serves again.
     pub fn set_hang(&self, hang: bool) {
         self.shared.hang.store(hang, Ordering::SeqCst);
+    }
+
+    /// While `true`, every new request is answered `200` with a large
+    /// `Content-Length` and then one byte a second, until the client
+    /// gives up, the server stops or this is set `false`.
+    pub fn set_trickle(&self, trickle: bool) {
+        self.shared.trickle.store(trickle, Ordering::SeqCst);
     }
 
     /// Every request seen so far, in order.
@@ -141,6 +152,18 @@ fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let head = read_head(&mut reader);
+    if shared.trickle.load(Ordering::SeqCst) {
+        log(shared, head.as_ref().ok(), 200);
+        stream.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\
+              Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+        )?;
+        while !shared.stop.load(Ordering::SeqCst) && shared.trickle.load(Ordering::SeqCst) {
+            stream.write_all(b"x")?;
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        return Ok(());
+    }
     let (status, body) = match &head {
         Err(_) => (400, None),
         Ok((method, _)) if method != "GET" && method != "HEAD" => (405, None),

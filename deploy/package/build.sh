@@ -140,6 +140,13 @@ done
 # The glibc the binaries need: what the .deb's libc6 dependency says.
 glibc_min=
 for b in patchman-helper patchman-agent; do
+    if [ "$(head -c 4 "$bin_dir/$b" | od -An -tx1 | tr -d ' \n')" != 7f454c46 ]; then
+        # A test's stand-in (a broken release made of a script) under
+        # --bin-dir: it sets no glibc floor. What ships is always ELF.
+        [ "$build_shipped" = no ] || die "$bin_dir/$b is not an ELF binary"
+        echo "build.sh: $bin_dir/$b is not an ELF binary: no glibc floor taken from it" >&2
+        continue
+    fi
     v=$(glibc_needed "$bin_dir/$b")
     [ -n "$v" ] || die "$bin_dir/$b references no GLIBC symbol version (not a glibc binary?)"
     if [ "$build_shipped" = yes ] && ! version_le "$v" "$glibc_floor"; then
@@ -150,6 +157,8 @@ for b in patchman-helper patchman-agent; do
     fi
 done
 
+[ -n "$glibc_min" ] || [ "$want_deb" = no ] ||
+    die "neither binary in $bin_dir is an ELF binary: no glibc floor for the .deb"
 mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/patchman-package.XXXXXX")

@@ -202,20 +202,24 @@ pub(crate) fn handle(helper: &Helper, conn: Connection<'_>) {
                 // Progress frames are best effort: a peer that went away
                 // does not stop an update midway (it finishes, or never
                 // starts — never half).
-                // All of them together may take PROGRESS_BUDGET of the
-                // update's time, not a write timeout each: after the first
-                // that fails or the budget, none is sent.
-                let budget_end = Instant::now() + PROGRESS_BUDGET;
+                // All of them together may spend PROGRESS_BUDGET of the
+                // update's time in sending, not a write timeout each: after
+                // the first that fails or the budget, none is sent. The
+                // budget counts time spent sending only, never the steps'
+                // own time: a slow update still shows every step.
+                let mut spent = std::time::Duration::ZERO;
                 let mut peer_reading = true;
                 let mut progress = |step| {
                     tracing::info!(conn = conn.id, step = ?step, "step");
-                    let left = budget_end.saturating_duration_since(Instant::now());
+                    let left = PROGRESS_BUDGET.saturating_sub(spent);
                     if !peer_reading || left.is_zero() {
                         peer_reading = false;
                         return;
                     }
                     let _ = conn.stream.set_send_timeout(Some(left));
+                    let sending = Instant::now();
                     peer_reading = server::send(conn.stream, &Reply::Progress(step)).is_ok();
+                    spent += sending.elapsed();
                 };
                 let reply = if route == Route::Check {
                     family::check(helper, &mut progress).map(Reply::Check)

@@ -50,8 +50,13 @@ const KEPT: &str = "/var/lib/patchman-helper/kept";
 const UPDATE_WITHIN: Duration = Duration::from_secs(90);
 const SETTLE_WITHIN: Duration = Duration::from_secs(60);
 
+/// `refresh_interval = 0s`: the scenarios publish releases seconds apart,
+/// and the daemon's checks must see each at once (the default, at most one
+/// refresh a minute, is the attacks' and faults' subject, not this file's).
 fn config() -> String {
-    format!("[updates]\nrepository = patchman\ninterval = 1h\njitter = 0s\nprobation = {PROBATION_S}s\n")
+    format!(
+        "[updates]\nrepository = patchman\ninterval = 1h\njitter = 0s\nprobation = {PROBATION_S}s\nrefresh_interval = 0s\n"
+    )
 }
 
 /// What is wrong with the published X+1.
@@ -603,7 +608,7 @@ fn under_systemd_a_broken_agent_is_rolled_back_by_the_timer_and_a_healthy_releas
     };
     std::fs::write(
         c.host_path(CONFIG_PATH),
-        "[updates]\nrepository = patchman\ninterval = 1h\njitter = 0s\nprobation = 60s\n",
+        "[updates]\nrepository = patchman\ninterval = 1h\njitter = 0s\nprobation = 60s\nrefresh_interval = 0s\n",
     )
     .unwrap();
     // The install started the agent, whose first connection started the

@@ -141,7 +141,7 @@ slow_log=target/ci-waiting-tiers.log
 (
     args=()
     for t in $waiting_tiers; do args+=(--test "$t"); done
-    cargo test --locked -p patchman-tests "${args[@]}" -- --test-threads=4
+    cargo test --no-fail-fast --locked -p patchman-tests "${args[@]}" -- --test-threads=4
 ) >"$slow_log" 2>&1 &
 slow_pid=$!
 others=()
@@ -151,8 +151,8 @@ for f in tests/tests/*.rs; do
     others+=(--test "$t")
 done
 rc=0
-cargo test --workspace --locked --exclude patchman-tests || rc=1
-cargo test --locked -p patchman-tests --lib --bins "${others[@]}" || rc=1
+cargo test --no-fail-fast --workspace --locked --exclude patchman-tests || rc=1
+cargo test --no-fail-fast --locked -p patchman-tests --lib --bins "${others[@]}" || rc=1
 slow_rc=0
 wait "$slow_pid" || slow_rc=$?
 echo "--- the waiting tiers ($waiting_tiers), run beside the others:"

@@ -755,6 +755,15 @@ fn under_systemd(case: UnderSystemd) {
     assert_eq!(json["rollback"]["last"]["to"][PACKAGE], X, "{json}");
     assert_eq!(json["probation"], serde_json::Value::Null, "{json}");
     assert!(!c.host_path(RECORD).exists());
+    if case == UnderSystemd::HungAgent {
+        // The hung agent is stopped by SIGTERM when the rollback restarts
+        // the unit, not after systemd's stop timeout.
+        let agent_log = c.journal("cat", &["-u", AGENT_UNIT]).unwrap();
+        assert!(
+            !agent_log.contains("State 'stop-sigterm' timed out"),
+            "{agent_log}"
+        );
+    }
     // The helper answering on the socket is X's: the file is X's again and
     // the serving process runs that file.
     assert!(std::fs::read(c.host_path(HELPER)).unwrap() == x_helper);

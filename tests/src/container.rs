@@ -7,7 +7,10 @@
 //!   in a private mount namespace: it mounts a tmpfs in the test's directory,
 //!   an overlay from it over the cached tree (which is never written), and
 //!   starts `systemd-nspawn` on the overlay. The mounts live in that
-//!   namespace only and go with its last process.
+//!   namespace only and go with its last process. A container booted with
+//!   [`Container::boot_rebootable`] keeps the upper dir on disk in the
+//!   test's directory instead, so [`Container::reboot`] can power it off
+//!   and boot a new holder over the same file system.
 //! * The holder's stdin is a pipe whose write end only this process holds.
 //!   When it reaches end-of-file (the [`Container`] is dropped, or the test
 //!   process is killed outright), a watchdog in the holder asks nspawn for
@@ -50,17 +53,24 @@ const BOOT_WITHIN: Duration = Duration::from_secs(120);
 const SHUTDOWN_WITHIN: Duration = Duration::from_secs(45);
 
 /// The holder: mounts, then nspawn in the background, then the watchdog on
-/// stdin (fd 3: a background list's stdin is /dev/null in sh).
+/// stdin (fd 3: a background list's stdin is /dev/null in sh). `mode`:
+/// `tmpfs` (the upper dir dies with the holder), `disk` (the upper dir in
+/// the test's directory, kept for [`Container::reboot`]), `again` (boot
+/// once more over the upper dir a `disk` holder left).
 const HOLDER: &str = r#"set -eu
-lower=$1 layers=$2 shared=$3 console=$4
-mount -t tmpfs -o mode=0700 patchman-container "$layers"
-mkdir "$layers/upper" "$layers/work" "$layers/root"
+lower=$1 layers=$2 shared=$3 console=$4 mode=$5
+case $mode in
+tmpfs) mount -t tmpfs -o mode=0700 patchman-container "$layers" ;;
+esac
+case $mode in
+tmpfs | disk) mkdir "$layers/upper" "$layers/work" "$layers/root" ;;
+esac
 mount -t overlay overlay \
     -o "lowerdir=$lower,upperdir=$layers/upper,workdir=$layers/work" "$layers/root"
 exec 3<&0 </dev/null
 systemd-nspawn --quiet --register=no --keep-unit --boot \
     --directory="$layers/root" --bind="$shared:/patchman-test" \
-    >"$console" 2>&1 3<&- &
+    >>"$console" 2>&1 3<&- &
 nspawn=$!
 echo "nspawn $nspawn"
 (
@@ -86,6 +96,9 @@ pub struct Container {
     watchdog: Option<ChildStdin>,
     nspawn: u32,
     init: u32,
+    lower: PathBuf,
+    /// Whether the upper dir is on disk, kept across [`Container::reboot`].
+    rebootable: bool,
     dir: tempfile::TempDir,
 }
 
@@ -93,6 +106,17 @@ impl Container {
     /// Boots `suite` (`trixie`, …) from its cached tree, and waits until
     /// systemd reports the boot finished (`running` or `degraded`).
     pub fn boot(suite: &str) -> Result<Container> {
+        Container::boot_with(suite, false)
+    }
+
+    /// Like [`boot`](Self::boot), with the overlay's upper dir on disk in
+    /// the test's directory instead of a tmpfs, so that
+    /// [`reboot`](Self::reboot) boots again over the same file system.
+    pub fn boot_rebootable(suite: &str) -> Result<Container> {
+        Container::boot_with(suite, true)
+    }
+
+    fn boot_with(suite: &str, rebootable: bool) -> Result<Container> {
         for tool in ["systemd-nspawn", "unshare", "nsenter", "pgrep"] {
             if which(tool).is_none() {
                 bail!("`{tool}` not found: apt-get install systemd-container util-linux procps");
@@ -116,53 +140,62 @@ impl Container {
                 bail!("{} cannot be an overlayfs option", p.display());
             }
         }
-        let mut c = Command::new("unshare");
-        c.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            HOLDER,
-            "sh",
-        ])
-        .arg(&lower)
-        .arg(&layers)
-        .arg(&shared)
-        .arg(dir.path().join("console.log"))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        let mut holder = c.spawn().with_context(|| cmd::describe(&c))?;
-        let watchdog = holder.stdin.take();
-        let stdout = holder.stdout.take().context("the holder's stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .context("reading the holder's first line")?;
-        let nspawn = line
-            .strip_prefix("nspawn ")
-            .and_then(|p| p.trim().parse::<u32>().ok());
+        let (holder, watchdog, nspawn) = start_holder(
+            &lower,
+            dir.path(),
+            if rebootable { "disk" } else { "tmpfs" },
+        )?;
         let mut container = Container {
             holder,
             watchdog,
-            nspawn: nspawn.unwrap_or(0),
+            nspawn: 0,
             init: 0,
+            lower,
+            rebootable,
             dir,
         };
-        if nspawn.is_none() {
-            let status = container.holder.wait().ok();
-            bail!(
-                "the container holder failed ({status:?}; it printed {line:?}); console:\n{}",
-                container.console()
-            );
-        }
-        container.init = container.find_init()?;
-        container.wait_booted()?;
+        container.started(nspawn)?;
         Ok(container)
+    }
+
+    /// Powers the container off (orderly, bounded as [`poweroff`]) and
+    /// boots it again over the same upper dir: what was written inside
+    /// survives, as on a machine's disk. Only for
+    /// [`boot_rebootable`](Self::boot_rebootable).
+    ///
+    /// [`poweroff`]: Self::poweroff
+    pub fn reboot(&mut self) -> Result<()> {
+        if !self.rebootable {
+            bail!("Container::reboot needs Container::boot_rebootable (the upper dir on disk)");
+        }
+        self.shutdown()?;
+        let before = self.init;
+        let (holder, watchdog, nspawn) = start_holder(&self.lower, self.dir.path(), "again")?;
+        self.holder = holder;
+        self.watchdog = watchdog;
+        self.init = 0;
+        self.started(nspawn)?;
+        if self.init == before {
+            bail!("the container's PID 1 is still {before} after the reboot");
+        }
+        Ok(())
+    }
+
+    /// After the holder printed its first line: nspawn's pid, the
+    /// container's PID 1, the boot finished.
+    fn started(&mut self, nspawn: Result<u32, String>) -> Result<()> {
+        match nspawn {
+            Ok(pid) => self.nspawn = pid,
+            Err(line) => {
+                let status = self.holder.wait().ok();
+                bail!(
+                    "the container holder failed ({status:?}; it printed {line:?}); console:\n{}",
+                    self.console()
+                );
+            }
+        }
+        self.init = self.find_init()?;
+        self.wait_booted()
     }
 
     /// The host's pid of the container's PID 1.
@@ -476,6 +509,49 @@ fn rootfs_uncached(suite: &str) -> Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// Starts the holder (`HOLDER`) in `mode` over `lower` and `dir`'s layers;
+/// returns it, its watchdog pipe, and nspawn's pid or the line it printed
+/// instead.
+fn start_holder(
+    lower: &Path,
+    dir: &Path,
+    mode: &str,
+) -> Result<(Child, Option<ChildStdin>, Result<u32, String>)> {
+    let mut c = Command::new("unshare");
+    c.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        HOLDER,
+        "sh",
+    ])
+    .arg(lower)
+    .arg(dir.join("layers"))
+    .arg(dir.join("shared"))
+    .arg(dir.join("console.log"))
+    .arg(mode)
+    .env_clear()
+    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    let mut holder = c.spawn().with_context(|| cmd::describe(&c))?;
+    let watchdog = holder.stdin.take();
+    let stdout = holder.stdout.take().context("the holder's stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .context("reading the holder's first line")?;
+    let nspawn = line
+        .strip_prefix("nspawn ")
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .ok_or(line);
+    Ok((holder, watchdog, nspawn))
 }
 
 fn which(tool: &str) -> Option<PathBuf> {

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use patchman_tests::container::{Container, SHARED};
 use patchman_tests::installed::{
     apt_setup, dnf_setup, exe_inode, inode_inside, installed, signing_key, wait_until, work_dir,
     Daemon, Family, HelperSupervisor, Installed, AGENT, HELPER, PACKAGE, USER,
@@ -556,17 +557,112 @@ fn realtime_rolls_back_together_with_the_client_in_one_dpkg_run() {
     s.finish();
 }
 
-/// The scenario under real systemd (Debian 13 booted in a
+const AGENT_UNIT: &str = "patchman-agent.service";
+const SOCKET: &str = "/run/patchman/helper.sock";
+/// The outside check's bound: the previous version back within 4 minutes
+/// of the update.
+const ROLLED_BACK_WITHIN: Duration = Duration::from_secs(240);
+
+/// A scenario under real systemd: what is wrong with the published 1.7.1-1,
+/// and what happens during its probation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UnderSystemd {
+    /// `patchman-agent` exits 1 at start; a healthy 1.7.2-1 follows.
+    BrokenAgent,
+    /// `patchman-helper` exits 1 at start.
+    BrokenHelper,
+    /// `patchman-agent` starts and never confirms: the process lives and
+    /// the unit stays `active` (systemd sees nothing wrong, as with an
+    /// agent deadlocked at start), it just never talks to the helper.
+    HungAgent,
+    /// The broken agent, and the container powered off and booted again
+    /// over the same disk mid-probation.
+    BrokenAgentRebooted,
+}
+
+/// `patchman-client`'s version, if installed and complete.
+fn container_version(c: &Container) -> Option<String> {
+    let out = c
+        .exec(&["dpkg-query", "-W", "-f", "${Status}|${Version}", PACKAGE])
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (s, v) = text.split_once('|')?;
+    (s == "install ok installed").then(|| v.to_owned())
+}
+
+fn container_journal(c: &Container) -> String {
+    c.journal("short-precise", &[]).unwrap_or_default()
+}
+
+fn container_status(c: &Container) -> Result<serde_json::Value, anyhow::Error> {
+    let out = c.exec_as(USER, &[AGENT, "status", "--json"])?;
+    Ok(serde_json::from_slice(&out.stdout).unwrap_or_default())
+}
+
+/// Powers `c` off and boots it again over the same disk; checks that the
+/// journal (persistent there) knows two boots.
+fn reboot(c: &mut Container) {
+    c.reboot().unwrap();
+    let boots = c.run(&["journalctl", "--list-boots"]).unwrap();
+    // The lines of boots start with their index (-1, 0), the header not.
+    let count = boots
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|i| i.parse::<i64>().is_ok())
+        })
+        .count();
+    assert_eq!(count, 2, "not rebooted:\n{boots}");
+}
+
+/// Boots Debian 13 (over a disk that survives [`Container::reboot`] if
+/// `rebootable`), makes `repo` its `patchman` source, installs `deb_x` with
+/// `dpkg -i`, and sets `probation = 60s`; the helper is stopped so that
+/// its next start reads that.
+fn container_with_x(
+    rebootable: bool,
+    deb_x: &Path,
+    repo: &AptRepo,
+    key: &SigningKey,
+    http: &patchman_tests::sandbox::HttpServer,
+) -> Container {
+    let c = if rebootable {
+        Container::boot_rebootable("trixie")
+    } else {
+        Container::boot("trixie")
+    }
+    .unwrap();
+    c.add_apt_repo(repo, &key.keyring, &http.url()).unwrap();
+    let name = deb_x.file_name().unwrap().to_str().unwrap();
+    std::fs::copy(deb_x, c.shared().join(name)).unwrap();
+    c.run(&["dpkg", "-i", &format!("{SHARED}/{name}")]).unwrap();
+    assert_eq!(c.active_state("patchman-rollback.timer").unwrap(), "active");
+    // `refresh_interval = 0s`: the lists are fetched on every Check (the
+    // default 60 s, a clock kept on disk, would hide a repository published
+    // less than a minute after the last Check, as the healthy 1.7.2-1 is).
+    std::fs::write(
+        c.host_path(CONFIG_PATH),
+        "[updates]\nrepository = patchman\ninterval = 1h\njitter = 0s\nprobation = 60s\nrefresh_interval = 0s\n",
+    )
+    .unwrap();
+    // The install started the agent, whose first connection started the
+    // helper with the shipped configuration: both must read the new one.
+    c.run(&["systemctl", "stop", "patchman-helper.service"])
+        .unwrap();
+    c
+}
+
+/// The scenarios under real systemd (Debian 13 booted in a
 /// container, `tests/src/container.rs`), with the shipped packages:
-/// 1.7.0-1 installed, a 1.7.1-1 whose agent exits 1 published,
-/// `probation = 60s`. `patchman-agent.service` takes the update; the
-/// package's `patchman-rollback.timer` runs the rescue helper, which rolls
-/// back; the agent service runs again on 1.7.0-1; 1.7.1-1 is quarantined;
-/// a healthy 1.7.2-1 published afterwards is taken and confirmed.
-#[test]
-fn under_systemd_a_broken_agent_is_rolled_back_by_the_timer_and_a_healthy_release_taken() {
-    use patchman_tests::container::{Container, SHARED};
-    const AGENT_UNIT: &str = "patchman-agent.service";
+/// 1.7.0-1 installed, a broken 1.7.1-1 published, `probation = 60s`.
+/// `patchman-agent.service` takes the update; the package's
+/// `patchman-rollback.timer` runs the rescue helper, which rolls back; the
+/// agent service runs again on 1.7.0-1, 1.7.0-1's helper answers on the
+/// socket; 1.7.1-1 is quarantined; after [`UnderSystemd::BrokenAgent`] a
+/// healthy 1.7.2-1 published afterwards is taken and confirmed.
+fn under_systemd(case: UnderSystemd) {
+    let t_start = Instant::now();
     let host_before = host_package_state();
     let work = patchman_tests::installed::work_dir("rollback-systemd-");
     let w = work.path();
@@ -579,7 +675,24 @@ fn under_systemd_a_broken_agent_is_rolled_back_by_the_timer_and_a_healthy_releas
     )
     .unwrap();
     let (deb_x, deb_x2) = (built[0].clone(), built[2].clone());
-    let deb_x1 = repack_deb(&built[1], AGENT, "#!/bin/sh\nexit 1\n", &w.join("broken"));
+    let (inside, script) = match case {
+        UnderSystemd::BrokenAgent | UnderSystemd::BrokenAgentRebooted => {
+            (AGENT, "#!/bin/sh\nexit 1\n")
+        }
+        UnderSystemd::BrokenHelper => (HELPER, "#!/bin/sh\nexit 1\n"),
+        UnderSystemd::HungAgent => (AGENT, "#!/bin/sh\nexec sleep infinity\n"),
+    };
+    let deb_x1 = repack_deb(&built[1], inside, script, &w.join("broken"));
+    // X's helper as shipped, to recognise it serving again.
+    let x_tree = w.join("x-tree");
+    cmd::output(
+        std::process::Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb_x)
+            .arg(&x_tree),
+    )
+    .unwrap();
+    let x_helper = std::fs::read(x_tree.join(HELPER.trim_start_matches('/'))).unwrap();
     let (_gpg_dir, gpg, key) = signing_key(w);
     let repos = w.join("repos");
     let repo = publish(
@@ -591,97 +704,235 @@ fn under_systemd_a_broken_agent_is_rolled_back_by_the_timer_and_a_healthy_releas
     );
     let http = patchman_tests::sandbox::HttpServer::start(&repos).unwrap();
 
-    let c = Container::boot("trixie").unwrap();
-    let journal = |c: &Container| c.journal("short-precise", &[]).unwrap_or_default();
-    c.add_apt_repo(&repo, &key.keyring, &http.url()).unwrap();
-    let name = deb_x.file_name().unwrap().to_str().unwrap();
-    std::fs::copy(&deb_x, c.shared().join(name)).unwrap();
-    c.run(&["dpkg", "-i", &format!("{SHARED}/{name}")]).unwrap();
-    assert_eq!(c.active_state("patchman-rollback.timer").unwrap(), "active");
-    let version = |c: &Container| -> Option<String> {
-        let out = c
-            .exec(&["dpkg-query", "-W", "-f", "${Status}|${Version}", PACKAGE])
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (s, v) = text.split_once('|')?;
-        (s == "install ok installed").then(|| v.to_owned())
-    };
-    std::fs::write(
-        c.host_path(CONFIG_PATH),
-        "[updates]\nrepository = patchman\ninterval = 1h\njitter = 0s\nprobation = 60s\nrefresh_interval = 0s\n",
-    )
-    .unwrap();
-    // The install started the agent, whose first connection started the
-    // helper with the shipped configuration: both read the new one.
-    c.run(&["systemctl", "stop", "patchman-helper.service"])
-        .unwrap();
+    let mut c = container_with_x(
+        case == UnderSystemd::BrokenAgentRebooted,
+        &deb_x,
+        &repo,
+        &key,
+        &http,
+    );
     c.run(&["systemctl", "restart", AGENT_UNIT]).unwrap();
-
     c.wait_for(&format!("{X1} installed"), Duration::from_secs(180), |c| {
-        Ok(version(c).as_deref() == Some(X1))
+        Ok(container_version(c).as_deref() == Some(X1))
     })
-    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", journal(&c)));
+    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", container_journal(&c)));
     let t_updated = Instant::now();
-    // The outside check's bound: X back within 4 minutes.
+    if case == UnderSystemd::BrokenAgentRebooted {
+        // Mid-probation: the record written, nothing rolled back yet.
+        c.wait_for("the probation record", SETTLE_WITHIN, |c| {
+            Ok(c.host_path(RECORD).exists())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", container_journal(&c)));
+        assert_eq!(container_version(&c).as_deref(), Some(X1));
+        reboot(&mut c);
+        eprintln!(
+            "systemd: powered off and booted again {:.1} s after {X1} was installed",
+            t_updated.elapsed().as_secs_f64()
+        );
+    }
     c.wait_for(
         &format!("{X} installed again"),
-        Duration::from_secs(240),
-        |c| Ok(version(c).as_deref() == Some(X)),
+        ROLLED_BACK_WITHIN.saturating_sub(t_updated.elapsed()),
+        |c| Ok(container_version(c).as_deref() == Some(X)),
     )
-    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", journal(&c)));
+    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", container_journal(&c)));
     let rolled_back_after = t_updated.elapsed();
-    // dpkg-query shows X before the rescue helper has confirmed and logged.
+    // dpkg-query shows X before the rescue helper has confirmed and logged;
+    // `-b`: after a reboot, in the boot after it.
     c.wait_for("the rollback logged", SETTLE_WITHIN, |c| {
-        Ok(c.journal("cat", &["-u", "patchman-rollback.service"])?
-            .contains("rolled back; the version rolled back from is quarantined"))
+        Ok(
+            c.journal("cat", &["-b", "-u", "patchman-rollback.service"])?
+                .contains("rolled back; the version rolled back from is quarantined"),
+        )
     })
-    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", journal(&c)));
+    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", container_journal(&c)));
 
     let mut json = serde_json::Value::Null;
     c.wait_for("the agent service active again on X", SETTLE_WITHIN, |c| {
-        let out = c.exec_as(USER, &[AGENT, "status", "--json"])?;
-        json = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        json = container_status(c)?;
         Ok(c.active_state(AGENT_UNIT)? == "active" && json["daemon"]["running"] == true)
     })
-    .unwrap_or_else(|e| panic!("{e}: {json}\n--- journal\n{}", journal(&c)));
-    eprintln!("status --json after the rollback under systemd: {json}");
+    .unwrap_or_else(|e| panic!("{e}: {json}\n--- journal\n{}", container_journal(&c)));
+    eprintln!("status --json after the rollback under systemd ({case:?}): {json}");
     assert_eq!(json["installed"]["client"], X, "{json}");
     assert_eq!(json["quarantined"], serde_json::json!([X1]), "{json}");
     assert_eq!(json["rollback"]["last"]["from"][PACKAGE], X1, "{json}");
+    assert_eq!(json["rollback"]["last"]["to"][PACKAGE], X, "{json}");
     assert_eq!(json["probation"], serde_json::Value::Null, "{json}");
+    assert!(!c.host_path(RECORD).exists());
+    if case == UnderSystemd::HungAgent {
+        // The hung agent is stopped by SIGTERM when the rollback restarts
+        // the unit, not after systemd's stop timeout.
+        let agent_log = c.journal("cat", &["-u", AGENT_UNIT]).unwrap();
+        assert!(
+            !agent_log.contains("State 'stop-sigterm' timed out"),
+            "{agent_log}"
+        );
+    }
+    // The helper answering on the socket is X's: the file is X's again and
+    // the serving process runs that file.
+    assert!(std::fs::read(c.host_path(HELPER)).unwrap() == x_helper);
+    c.wait_for("X's helper serving", SETTLE_WITHIN, |c| {
+        let answered = container_status(c)?["installed"]["client"] == X;
+        let Some(pid) = c.main_pid("patchman-helper.service")? else {
+            return Ok(false);
+        };
+        let inode = |path: &str| c.run(&["stat", "-L", "-c", "%i", path]);
+        Ok(answered && inode(&format!("/proc/{pid}/exe"))? == inode(HELPER)?)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", container_journal(&c)));
 
-    // A healthy X+2: taken, confirmed, the probation cleared.
-    let (_gpg_dir2, gpg2, key2) = signing_key(&w.join("second"));
-    let repo2 = publish(&repos, &gpg2, &key2, "patchman-2", &[deb_x, deb_x1, deb_x2]);
-    c.add_apt_repo(&repo2, &key2.keyring, &http.url()).unwrap();
-    c.run(&["systemctl", "restart", AGENT_UNIT]).unwrap();
-    c.wait_for(
-        &format!("{X2} installed and confirmed"),
-        Duration::from_secs(180),
-        |c| {
-            let out = c.exec_as(USER, &[AGENT, "status", "--json"])?;
-            json = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            // The record is written after the install, and removed by the
-            // new agent's Confirm: wait for that, not only for the version.
-            let confirmed = c
-                .journal("cat", &["-u", "patchman-helper.service"])?
-                .contains("probation ended");
-            Ok(version(c).as_deref() == Some(X2)
-                && confirmed
-                && json["probation"].is_null()
-                && !c.host_path(RECORD).exists())
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}: {json}\n--- journal\n{}", journal(&c)));
-    assert_eq!(version(&c).as_deref(), Some(X2));
-    assert_eq!(json["quarantined"], serde_json::json!([X1]), "{json}");
+    if case == UnderSystemd::BrokenAgent {
+        // A healthy X+2: taken, confirmed, the probation cleared.
+        let (_gpg_dir2, gpg2, key2) = signing_key(&w.join("second"));
+        let repo2 = publish(&repos, &gpg2, &key2, "patchman-2", &[deb_x, deb_x1, deb_x2]);
+        c.add_apt_repo(&repo2, &key2.keyring, &http.url()).unwrap();
+        c.run(&["systemctl", "restart", AGENT_UNIT]).unwrap();
+        c.wait_for(
+            &format!("{X2} installed and confirmed"),
+            Duration::from_secs(180),
+            |c| {
+                json = container_status(c)?;
+                // The record is written after the install, and removed by
+                // the new agent's Confirm: wait for that, not only for the
+                // version.
+                let confirmed = c
+                    .journal("cat", &["-u", "patchman-helper.service"])?
+                    .contains("probation ended");
+                Ok(container_version(c).as_deref() == Some(X2)
+                    && confirmed
+                    && json["probation"].is_null()
+                    && !c.host_path(RECORD).exists())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}: {json}\n--- journal\n{}", container_journal(&c)));
+        assert_eq!(container_version(&c).as_deref(), Some(X2));
+        assert_eq!(json["quarantined"], serde_json::json!([X1]), "{json}");
+        drop(gpg2);
+    }
     drop(gpg);
-    drop(gpg2);
     c.poweroff().unwrap();
     drop(http);
     eprintln!(
-        "systemd: {X} back {:.1} s after {X1} was installed",
-        rolled_back_after.as_secs_f64()
+        "systemd ({case:?}): {X} back {:.1} s after {X1} was installed; {:.1} s in all",
+        rolled_back_after.as_secs_f64(),
+        t_start.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        host_package_state(),
+        host_before,
+        "the host's package state changed"
+    );
+}
+
+#[test]
+fn under_systemd_a_broken_agent_is_rolled_back_by_the_timer_and_a_healthy_release_taken() {
+    under_systemd(UnderSystemd::BrokenAgent);
+}
+
+#[test]
+fn under_systemd_a_broken_helper_is_rolled_back_by_the_timer_and_the_old_helper_serves_again() {
+    under_systemd(UnderSystemd::BrokenHelper);
+}
+
+#[test]
+fn under_systemd_an_agent_that_hangs_and_never_confirms_is_rolled_back_by_the_timer() {
+    under_systemd(UnderSystemd::HungAgent);
+}
+
+#[test]
+fn under_systemd_a_broken_agent_is_rolled_back_after_a_reboot_during_probation() {
+    under_systemd(UnderSystemd::BrokenAgentRebooted);
+}
+
+/// A healthy 1.7.2-1 whose probation a reboot interrupts, before its agent
+/// confirmed (as a power loss right after the install: the update is asked
+/// with the agent service stopped, by a client that never confirms), is
+/// confirmed after boot by the agent the boot starts, within the deadline,
+/// and never rolled back (not by the timer's `OnBootSec=` run, nor later).
+#[test]
+fn under_systemd_a_healthy_release_is_confirmed_after_a_reboot_during_probation() {
+    let t_start = Instant::now();
+    let host_before = host_package_state();
+    let work = patchman_tests::installed::work_dir("rollback-systemd-reboot-");
+    let w = work.path();
+    let bin_dir = packages::shipped_bin_dir().unwrap();
+    let built = packages::build_packages(
+        &bin_dir,
+        packages::Format::Deb,
+        &[X, X2],
+        &w.join("packages"),
+    )
+    .unwrap();
+    let (_gpg_dir, gpg, key) = signing_key(w);
+    let repos = w.join("repos");
+    let repo = publish(&repos, &gpg, &key, "patchman", &built);
+    let http = patchman_tests::sandbox::HttpServer::start(&repos).unwrap();
+    let mut c = container_with_x(true, &built[0], &repo, &key, &http);
+    c.run(&["systemctl", "stop", AGENT_UNIT]).unwrap();
+    let probe = c.shared().join("probe");
+    std::fs::copy(patchman_tests::workspace_bin("probe"), &probe).unwrap();
+    let probe_inside = format!("{SHARED}/probe");
+    let out = c
+        .exec_as(
+            USER,
+            &[
+                &probe_inside,
+                SOCKET,
+                "hello",
+                "recv",
+                "req:update",
+                "final",
+            ],
+        )
+        .unwrap();
+    let t_updated = Instant::now();
+    let text = cmd::output_text(&out);
+    assert!(text.contains("Updated(UpdateReport { changes: ["), "{text}");
+    assert_eq!(container_version(&c).as_deref(), Some(X2));
+    assert!(
+        c.host_path(RECORD).exists(),
+        "no probation record:\n{}",
+        container_journal(&c)
+    );
+
+    reboot(&mut c);
+    let booted_after = t_updated.elapsed();
+    assert!(
+        booted_after < Duration::from_secs(50),
+        "the reboot took {booted_after:?}: the deadline (60 s) would pass before the agent starts"
+    );
+    let mut json = serde_json::Value::Null;
+    c.wait_for("the Confirm after boot", SETTLE_WITHIN, |c| {
+        json = container_status(c)?;
+        let confirmed = c
+            .journal("cat", &["-b", "-u", "patchman-helper.service"])?
+            .contains("probation ended");
+        Ok(confirmed && json["probation"].is_null() && !c.host_path(RECORD).exists())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {json}\n--- journal\n{}", container_journal(&c)));
+    let confirmed_after = t_updated.elapsed();
+
+    // Past the deadline and the timer's OnBootSec=1min run: still X+2.
+    let past = Duration::from_secs(60 + 15 + 10).max(booted_after + Duration::from_secs(75));
+    std::thread::sleep(past.saturating_sub(t_updated.elapsed()));
+    assert_eq!(container_version(&c).as_deref(), Some(X2));
+    let json = container_status(&c).unwrap();
+    assert_eq!(json["installed"]["client"], X2, "{json}");
+    assert_eq!(json["rollback"]["last"], serde_json::Value::Null, "{json}");
+    assert_eq!(json["quarantined"], serde_json::json!([]), "{json}");
+    let rollback_log = c
+        .journal("cat", &["-b", "-u", "patchman-rollback.service"])
+        .unwrap();
+    assert!(!rollback_log.contains("rolled back"), "{rollback_log}");
+    drop(gpg);
+    c.poweroff().unwrap();
+    drop(http);
+    eprintln!(
+        "systemd (healthy, rebooted): booted again {:.1} s and confirmed {:.1} s after the update; {:.1} s in all",
+        booted_after.as_secs_f64(),
+        confirmed_after.as_secs_f64(),
+        t_start.elapsed().as_secs_f64()
     );
     assert_eq!(
         host_package_state(),

@@ -38,10 +38,26 @@ impl Relaunch {
     /// Replaces this process with a fresh start of the binary at
     /// [`exe`](Self::exe). Returns only on failure, with the error.
     pub fn exec(&self) -> std::io::Error {
+        unblock_stop_signals();
         std::process::Command::new(&self.exe)
             .arg0(&self.arg0)
             .args(&self.args)
             .exec()
+    }
+}
+
+/// `exec` keeps the signal mask (std does not reset it), and the daemon
+/// blocks SIGTERM and SIGINT for its signal thread: a new binary that does
+/// not handle them itself (one that hangs at start) could then not be
+/// stopped, and a rollback's restart of the agent waited for systemd's
+/// stop timeout (found by the hung-agent scenario under systemd). SIGHUP
+/// stays blocked: a reload asked for meanwhile stays pending for the new
+/// daemon instead of killing this one. A stop signal already pending ends
+/// this process now, which is what it asked for.
+fn unblock_stop_signals() {
+    use nix::sys::signal::{SigSet, Signal};
+    if let Err(e) = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT]).thread_unblock() {
+        tracing::warn!(error = %e, "cannot unblock SIGTERM and SIGINT before the re-exec");
     }
 }
 
@@ -77,6 +93,24 @@ mod tests {
             strip_deleted(PathBuf::from("/usr/bin/patchman-agent")),
             PathBuf::from("/usr/bin/patchman-agent")
         );
+    }
+
+    #[test]
+    fn the_stop_signals_are_unblocked_before_the_exec_and_sighup_stays_blocked() {
+        use nix::sys::signal::{SigSet, Signal};
+        // A thread of its own: the mask is per thread.
+        std::thread::spawn(|| {
+            SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP])
+                .thread_block()
+                .unwrap();
+            unblock_stop_signals();
+            let mask = SigSet::thread_get_mask().unwrap();
+            assert!(!mask.contains(Signal::SIGTERM));
+            assert!(!mask.contains(Signal::SIGINT));
+            assert!(mask.contains(Signal::SIGHUP));
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -313,12 +313,23 @@ const AFTER_UPDATE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `Status`, retried until `within` has passed (the helper exits after an
 /// update and its socket starts it again).
+///
+/// Under socket activation the socket stays while the helper restarts, so
+/// this waits up to `within`. A socket that is gone (a helper run by hand
+/// removes it when it exits) for [`NO_SOCKET_GRACE`] means nothing will
+/// answer: it stops waiting then.
 fn status_within(socket: &Path, within: std::time::Duration) -> Option<StatusReport> {
     let t0 = Instant::now();
+    let mut gone_since: Option<Instant> = None;
     loop {
         let reply = Client::connect(socket).and_then(|mut c| c.request(Request::Status, |_| {}));
         if let Ok(Reply::Status(s)) = reply {
             return Some(s);
+        }
+        if socket.exists() {
+            gone_since = None;
+        } else if gone_since.get_or_insert_with(Instant::now).elapsed() >= NO_SOCKET_GRACE {
+            return None;
         }
         if t0.elapsed() >= within {
             return None;
@@ -326,6 +337,10 @@ fn status_within(socket: &Path, within: std::time::Duration) -> Option<StatusRep
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+/// How long [`status_within`] waits for a socket that is gone to appear
+/// again (a supervisor restarting the helper recreates it at once).
+const NO_SOCKET_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// After a changing update: says when probation starts, has the NEW agent
 /// binary (at the path this one was started from) confirm, and says when

@@ -524,6 +524,36 @@ fn person_upgrade_replaces_helper() {
 
 /// X+1 repacked with one more setting in its socket unit.
 fn x1_with_changed_socket(work: &Path) -> PathBuf {
+    x1_variant(work, |tree| {
+        let unit = tree.join("usr/lib/systemd/system/patchman-helper.socket");
+        let text = std::fs::read_to_string(&unit).unwrap();
+        assert!(text.contains("\nAccept=no\n"), "{text}");
+        std::fs::write(
+            &unit,
+            text.replace("\nAccept=no\n", "\nAccept=no\nBacklog=77\n"),
+        )
+        .unwrap();
+    })
+}
+
+/// X+1 whose preinst, on an upgrade, says it waits ([`GATE_WAITING`]) and
+/// then waits (at most 60 s) for [`GATE_OPEN`]: the test's hold on a
+/// running install.
+fn x1_with_gated_preinst(work: &Path) -> PathBuf {
+    x1_variant(work, |tree| {
+        let preinst = tree.join("DEBIAN/preinst");
+        let text = std::fs::read_to_string(&preinst).unwrap();
+        let (shebang, rest) = text.split_once('\n').unwrap();
+        let gate = format!(
+            "if [ \"$1\" = upgrade ]; then touch {GATE_WAITING}; i=0; \
+             while [ ! -e {GATE_OPEN} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; fi"
+        );
+        std::fs::write(&preinst, format!("{shebang}\n{gate}\n{rest}")).unwrap();
+    })
+}
+
+/// X+1 unpacked, changed by `edit`, and built again (md5sums renewed).
+fn x1_variant(work: &Path, edit: impl FnOnce(&Path)) -> PathBuf {
     let tree = work.join("tree");
     cmd::output(
         std::process::Command::new("dpkg-deb")
@@ -532,14 +562,7 @@ fn x1_with_changed_socket(work: &Path) -> PathBuf {
             .arg(&tree),
     )
     .unwrap();
-    let unit = tree.join("usr/lib/systemd/system/patchman-helper.socket");
-    let text = std::fs::read_to_string(&unit).unwrap();
-    assert!(text.contains("\nAccept=no\n"), "{text}");
-    std::fs::write(
-        &unit,
-        text.replace("\nAccept=no\n", "\nAccept=no\nBacklog=77\n"),
-    )
-    .unwrap();
+    edit(&tree);
     cmd::output(
         std::process::Command::new("sh")
             .arg("-c")
@@ -685,7 +708,7 @@ fn login_user_patchman_refused() {
 
 #[test]
 fn self_update_under_systemd() {
-    self_update(false);
+    self_update(Variant::Plain);
 }
 
 /// The same, where X+1 changes the socket unit: the helper's own postinst
@@ -693,10 +716,33 @@ fn self_update_under_systemd() {
 /// that very dpkg.
 #[test]
 fn self_update_with_changed_socket_under_systemd() {
-    self_update(true);
+    self_update(Variant::ChangedSocket);
 }
 
-fn self_update(changed_socket: bool) {
+/// The same, where a person restarts the agent while the helper's dpkg
+/// installs X+1 (the agent waits for the answer before it stops). The
+/// postinst must not wait for any job then: a start job of the socket is
+/// ordered after the agent's stop (a stop always goes first), which waits
+/// for the agent, which waits for the helper, which waits for dpkg: 90 s
+/// until systemd kills the agent and its record of the update is lost.
+#[test]
+fn agent_restarted_during_the_install_under_systemd() {
+    self_update(Variant::RestartDuringInstall);
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Variant {
+    Plain,
+    ChangedSocket,
+    RestartDuringInstall,
+}
+
+/// What the gated X+1's preinst creates once it waits, and waits for.
+const GATE_WAITING: &str = "/run/patchman-test-preinst-waiting";
+const GATE_OPEN: &str = "/run/patchman-test-preinst-go";
+
+fn self_update(variant: Variant) {
+    let changed_socket = variant == Variant::ChangedSocket;
     let t_start = Instant::now();
     let host_before = host_package_state();
     debs();
@@ -714,10 +760,10 @@ fn self_update(changed_socket: bool) {
         .generate_key("patchman", &work.path().join("keys"))
         .unwrap();
     let repos_root = work.path().join("repos");
-    let published = if changed_socket {
-        x1_with_changed_socket(work.path())
-    } else {
-        deb(X1).to_path_buf()
+    let published = match variant {
+        Variant::Plain => deb(X1).to_path_buf(),
+        Variant::ChangedSocket => x1_with_changed_socket(work.path()),
+        Variant::RestartDuringInstall => x1_with_gated_preinst(work.path()),
     };
     let repo = build_repo(
         &repos_root,
@@ -751,7 +797,41 @@ fn self_update(changed_socket: bool) {
         .unwrap();
     c.run(&["systemctl", "restart", AGENT_UNIT]).unwrap();
     let t0 = Instant::now();
-    let agent = c.main_pid(AGENT_UNIT).unwrap().expect("the agent runs");
+    let mut agent = c.main_pid(AGENT_UNIT).unwrap().expect("the agent runs");
+
+    if variant == Variant::RestartDuringInstall {
+        c.wait_for(
+            "the preinst of X+1 to wait",
+            Duration::from_secs(120),
+            |c| Ok(c.host_path(GATE_WAITING).exists()),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", journal_of(&c, HELPER_UNIT)));
+        c.run(&["systemctl", "--no-block", "restart", AGENT_UNIT])
+            .unwrap();
+        c.wait_for("the agent's stop job", Duration::from_secs(30), |c| {
+            Ok(c.active_state(AGENT_UNIT)? == "deactivating")
+        })
+        .unwrap();
+        std::fs::write(c.host_path(GATE_OPEN), "").unwrap();
+        let stopping = Instant::now();
+        // The old agent exits once the helper has answered; systemd then
+        // starts a new one (a new pid: no re-execution this time).
+        c.wait_for("the agent restarted", Duration::from_secs(45), |c| {
+            Ok(c.main_pid(AGENT_UNIT)?.is_some_and(|p| p != agent) && is_active(c, AGENT_UNIT))
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\n--- jobs\n{}\n--- journal\n{}",
+                c.run(&["systemctl", "list-jobs"]).unwrap_or_default(),
+                c.journal("short-precise", &[]).unwrap_or_default()
+            )
+        });
+        eprintln!(
+            "the agent stopped and started again {:.1} s after the install went on",
+            stopping.elapsed().as_secs_f64()
+        );
+        agent = c.main_pid(AGENT_UNIT).unwrap().expect("the agent runs");
+    }
 
     c.wait_for(&format!("{X1} installed"), Duration::from_secs(180), |c| {
         Ok(installed_version(c).as_deref() == Some(X1))

@@ -437,23 +437,26 @@ pub fn run(
     loop {
         let now = now_unix();
         let due = confirm.as_ref().map_or(next, |c| c.at.min(next));
-        if due > now {
-            // The one place the daemon sleeps: until the next check or a
-            // signal. Whole seconds, rounded up, so it wakes once.
-            match events.recv_timeout(Duration::from_secs(due - now)) {
-                Ok(Event::Reload) => {
-                    reload(opts, &mut config, &mut next, rng);
-                    st.next_check = Some(next);
-                    save(&opts.state_dir, &st);
-                    continue;
-                }
-                Ok(Event::Stop) => {
-                    tracing::info!("stopping");
-                    return Ok(());
-                }
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return Err(DaemonError::SignalsLost),
+        // The one place the daemon sleeps: until the next check or a
+        // signal. Whole seconds, rounded up, so it wakes once. When work is
+        // due already it still looks (without waiting) for a signal that
+        // came during the last request: a stop must win over the next
+        // check, or a SIGTERM sent while the helper answered `Status`
+        // would go unseen through a whole update.
+        match events.recv_timeout(Duration::from_secs(due.saturating_sub(now))) {
+            Ok(Event::Reload) => {
+                reload(opts, &mut config, &mut next, rng);
+                st.next_check = Some(next);
+                save(&opts.state_dir, &st);
+                continue;
             }
+            Ok(Event::Stop) => {
+                tracing::info!("stopping");
+                return Ok(());
+            }
+            Err(RecvTimeoutError::Timeout) if due > now => continue,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Err(DaemonError::SignalsLost),
         }
         if let Some(c) = confirm.as_mut().filter(|c| c.at <= now) {
             if confirm_restart(&mut helper, &mut st, c, now) {
@@ -1156,5 +1159,38 @@ mod stop_tests {
         tx.send(Event::Reload).unwrap();
         tx.send(Event::Stop).unwrap();
         assert!(stop_pending(&rx));
+    }
+
+    /// A stop queued before work is due (as when SIGTERM arrives while the
+    /// helper answers the start-up `Status`) ends the daemon before it
+    /// asks the helper anything: no check is run or recorded.
+    #[test]
+    fn a_stop_is_seen_before_work_that_is_due_already() {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("patchman.ini");
+        std::fs::write(&config_path, "[updates]\njitter = 0s\n").unwrap();
+        let state_dir = dir.path().join("state");
+        std::fs::create_dir(&state_dir).unwrap();
+        let opts = Options {
+            // Nobody listens: a request would fail and be recorded.
+            socket: dir.path().join("absent.sock"),
+            config_path,
+            state_dir: state_dir.clone(),
+            server_group: dir.path().join("server-group.json"),
+            relaunch: Relaunch {
+                exe: PathBuf::from("/nonexistent"),
+                arg0: "patchman-agent".into(),
+                args: Vec::new(),
+            },
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        tx.send(Event::Stop).unwrap();
+        let mut rng = crate::schedule::tests::Fixed(vec![0], 0);
+        run(&opts, &rx, &mut rng).unwrap();
+        let (st, problem) = state::load(&state_dir);
+        assert!(problem.is_none(), "{problem:?}");
+        assert_eq!(st.last_check, None, "a check ran after the stop");
+        assert_eq!(st.consecutive_failures, 0);
+        assert_eq!(st.daemon_pid, Some(std::process::id()));
     }
 }

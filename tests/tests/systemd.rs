@@ -71,13 +71,6 @@ fn debs() -> &'static [PathBuf] {
     })
 }
 
-/// Powers the container off, then checks that the host's package state
-/// is still `host_before`.
-fn shut_down(c: Container, host_before: &str) {
-    c.poweroff().unwrap();
-    assert_host_unchanged(host_before);
-}
-
 fn deb(version: &str) -> &'static Path {
     let i = if version == X { 0 } else { 1 };
     &debs()[i]
@@ -167,11 +160,64 @@ fn helper_inactive(c: &Container) -> Result<bool> {
     ))
 }
 
-fn boot() -> Container {
-    let t0 = Instant::now();
-    let c = Container::boot(SUITE).unwrap();
-    eprintln!("booted {SUITE} in {:.1} s", t0.elapsed().as_secs_f64());
-    c
+/// One test's booted container, and what every test checks at its end:
+/// that the host's package state is what it was before the test.
+struct Run {
+    c: Container,
+    host_before: String,
+    t_start: Instant,
+}
+
+impl Run {
+    /// Notes the host's package state, builds X and X+1 (once per
+    /// process) and boots the container.
+    fn start() -> Run {
+        let t_start = Instant::now();
+        let host_before = host_package_state();
+        debs();
+        let t0 = Instant::now();
+        let c = Container::boot(SUITE).unwrap();
+        eprintln!("booted {SUITE} in {:.1} s", t0.elapsed().as_secs_f64());
+        Run {
+            c,
+            host_before,
+            t_start,
+        }
+    }
+
+    /// Powers the container off and checks the host's package state;
+    /// the seconds since [`Run::start`].
+    fn finish(self) -> f64 {
+        self.c.poweroff().unwrap();
+        assert_host_unchanged(&self.host_before);
+        self.t_start.elapsed().as_secs_f64()
+    }
+
+    /// [`Container::wait_for`], and on a time-out a panic that shows
+    /// `context()`, the queued jobs and the whole journal.
+    fn wait_or_dump(
+        &self,
+        what: &str,
+        within: Duration,
+        f: impl FnMut(&Container) -> Result<bool>,
+        context: impl FnOnce() -> String,
+    ) {
+        if let Err(e) = self.c.wait_for(what, within, f) {
+            panic!(
+                "{e}{}\n--- jobs\n{}\n--- journal\n{}",
+                context(),
+                self.c.run(&["systemctl", "list-jobs"]).unwrap_or_default(),
+                self.c.journal("short-precise", &[]).unwrap_or_default()
+            )
+        }
+    }
+}
+
+impl std::ops::Deref for Run {
+    type Target = Container;
+    fn deref(&self) -> &Container {
+        &self.c
+    }
 }
 
 /// A Python probe: connects to each path given (a stream socket, else a
@@ -248,10 +294,7 @@ fn probe_sockets(c: &Container, agent_pid: Option<u32>, paths: &[&str]) -> Vec<(
 
 #[test]
 fn lifecycle() {
-    let t_start = Instant::now();
-    let host_before = host_package_state();
-    debs();
-    let c = boot();
+    let c = Run::start();
 
     // Install: enabled and running.
     let before_install = named_patchman(&c);
@@ -411,11 +454,10 @@ fn lifecycle() {
         );
     }
 
-    shut_down(c, &host_before);
+    let took = c.finish();
     eprintln!(
-        "lifecycle: helper idle exit {:.1} s after the last connection; {:.1} s in all",
+        "lifecycle: helper idle exit {:.1} s after the last connection; {took:.1} s in all",
         idle_after.as_secs_f64(),
-        t_start.elapsed().as_secs_f64()
     );
 }
 
@@ -499,10 +541,7 @@ fn upgrade_replaces_helper(c: &Container, deb: &Path, old: u32) -> Duration {
 
 #[test]
 fn person_upgrade_replaces_helper() {
-    let t_start = Instant::now();
-    let host_before = host_package_state();
-    debs();
-    let c = boot();
+    let c = Run::start();
     let old = install_and_keep_helper_busy(&c);
     let old_agent = c.main_pid(AGENT_UNIT).unwrap().unwrap();
 
@@ -514,11 +553,10 @@ fn person_upgrade_replaces_helper() {
 
     c.run(&["systemctl", "stop", "status-loop.service"])
         .unwrap();
-    shut_down(c, &host_before);
+    let took = c.finish();
     eprintln!(
-        "person_upgrade_replaces_helper: new helper {:.1} s after dpkg -i began; {:.1} s in all",
+        "person_upgrade_replaces_helper: new helper {:.1} s after dpkg -i began; {took:.1} s in all",
         replaced_after.as_secs_f64(),
-        t_start.elapsed().as_secs_f64()
     );
 }
 
@@ -587,11 +625,9 @@ fn x1_variant(work: &Path, edit: impl FnOnce(&Path)) -> PathBuf {
 
 #[test]
 fn changed_socket_settings_restart_the_socket() {
-    let host_before = host_package_state();
-    debs();
+    let c = Run::start();
     let work = tempfile::tempdir().unwrap();
     let changed = x1_with_changed_socket(work.path());
-    let c = boot();
     let old = install_and_keep_helper_busy(&c);
     let socket_inode = || {
         std::os::unix::fs::MetadataExt::ino(
@@ -624,14 +660,12 @@ fn changed_socket_settings_restart_the_socket() {
 
     c.run(&["systemctl", "stop", "status-loop.service"])
         .unwrap();
-    shut_down(c, &host_before);
+    c.finish();
 }
 
 #[test]
 fn reinstall_after_remove_runs_both_units() {
-    let host_before = host_package_state();
-    debs();
-    let c = boot();
+    let c = Run::start();
     dpkg_install(&c, X);
     for unit in [SOCKET_UNIT, AGENT_UNIT] {
         assert!(is_active(&c, unit), "{unit} not active after the install");
@@ -664,14 +698,12 @@ fn reinstall_after_remove_runs_both_units() {
     let status = c.exec_as(USER, &["patchman-agent", "status"]).unwrap();
     assert!(status.status.success(), "{}", cmd::output_text(&status));
 
-    shut_down(c, &host_before);
+    c.finish();
 }
 
 #[test]
 fn login_user_patchman_refused() {
-    let host_before = host_package_state();
-    debs();
-    let c = boot();
+    let c = Run::start();
     c.run(&[
         "useradd",
         "--uid",
@@ -703,7 +735,7 @@ fn login_user_patchman_refused() {
     assert!(!c.host_path("/usr/sbin/patchman-helper").exists());
     assert_eq!(c.run(&["getent", "passwd", USER]).unwrap(), passwd_before);
     assert_eq!(unit_files(&c), "");
-    shut_down(c, &host_before);
+    c.finish();
 }
 
 #[test]
@@ -743,9 +775,7 @@ const GATE_OPEN: &str = "/run/patchman-test-preinst-go";
 
 fn self_update(variant: Variant) {
     let changed_socket = variant == Variant::ChangedSocket;
-    let t_start = Instant::now();
-    let host_before = host_package_state();
-    debs();
+    let c = Run::start();
     // The signed repository with X+1, over HTTP on 127.0.0.1.
     let work = tempfile::Builder::new()
         .prefix("patchman-systemd-repo.")
@@ -780,7 +810,6 @@ fn self_update(variant: Variant) {
     drop(gpg);
     let http = HttpServer::start(&repos_root).unwrap();
 
-    let c = boot();
     let keyring = repo.sandbox_keyring_path().unwrap();
     std::fs::create_dir_all(c.host_path("/etc/apt/keyrings")).unwrap();
     std::fs::copy(&key.keyring, c.host_path(&keyring)).unwrap();
@@ -816,16 +845,12 @@ fn self_update(variant: Variant) {
         let stopping = Instant::now();
         // The old agent exits once the helper has answered; systemd then
         // starts a new one (a new pid: no re-execution this time).
-        c.wait_for("the agent restarted", Duration::from_secs(45), |c| {
-            Ok(c.main_pid(AGENT_UNIT)?.is_some_and(|p| p != agent) && is_active(c, AGENT_UNIT))
-        })
-        .unwrap_or_else(|e| {
-            panic!(
-                "{e}\n--- jobs\n{}\n--- journal\n{}",
-                c.run(&["systemctl", "list-jobs"]).unwrap_or_default(),
-                c.journal("short-precise", &[]).unwrap_or_default()
-            )
-        });
+        c.wait_or_dump(
+            "the agent restarted",
+            Duration::from_secs(45),
+            |c| Ok(c.main_pid(AGENT_UNIT)?.is_some_and(|p| p != agent) && is_active(c, AGENT_UNIT)),
+            String::new,
+        );
         eprintln!(
             "the agent stopped and started again {:.1} s after the install went on",
             stopping.elapsed().as_secs_f64()
@@ -833,30 +858,29 @@ fn self_update(variant: Variant) {
         agent = c.main_pid(AGENT_UNIT).unwrap().expect("the agent runs");
     }
 
-    c.wait_for(&format!("{X1} installed"), Duration::from_secs(180), |c| {
-        Ok(installed_version(c).as_deref() == Some(X1))
-    })
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}\n--- journal\n{}",
-            c.journal("short-precise", &[]).unwrap_or_default()
-        )
-    });
+    c.wait_or_dump(
+        &format!("{X1} installed"),
+        Duration::from_secs(180),
+        |c| Ok(installed_version(c).as_deref() == Some(X1)),
+        String::new,
+    );
     let updated_after = t0.elapsed();
 
     // The agent re-executed: same pid, same unit, the new file.
-    let mut json = serde_json::Value::Null;
-    c.wait_for("the restart into X+1 confirmed", SETTLE, |c| {
-        let out = c.exec_as(USER, &["patchman-agent", "status", "--json"])?;
-        json = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        Ok(json["restart"]["confirmed"] == true)
-    })
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}: {json}\n--- journal\n{}",
-            c.journal("short-precise", &[]).unwrap_or_default()
-        )
-    });
+    let json = std::cell::RefCell::new(serde_json::Value::Null);
+    c.wait_or_dump(
+        "the restart into X+1 confirmed",
+        SETTLE,
+        |c| {
+            let out = c.exec_as(USER, &["patchman-agent", "status", "--json"])?;
+            let now: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let confirmed = now["restart"]["confirmed"] == true;
+            *json.borrow_mut() = now;
+            Ok(confirmed)
+        },
+        || format!(": {}", json.borrow()),
+    );
+    let json = json.into_inner();
     eprintln!("status --json: {json}");
     assert_eq!(json["installed"]["client"], X1, "{json}");
     assert_eq!(json["restart"]["version"], X1, "{json}");
@@ -947,13 +971,11 @@ fn self_update(variant: Variant) {
         assert_eq!(failed.trim(), "", "failed units");
     }
 
-    c.poweroff().unwrap();
+    let took = c.finish();
     drop(http);
-    assert_host_unchanged(&host_before);
     eprintln!(
-        "self_update (changed socket: {changed_socket}): updated {:.1} s after the agent started; {:.1} s in all",
+        "self_update ({variant:?}): updated {:.1} s after the agent started; {took:.1} s in all",
         updated_after.as_secs_f64(),
-        t_start.elapsed().as_secs_f64()
     );
 }
 
@@ -1070,10 +1092,7 @@ fn peer_summaries(records: &[serde_json::Value], uid: u32) -> (u64, u64, u64, us
 /// connection (`accepted`, at info) and one per request or bad frame.
 #[test]
 fn journal_flood_summarised() {
-    let t_start = Instant::now();
-    let host_before = host_package_state();
-    debs();
-    let c = boot();
+    let c = Run::start();
     install_quiet(&c);
     // In the socket's group (else it cannot reach the socket at all), but
     // not the agent's uid: the helper refuses it.
@@ -1227,10 +1246,6 @@ fn journal_flood_summarised() {
         "journald suppressed: {suppressed:#?}"
     );
 
-    c.poweroff().unwrap();
-    assert_eq!(host_package_state(), host_before);
-    eprintln!(
-        "journal_flood_summarised: {:.1} s in all",
-        t_start.elapsed().as_secs_f64()
-    );
+    let took = c.finish();
+    eprintln!("journal_flood_summarised: {took:.1} s in all");
 }

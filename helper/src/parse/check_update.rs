@@ -28,15 +28,19 @@ pub struct Available {
     pub repository: String,
 }
 
+/// How the lines dnf and yum print around the table begin.
+const CHATTER: [&str; 6] = [
+    "Last metadata expiration check",
+    "Loaded plugins",
+    "Loading mirror speeds",
+    "Security:",
+    "Repository ",
+    " * ",
+];
+
 fn is_chatter(line: &str) -> bool {
     let t = line.trim();
-    t.is_empty()
-        || t.starts_with("Last metadata expiration check")
-        || t.starts_with("Loaded plugins")
-        || t.starts_with("Loading mirror speeds")
-        || t.starts_with("Security:")
-        || t.starts_with("Repository ")
-        || t.starts_with(" * ")
+    t.is_empty() || CHATTER.iter().any(|start| t.starts_with(start))
 }
 
 /// Parses the table of available updates (stdout). Only our two packages

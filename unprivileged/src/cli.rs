@@ -182,9 +182,13 @@ mod tests {
         assert_eq!(a.server_group, PathBuf::from("/srv/g.json"));
         assert_eq!(a.command, Command::Run);
         assert_eq!(p("update --socket=/x").unwrap().socket, PathBuf::from("/x"));
-        assert_eq!(p("check").unwrap().command, Command::Check);
-        assert_eq!(p("run").unwrap().command, Command::Run);
-        assert_eq!(p("confirm").unwrap().command, Command::Confirm);
+        for (line, command) in [
+            ("check", Command::Check),
+            ("run", Command::Run),
+            ("confirm", Command::Confirm),
+        ] {
+            assert_eq!(p(line).unwrap().command, command, "{line:?}");
+        }
         assert_eq!(
             p("update").unwrap().socket,
             PathBuf::from(crate::DEFAULT_SOCKET)
@@ -193,10 +197,14 @@ mod tests {
 
     #[test]
     fn mistakes_are_usage_errors() {
-        assert!(p("").is_err());
-        assert!(p("update check").is_err());
-        assert!(p("check --json").is_err());
-        assert!(p("status --socket").is_err());
-        assert!(p("frobnicate").is_err());
+        for bad in [
+            "",
+            "update check",
+            "check --json",
+            "status --socket",
+            "frobnicate",
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
     }
 }

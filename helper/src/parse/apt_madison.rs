@@ -63,7 +63,7 @@ pub fn parse(output: &str) -> Result<Vec<MadisonEntry>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::test_support::fixture;
+    use crate::parse::test_support::{assert_refuses_all, fixture};
     use proptest::prelude::*;
 
     #[test]
@@ -98,11 +98,16 @@ mod tests {
             .unwrap()
             .is_empty());
         assert!(parse("").unwrap().is_empty());
-        assert!(parse("patchman-client | 1.0").is_err());
-        assert!(parse("patchman-client | 1.0 | a | b").is_err());
-        assert!(parse("patchman-client | not a version | http://x").is_err());
-        assert!(parse("-o Foo | 1.0 | http://x").is_err());
-        assert!(parse(" | 1.0 | http://x").is_err());
+        assert_refuses_all(
+            parse,
+            [
+                "patchman-client | 1.0",
+                "patchman-client | 1.0 | a | b",
+                "patchman-client | not a version | http://x",
+                "-o Foo | 1.0 | http://x",
+                " | 1.0 | http://x",
+            ],
+        );
     }
 
     proptest! {

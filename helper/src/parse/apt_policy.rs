@@ -266,7 +266,7 @@ fn check_package(p: &PackagePolicy) -> Result<(), ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::test_support::{evr, lines_like};
+    use crate::parse::test_support::{assert_refuses_all, evr, lines_like};
     use crate::parse::test_support::{fixture, fixture_rc};
     use proptest::prelude::*;
 
@@ -384,12 +384,17 @@ mod tests {
 
     #[test]
     fn garbage_is_refused() {
-        assert!(parse("hello\n").is_err());
-        assert!(parse("  Installed: 1.0\n").is_err());
-        assert!(parse("x:\n  Installed: not a version!\n").is_err());
-        assert!(parse("x:\n  Version table:\n     1.0 high\n").is_err());
-        assert!(parse("x:\n  Version table:\n        500 http://a ./ Packages\n").is_err());
-        assert!(parse("-o Foo=1:\n").is_err());
+        assert_refuses_all(
+            parse,
+            [
+                "hello\n",
+                "  Installed: 1.0\n",
+                "x:\n  Installed: not a version!\n",
+                "x:\n  Version table:\n     1.0 high\n",
+                "x:\n  Version table:\n        500 http://a ./ Packages\n",
+                "-o Foo=1:\n",
+            ],
+        );
         // A section name that is not ours is kept but never matches ours.
         let p = parse("patchman-client-evil:\n  Installed: (none)\n  Candidate: (none)\n").unwrap();
         assert!(p.get(Package::Client).is_none());

@@ -28,15 +28,19 @@ pub struct Available {
     pub repository: String,
 }
 
+/// How the lines dnf and yum print around the table begin.
+const CHATTER: [&str; 6] = [
+    "Last metadata expiration check",
+    "Loaded plugins",
+    "Loading mirror speeds",
+    "Security:",
+    "Repository ",
+    " * ",
+];
+
 fn is_chatter(line: &str) -> bool {
     let t = line.trim();
-    t.is_empty()
-        || t.starts_with("Last metadata expiration check")
-        || t.starts_with("Loaded plugins")
-        || t.starts_with("Loading mirror speeds")
-        || t.starts_with("Security:")
-        || t.starts_with("Repository ")
-        || t.starts_with(" * ")
+    t.is_empty() || CHATTER.iter().any(|start| t.starts_with(start))
 }
 
 /// Parses the table of available updates (stdout). Only our two packages
@@ -97,50 +101,64 @@ pub fn parse(output: &str) -> Result<Vec<Available>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::assert_refuses_all;
     use proptest::prelude::*;
 
-    #[test]
-    fn one_update_with_chatter() {
-        let out = "Last metadata expiration check: 0:00:01 ago on Tue 24 Nov 2026.\n\npatchman-client.noarch                  1.7.1-1                 patchman\n";
-        let got = parse(out).unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].package, Package::Client);
-        assert_eq!(got[0].evr, Evr::parse("1.7.1-1").unwrap());
-        assert_eq!(got[0].repository, "patchman");
-        assert_eq!(got[0].arch, "noarch");
+    fn available(package: Package, evr: &str, repository: &str) -> Available {
+        Available {
+            package,
+            arch: "noarch".into(),
+            evr: Evr::parse(evr).unwrap(),
+            repository: repository.into(),
+        }
     }
 
     #[test]
-    fn a_wrapped_long_name_and_an_epoch() {
-        let out = "patchman-client-realtime.noarch\n                                 1:1.2.7-1.el8              patchman\npatchman-client.noarch   1:1.2.7-1.el8   patchman\n";
-        let got = parse(out).unwrap();
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0].package, Package::Realtime);
-        assert_eq!(got[0].evr.epoch, 1);
-    }
-
-    #[test]
-    fn nothing_available_is_empty() {
-        assert!(parse("").unwrap().is_empty());
-        assert!(parse("Last metadata expiration check: 0:00:01 ago.\n")
-            .unwrap()
-            .is_empty());
+    fn tables_read_as_rows_of_three_fields() {
+        let cases = [
+            (
+                "one update with chatter",
+                "Last metadata expiration check: 0:00:01 ago on Tue 24 Nov 2026.\n\npatchman-client.noarch                  1.7.1-1                 patchman\n",
+                vec![available(Package::Client, "1.7.1-1", "patchman")],
+            ),
+            (
+                "a wrapped long name and an epoch",
+                "patchman-client-realtime.noarch\n                                 1:1.2.7-1.el8              patchman\npatchman-client.noarch   1:1.2.7-1.el8   patchman\n",
+                vec![
+                    available(Package::Realtime, "1:1.2.7-1.el8", "patchman"),
+                    available(Package::Client, "1:1.2.7-1.el8", "patchman"),
+                ],
+            ),
+            ("nothing available", "", vec![]),
+            (
+                "nothing available, chatter only",
+                "Last metadata expiration check: 0:00:01 ago.\n",
+                vec![],
+            ),
+            (
+                "obsoletes end the table",
+                "patchman-client.noarch 1.7.1-1 patchman\nObsoleting Packages\nfoo.noarch 1-1 x\n    bar.noarch 1-1 @System\n",
+                vec![available(Package::Client, "1.7.1-1", "patchman")],
+            ),
+        ];
+        for (what, out, want) in cases {
+            assert_eq!(parse(out), Ok(want), "{what}");
+        }
     }
 
     #[test]
     fn refuses_what_was_not_asked_and_broken_rows() {
-        assert!(parse("bash.x86_64 5.1-2 baseos\n").is_err());
-        assert!(parse("patchman-client.noarch 1.7.1-1\n").is_err());
-        assert!(parse("patchman-client 1.7.1-1 patchman\n").is_err());
-        assert!(parse("patchman-client.noarch -o patchman\n").is_err());
+        assert_refuses_all(
+            parse,
+            [
+                "bash.x86_64 5.1-2 baseos\n",
+                "patchman-client.noarch 1.7.1-1\n",
+                "patchman-client 1.7.1-1 patchman\n",
+                "patchman-client.noarch -o patchman\n",
+            ],
+        );
         let dup = "patchman-client.noarch 1.7.1-1 a\npatchman-client.noarch 1.7.2-1 b\n";
         assert!(matches!(parse(dup), Err(ParseError::Duplicate { .. })));
-    }
-
-    #[test]
-    fn obsoletes_end_the_table() {
-        let out = "patchman-client.noarch 1.7.1-1 patchman\nObsoleting Packages\nfoo.noarch 1-1 x\n    bar.noarch 1-1 @System\n";
-        assert_eq!(parse(out).unwrap().len(), 1);
     }
 
     proptest! {

@@ -184,8 +184,7 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
     let mut nothing_to_do = false;
     let mut complete = false;
     let mut aborted = false;
-    for line in stdout.lines().chain(stderr.lines()) {
-        let t = line.trim();
+    for t in trimmed_lines(stdout, stderr) {
         if let Some(rest) = t.strip_prefix("Error: Unknown repo: ") {
             unknown_repo = Some(rest.trim_matches('\'').to_string());
         } else if let Some(rest) = t.strip_prefix("No match for argument: ") {
@@ -240,10 +239,7 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
     } else {
         DnfOutcome::Failed
     };
-    let names_complete = match scan.transaction_size {
-        Some(n) => scan.downloaded.len() == n && scan.downloaded.iter().all(|d| d.complete),
-        None => false,
-    };
+    let names_complete = scan.names_complete();
     DnfDownload {
         outcome,
         exit_code,
@@ -266,13 +262,29 @@ pub(crate) struct CommonScan {
     pub problems: Vec<DependencyProblem>,
 }
 
+impl CommonScan {
+    /// As many complete names as the transaction has packages: every file
+    /// was named in full. False when the summary was not printed.
+    pub fn names_complete(&self) -> bool {
+        match self.transaction_size {
+            Some(n) => self.downloaded.len() == n && self.downloaded.iter().all(|d| d.complete),
+            None => false,
+        }
+    }
+}
+
+/// The lines of stdout, then of stderr, trimmed: dnf and yum print their
+/// messages on either, so every scan of a run reads both.
+pub(crate) fn trimmed_lines<'a>(stdout: &'a str, stderr: &'a str) -> impl Iterator<Item = &'a str> {
+    stdout.lines().chain(stderr.lines()).map(str::trim)
+}
+
 pub(crate) fn scan_common(stdout: &str, stderr: &str) -> CommonScan {
     let mut scan = CommonScan::default();
     let mut in_downloads = false;
     let mut in_summary = false;
     let mut problem: Option<DependencyProblem> = None;
-    for line in stdout.lines().chain(stderr.lines()) {
-        let t = line.trim();
+    for t in trimmed_lines(stdout, stderr) {
         // Problem blocks (stderr): ` Problem: …` / ` Problem 2: …`, then
         // `  - …` lines.
         if let Some(summary) = problem_start(t) {
@@ -443,19 +455,24 @@ pub(crate) fn download_name(t: &str) -> Option<DownloadName> {
     })
 }
 
+/// How the lines that say something went wrong begin (besides `… is not
+/// signed`).
+const ERROR_STARTS: [&str; 7] = [
+    "Error",
+    "error:",
+    "Problem",
+    "- ",
+    "No match for argument",
+    "No package ",
+    "Command line error",
+];
+
 /// The lines of stdout and stderr that say something went wrong.
 pub(crate) fn error_excerpt(stdout: &str, stderr: &str) -> String {
     let mut lines: Vec<&str> = Vec::new();
-    for line in stdout.lines().chain(stderr.lines()) {
-        let t = line.trim();
-        let wanted = t.starts_with("Error")
-            || t.starts_with("error:")
-            || t.starts_with("Problem")
-            || t.starts_with("- ")
-            || t.starts_with("No match for argument")
-            || t.starts_with("No package ")
-            || t.ends_with(" is not signed")
-            || t.starts_with("Command line error");
+    for t in trimmed_lines(stdout, stderr) {
+        let wanted =
+            ERROR_STARTS.iter().any(|start| t.starts_with(start)) || t.ends_with(" is not signed");
         if wanted && !lines.contains(&t) {
             lines.push(t);
         }

@@ -278,7 +278,7 @@ pub fn not_found(stderr: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::test_support::{evr, fixture, fixture_rc};
+    use crate::parse::test_support::{assert_refuses_all, evr, fixture, fixture_rc};
     use proptest::prelude::*;
 
     #[test]
@@ -363,23 +363,28 @@ mod tests {
             parse("patchman-client\tii \t1.7.1-1\tinstall ok unpacked\n"),
             Err(ParseError::Inconsistent { .. })
         ));
-        // Installed without a version.
-        assert!(parse("patchman-client\tii \t\tinstall ok installed\n").is_err());
-        // Wrong field counts, names with spaces or options, garbage.
-        assert!(parse("patchman-client\tii \t1.7.1-1\n").is_err());
-        assert!(parse("patchman-client\tii \t1.7.1-1\tinstall ok installed\textra\n").is_err());
-        assert!(parse("-o x\tii \t1.7.1-1\tinstall ok installed\n").is_err());
-        assert!(parse("a\tii \t1.0\tinstall ok  installed\n").is_err());
-        assert!(parse("a\tii \t1.0\tinstall fine installed\n").is_err());
-        assert!(parse("garbage\n").is_err());
+        assert_refuses_all(
+            parse,
+            [
+                // Installed without a version.
+                "patchman-client\tii \t\tinstall ok installed\n",
+                // Wrong field counts, names with spaces or options, garbage.
+                "patchman-client\tii \t1.7.1-1\n",
+                "patchman-client\tii \t1.7.1-1\tinstall ok installed\textra\n",
+                "-o x\tii \t1.7.1-1\tinstall ok installed\n",
+                "a\tii \t1.0\tinstall ok  installed\n",
+                "a\tii \t1.0\tinstall fine installed\n",
+                "garbage\n",
+                // Truncated mid-line.
+                "patchman-client\tii \t1.7",
+            ],
+        );
         // Duplicate names.
         let line = "patchman-client\tii \t1.7.1-1\tinstall ok installed\n";
         assert!(matches!(
             parse(&format!("{line}{line}")),
             Err(ParseError::Duplicate { .. })
         ));
-        // Truncated mid-line.
-        assert!(parse("patchman-client\tii \t1.7").is_err());
     }
 
     proptest! {

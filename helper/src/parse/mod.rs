@@ -253,6 +253,35 @@ pub(crate) mod test_support {
         )
     }
 
+    /// The error `parse` gives on the stdout of the captured run `name` of
+    /// `dir` (`<name>.out`), once the exit code recorded beside it
+    /// (`<name>.rc`) is checked to be `rc`: a tool run whose output must be
+    /// refused.
+    pub fn refused_capture<T: std::fmt::Debug>(
+        dir: &str,
+        name: &str,
+        rc: i32,
+        parse: impl FnOnce(&str) -> Result<T, super::ParseError>,
+    ) -> super::ParseError {
+        assert_eq!(fixture_rc_in(dir, name), rc, "{dir}/{name}.rc");
+        match parse(&fixture_in(dir, &format!("{name}.out"))) {
+            Ok(parsed) => panic!("{dir}/{name}.out parsed: {parsed:?}"),
+            Err(e) => e,
+        }
+    }
+
+    /// Checks that `parse` refuses every one of `inputs`; a failure names
+    /// the input it accepted.
+    pub fn assert_refuses_all<T, E>(
+        parse: impl Fn(&str) -> Result<T, E>,
+        inputs: impl IntoIterator<Item = impl AsRef<str>>,
+    ) {
+        for input in inputs {
+            let input = input.as_ref();
+            assert!(parse(input).is_err(), "accepted: {input:?}");
+        }
+    }
+
     /// The text of a captured fixture, `helper/tests/fixtures/apt/<name>`.
     pub fn fixture(name: &str) -> String {
         fixture_in("apt", name)

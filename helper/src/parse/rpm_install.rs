@@ -269,24 +269,30 @@ mod tests {
 
     #[test]
     fn failed_dependencies() {
-        let r = run("rpm_U_new_dep");
-        assert_eq!(
-            r.result,
-            RpmInstallResult::FailedDependencies(vec![FailedDependency {
-                requirement: "libpatchman-new".into(),
-                needed_by: "patchman-client-1.7.2-1.noarch".into(),
-                by_installed: false,
-            }])
-        );
-        let r = run("rpm_U_client_breaks_realtime");
-        assert_eq!(
-            r.result,
-            RpmInstallResult::FailedDependencies(vec![FailedDependency {
-                requirement: "patchman-client = 1.7.0-1".into(),
-                needed_by: "patchman-client-realtime-1.7.0-1.noarch".into(),
-                by_installed: true,
-            }])
-        );
+        for (name, requirement, needed_by, by_installed) in [
+            (
+                "rpm_U_new_dep",
+                "libpatchman-new",
+                "patchman-client-1.7.2-1.noarch",
+                false,
+            ),
+            (
+                "rpm_U_client_breaks_realtime",
+                "patchman-client = 1.7.0-1",
+                "patchman-client-realtime-1.7.0-1.noarch",
+                true,
+            ),
+        ] {
+            assert_eq!(
+                run(name).result,
+                RpmInstallResult::FailedDependencies(vec![FailedDependency {
+                    requirement: requirement.into(),
+                    needed_by: needed_by.into(),
+                    by_installed,
+                }]),
+                "{name}"
+            );
+        }
         assert!(matches!(
             run("rpm_U_downgrade_with_realtime").result,
             RpmInstallResult::FailedDependencies(_)

@@ -436,29 +436,19 @@ mod tests {
     #[test]
     fn real_outputs() {
         use SignatureStatus::*;
-        assert_eq!(check("rpmkeys_signed", SIGNED), Ok(Trusted));
-        assert_eq!(check("rpmkeys_signed_v", SIGNED), Ok(Trusted));
-        assert_eq!(check("rpmkeys_nokey", OTHER), Ok(UntrustedSignature));
-        assert_eq!(check("rpmkeys_nokey_v", OTHER), Ok(UntrustedSignature));
-        assert_eq!(
-            check(
-                "rpmkeys_unsigned",
-                "/tmp/fixtures/unsigned/patchman-client-1.7.1-1.noarch.rpm"
-            ),
-            Ok(Unsigned)
-        );
-        assert_eq!(
-            check("rpmkeys_tampered", "/tmp/fixtures/tampered.rpm"),
-            Ok(Corrupt)
-        );
-        assert_eq!(
-            check("rpmkeys_garbage", "/tmp/fixtures/garbage.rpm"),
-            Ok(Unreadable)
-        );
-        assert_eq!(
-            check("rpmkeys_missing", "/tmp/fixtures/missing.rpm"),
-            Ok(Unreadable)
-        );
+        const UNSIGNED: &str = "/tmp/fixtures/unsigned/patchman-client-1.7.1-1.noarch.rpm";
+        for (name, file, expected) in [
+            ("rpmkeys_signed", SIGNED, Trusted),
+            ("rpmkeys_signed_v", SIGNED, Trusted),
+            ("rpmkeys_nokey", OTHER, UntrustedSignature),
+            ("rpmkeys_nokey_v", OTHER, UntrustedSignature),
+            ("rpmkeys_unsigned", UNSIGNED, Unsigned),
+            ("rpmkeys_tampered", "/tmp/fixtures/tampered.rpm", Corrupt),
+            ("rpmkeys_garbage", "/tmp/fixtures/garbage.rpm", Unreadable),
+            ("rpmkeys_missing", "/tmp/fixtures/missing.rpm", Unreadable),
+        ] {
+            assert_eq!(check(name, file), Ok(expected), "{name}");
+        }
         assert!(Trusted.is_trusted() && !Unsigned.is_trusted());
     }
 
@@ -483,20 +473,17 @@ mod tests {
     fn refuses_output_about_another_file_or_contradictions() {
         assert!(check("rpmkeys_signed", "/tmp/other.rpm").is_err());
         let line = format!("{SIGNED}: digests signatures OK\n");
-        assert!(parse_checksig(SIGNED, Some(1), &line, "").is_err());
-        assert!(parse_checksig(
-            SIGNED,
-            Some(0),
-            &format!("{SIGNED}: digests SIGNATURES OK\n"),
-            ""
-        )
-        .is_err());
-        assert!(parse_checksig(SIGNED, Some(0), &format!("{line}{line}"), "").is_err());
-        assert!(
-            parse_checksig(SIGNED, Some(0), &format!("{SIGNED}: signatures OK\n"), "").is_err()
-        );
-        assert!(parse_checksig(SIGNED, Some(0), &format!("{SIGNED}: all good OK\n"), "").is_err());
-        assert!(parse_checksig(SIGNED, Some(0), "", "").is_err());
+        for (rc, stdout) in [
+            (1, line.clone()),
+            (0, format!("{SIGNED}: digests SIGNATURES OK\n")),
+            (0, format!("{line}{line}")),
+            (0, format!("{SIGNED}: signatures OK\n")),
+            (0, format!("{SIGNED}: all good OK\n")),
+            (0, String::new()),
+        ] {
+            let r = parse_checksig(SIGNED, Some(rc), &stdout, "");
+            assert!(r.is_err(), "exit {rc}, {stdout:?} parsed as {r:?}");
+        }
     }
 
     /// Every fixture of `helper/tests/fixtures/rpmkeys/` (rpm 4.11 to 4.20)
@@ -597,37 +584,38 @@ mod tests {
     #[test]
     fn rpm_4_11_lines_that_are_not_rpm_s() {
         let f = "/tmp/f.rpm";
-        let refused = |line: &str, rc: i32| {
+        for (line, rc) in [
+            // Mixed case, unknown names, both generations, wrapped digests.
+            ("Rsa sha1 md5 OK", 0),
+            ("rsa sha1 (md5) pgp md5 sha256 OK", 0),
+            ("digests sha1 OK", 0),
+            ("rsa sha1 (MD5) md5 NOT OK", 1),
+            ("rsa sha1 ((md5) pgp) md5 OK", 0),
+            ("digests digests OK", 0),
+            ("rsa (md5) pgp OK", 0),
+            // Key lists: only after a failed signature, well-formed.
+            (
+                "rsa sha1 (md5) pgp md5 OK (MISSING KEYS: (MD5) PGP#7e6d5941)",
+                0,
+            ),
+            ("RSA sha1 ((MD5) PGP) md5 NOT OK (MISSING KEYS: )", 1),
+            (
+                "RSA sha1 ((MD5) PGP) md5 NOT OK (MISSING KEYS: (MD5) PGP#xyz)",
+                1,
+            ),
+            (
+                "RSA sha1 ((MD5) PGP) md5 NOT OK (MISSING KEYS: SHA1#7e6d5941)",
+                1,
+            ),
+            (
+                "RSA sha1 ((MD5) PGP) md5 NOT OK (MISSING KEYS: (MD5) PGP#7e6d5941) x",
+                1,
+            ),
+            ("sha1 MD5 NOT OK (UNTRUSTED KEYS: GPG#7e6d5941)", 1),
+        ] {
             let r = parse_checksig(f, Some(rc), &format!("{f}: {line}\n"), "");
             assert!(r.is_err(), "{line:?} parsed as {r:?}");
-        };
-        // Mixed case, unknown names, both generations, wrapped digests.
-        refused("Rsa sha1 md5 OK", 0);
-        refused("rsa sha1 (md5) pgp md5 sha256 OK", 0);
-        refused("digests sha1 OK", 0);
-        refused("rsa sha1 (MD5) md5 NOT OK", 1);
-        refused("rsa sha1 ((md5) pgp) md5 OK", 0);
-        refused("digests digests OK", 0);
-        refused("rsa (md5) pgp OK", 0);
-        // Key lists: only after a failed signature, well-formed.
-        refused(
-            "rsa sha1 (md5) pgp md5 OK (MISSING KEYS: (MD5) PGP#7e6d5941)",
-            0,
-        );
-        refused("RSA sha1 ((MD5) PGP) md5 NOT OK (MISSING KEYS: )", 1);
-        refused(
-            "RSA sha1 ((MD5) PGP) md5 NOT OK (MISSING KEYS: (MD5) PGP#xyz)",
-            1,
-        );
-        refused(
-            "RSA sha1 ((MD5) PGP) md5 NOT OK (MISSING KEYS: SHA1#7e6d5941)",
-            1,
-        );
-        refused(
-            "RSA sha1 ((MD5) PGP) md5 NOT OK (MISSING KEYS: (MD5) PGP#7e6d5941) x",
-            1,
-        );
-        refused("sha1 MD5 NOT OK (UNTRUSTED KEYS: GPG#7e6d5941)", 1);
+        }
         // Both lists, in rpm's order, with two keys each: accepted.
         let both = "RSA sha1 ((MD5) PGP) md5 (GPG) NOT OK (MISSING KEYS: (MD5) PGP#7e6d5941 \
                     GPG#c105b9de)  (UNTRUSTED KEYS: GPG#00ff00ff)";

@@ -23,7 +23,9 @@
 //! Lines shared with dnf (`---> Package …`, `Transaction Summary`, progress
 //! lines, `Problem:` blocks) are read by [`super::dnf`]'s scanner.
 
-use super::dnf::{error_excerpt, scan_common, DependencyProblem, DownloadName, Resolved};
+use super::dnf::{
+    error_excerpt, scan_common, trimmed_lines, DependencyProblem, DownloadName, Resolved,
+};
 use super::{truncate_at_boundary, MAX_INPUT};
 
 /// How a yum download-only run ended.
@@ -87,8 +89,7 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
     let mut latest = Vec::new();
     let mut not_available = Vec::new();
     let mut requires = Vec::new();
-    for line in stdout.lines().chain(stderr.lines()) {
-        let t = line.trim();
+    for t in trimmed_lines(stdout, stderr) {
         if t == "exiting because \"Download Only\" specified"
             || t == "exiting because --downloadonly specified"
         {
@@ -136,10 +137,7 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
     } else {
         YumOutcome::Failed
     };
-    let names_complete = match scan.transaction_size {
-        Some(n) => scan.downloaded.len() == n && scan.downloaded.iter().all(|d| d.complete),
-        None => false,
-    };
+    let names_complete = scan.names_complete();
     YumDownload {
         outcome,
         exit_code,

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
+use crate::sandbox::attack_fixture::SLOW_MARKER;
 use crate::updater::{Updater, AGENT_USER, SOCKET};
 use crate::workspace_bin;
 
@@ -100,20 +101,27 @@ pub fn spawn_agent(u: &Updater, args: &[&str]) -> Child {
         .expect("starting the agent")
 }
 
-/// Replaces the executable `path` inside the sandbox by a `/bin/sh`
-/// wrapper: `before` runs first (with the arguments in `"$@"`), then the
-/// real program (moved to `<path>.real`) is exec'd with the same
-/// arguments. The wrapper is root-owned 0755, as the helper demands of
-/// what it runs.
-pub fn wrap_tool(u: &Updater, path: &str, before: &str) {
+/// Replaces the executable `path` inside the sandbox by the script that
+/// `script` writes, given the path the real program was moved to
+/// (`<path>.real`). The script is root-owned 0755, as the helper demands
+/// of what it runs.
+pub fn wrap_tool_with(u: &Updater, path: &str, script: impl FnOnce(&str) -> String) {
     let real = format!("{path}.real");
     u.sandbox
         .run(&["mv", path, &real])
         .expect("moving the tool");
-    let wrapper = format!("#!/bin/sh\n{before}\nexec {real} \"$@\"\n");
     u.sandbox
-        .write_file_mode(path, wrapper, 0o755)
+        .write_file_mode(path, script(&real), 0o755)
         .expect("writing the wrapper");
+}
+
+/// Replaces the executable `path` inside the sandbox by a `/bin/sh`
+/// wrapper: `before` runs first (with the arguments in `"$@"`), then the
+/// real program is exec'd with the same arguments.
+pub fn wrap_tool(u: &Updater, path: &str, before: &str) {
+    wrap_tool_with(u, path, |real| {
+        format!("#!/bin/sh\n{before}\nexec {real} \"$@\"\n")
+    });
 }
 
 /// stdout and stderr of `out`, for failure messages.
@@ -124,14 +132,9 @@ pub fn text(out: &Output) -> String {
 /// Like [`wrap_tool`], but `after` runs once the real program has exited
 /// (its exit code in `$rc`, returned by the wrapper).
 pub fn wrap_tool_after(u: &Updater, path: &str, after: &str) {
-    let real = format!("{path}.real");
-    u.sandbox
-        .run(&["mv", path, &real])
-        .expect("moving the tool");
-    let wrapper = format!("#!/bin/sh\n{real} \"$@\"\nrc=$?\n{after}\nexit $rc\n");
-    u.sandbox
-        .write_file_mode(path, wrapper, 0o755)
-        .expect("writing the wrapper");
+    wrap_tool_with(u, path, |real| {
+        format!("#!/bin/sh\n{real} \"$@\"\nrc=$?\n{after}\nexit $rc\n")
+    });
 }
 
 /// The rpm keyring as `rpm -q gpg-pubkey` lists it, then the SHA-256 of
@@ -186,6 +189,26 @@ pub fn release_download(u: &Updater) {
     u.sandbox
         .run(&["touch", "/run/atk-go"])
         .expect("releasing the download");
+}
+
+/// Waits (60 s at most) until the attack fixture's slow maintainer script
+/// (postinst or `%post`) runs under an update the test started.
+pub fn wait_for_slow_script(u: &Updater) {
+    assert!(
+        wait_until(Duration::from_secs(60), || u
+            .sandbox
+            .exists(SLOW_MARKER)
+            .unwrap()),
+        "the maintainer script never ran:\n{}",
+        u.helper_log()
+    );
+}
+
+/// Asserts that the helper's log does not contain `text` (a command it
+/// must not have run), showing the log when it does.
+pub fn assert_helper_never_logged(u: &Updater, text: &str) {
+    let log = u.helper_log();
+    assert!(!log.contains(text), "{text:?} in the helper's log:\n{log}");
 }
 
 /// A source package `patchman-client` 1.7.1-1 (`rpmbuild -bs`) signed by a

@@ -95,13 +95,14 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use patchman_tests::attack_support::{
-    helper_pid, probe, proc_status, rpm_keyring, rpm_pubkeys, spawn_agent, spawn_probe, text,
-    wait_until, wrap_tool, wrap_tool_after,
+    assert_helper_never_logged, helper_pid, hold_download, probe, proc_status, release_download,
+    rpm_keyring, rpm_pubkeys, spawn_agent, spawn_probe, text, wait_for_held_download,
+    wait_for_slow_script, wait_until, wrap_tool, wrap_tool_after, wrap_tool_with,
 };
-use patchman_tests::sandbox::apt_repo::{AptRepo, SourceFormat};
+use patchman_tests::sandbox::apt_repo::AptRepo;
 use patchman_tests::sandbox::attack_fixture::{
     attack_fixture, el_attack_fixture, ATTACKER_POST_MARKER, EVIL, EVIL_PAYLOAD, SERVED_KEY_FILE,
-    SLOW_MARKER, VICTIM,
+    VICTIM,
 };
 use patchman_tests::sandbox::el::{ElRelease, ElSandbox};
 use patchman_tests::sandbox::fixture::{CLIENT, POSTINST_LOG};
@@ -114,45 +115,43 @@ use patchman_tests::{apt_fixture, el_fixture, host_package_state};
 const VERSION_FILE: &str = "/usr/share/patchman-client/VERSION";
 const ARCHIVE: &str = "/var/cache/apt/archives/patchman-client_1.7.1-1_all.deb";
 
-fn apt(
-    repos_root: &Path,
-    repo: &AptRepo,
-    installed: &[&Path],
-    prepare: impl FnOnce(&Updater),
-) -> Scenario {
-    let host_before = host_package_state();
-    let u = Updater::new(repos_root, repo, SourceFormat::List, installed).expect("sandbox");
-    Scenario::start(Db::Dpkg, u, host_before, prepare)
+/// Client 1.7.0-1 and `also_installed` installed, the attack fixture's
+/// `repo` as the `patchman` source.
+fn attack_repo(repo: &AptRepo, also_installed: &[&Path]) -> Scenario {
+    let mut installed = vec![apt_fixture().client("1.7.0-1")];
+    installed.extend_from_slice(also_installed);
+    Scenario::apt(&attack_fixture().repos_root, repo, &installed, |_| {})
 }
 
-/// The standard repository, client 1.7.0-1 installed (1.7.1-1 offered).
-fn standard(prepare: impl FnOnce(&Updater)) -> Scenario {
-    let fx = apt_fixture();
-    apt(
-        &fx.repos_root,
-        &fx.patchman,
-        &[fx.client("1.7.0-1")],
-        prepare,
-    )
-}
-
-/// `update` as the agent must fail (exit 1); returns its stderr.
-fn update_fails(s: &Scenario) -> String {
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// `update` as the agent fails (exit 1) with every one of `wants` in its
+/// error; returns its stdout and stderr.
+fn update_refused(s: &Scenario, wants: &[&str]) -> String {
+    let out = s.agent_exits(&["update"], 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in wants {
+        assert!(
+            err.contains(want),
+            "{want:?} not in the agent's error: {err}\n--- helper log\n{}",
+            s.u.helper_log()
+        );
+    }
+    text(&out)
 }
 
 fn status_ok(s: &Scenario) -> serde_json::Value {
-    let out = s.agent(&["status", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = s.agent_exits(&["status", "--json"], 0);
     serde_json::from_slice(&out.stdout).expect("status json")
+}
+
+/// The helper's pid and its resident memory now, in KiB.
+fn helper_rss(s: &Scenario) -> (u32, u64) {
+    let pid = helper_pid(&s.u).expect("the helper's pid");
+    (pid, proc_status(pid, "VmRSS").expect("the helper's VmRSS"))
+}
+
+/// Runs `script` with `sh -c` as root inside the sandbox.
+fn run_sh(u: &Updater, script: &str) {
+    u.sandbox.run(&["sh", "-c", script]).unwrap();
 }
 
 fn first_line(child: &mut Child) -> String {
@@ -168,14 +167,13 @@ fn first_line(child: &mut Child) -> String {
 #[test]
 fn a_thousand_connections_at_once_leave_the_agent_served_with_bounded_memory_and_threads() {
     let fx = apt_fixture();
-    let s = apt(
+    let s = Scenario::apt(
         &fx.repos_root,
         &fx.patchman,
         &[fx.client("1.7.1-1")],
         |_| {},
     );
-    let pid = helper_pid(&s.u).expect("the helper's pid");
-    let rss_before = proc_status(pid, "VmRSS").unwrap();
+    let (pid, rss_before) = helper_rss(&s);
     // Sample the helper's RSS and thread count all along.
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -210,14 +208,7 @@ fn a_thousand_connections_at_once_leave_the_agent_served_with_bounded_memory_and
     let t0 = Instant::now();
     let json = status_ok(&s);
     assert_eq!(json["installed"]["client"], "1.7.1-1", "{json}");
-    let check = s.agent(&["check"]);
-    assert_eq!(
-        check.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&check),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["check"], 0);
     assert!(
         t0.elapsed() < Duration::from_secs(20),
         "served after {:?}",
@@ -249,24 +240,9 @@ fn a_thousand_connections_at_once_leave_the_agent_served_with_bounded_memory_and
 fn a_request_flood_during_an_update_gets_busy_and_the_update_completes() {
     // The download waits for the test's go-ahead, so the update is
     // certainly running while the flood comes.
-    let s = standard(|u| {
-        wrap_tool(
-            u,
-            "/usr/bin/apt-get",
-            "case \" $* \" in *\" -d install \"*) touch /run/atk-waiting; i=0; \
-             while [ ! -e /run/atk-go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;; esac",
-        );
-    });
+    let s = Scenario::standard_apt(hold_download);
     let agent = spawn_agent(&s.u, &["update"]);
-    assert!(
-        wait_until(Duration::from_secs(60), || s
-            .u
-            .sandbox
-            .exists("/run/atk-waiting")
-            .unwrap()),
-        "the update never reached the download:\n{}",
-        s.u.helper_log()
-    );
+    wait_for_held_download(&s.u);
     let flood: Vec<Child> = (0..16)
         .map(|_| {
             spawn_probe(
@@ -301,15 +277,8 @@ fn a_request_flood_during_an_update_gets_busy_and_the_update_completes() {
     // Once the flood is over, status is served while the update still runs.
     let out = probe(&s.u, &["hello", "recv", "req:status", "recv"]);
     assert!(out.contains("reply Status("), "{out}");
-    s.u.sandbox.run(&["touch", "/run/atk-go"]).unwrap();
-    let out = agent.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    release_download(&s.u);
+    s.exited(&["update"], agent.wait_with_output().unwrap(), 0);
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
     // Busy answers are routine: a few lines each window, the rest counted
     // in the peer's summary (written at the latest when the helper exits
@@ -343,15 +312,8 @@ fn a_request_flood_during_an_update_gets_busy_and_the_update_completes() {
 
 #[test]
 fn two_hundred_pipelined_requests_are_answered_in_order_with_bounded_memory() {
-    let fx = apt_fixture();
-    let s = apt(
-        &fx.repos_root,
-        &fx.patchman,
-        &[fx.client("1.7.0-1")],
-        |_| {},
-    );
-    let pid = helper_pid(&s.u).unwrap();
-    let rss_before = proc_status(pid, "VmRSS").unwrap();
+    let s = Scenario::standard_apt(|_| {});
+    let (pid, rss_before) = helper_rss(&s);
     // Hello, then 200 Status frames in one write, then read them all.
     let frames = format!("raw:{}", "0100000001".repeat(200));
     let mut actions = vec!["hello", "recv", frames.as_str()];
@@ -366,9 +328,8 @@ fn two_hundred_pipelined_requests_are_answered_in_order_with_bounded_memory() {
 
 #[test]
 fn hostile_frames_through_the_real_socket_close_only_their_connection() {
-    let s = standard(|_| {});
-    let pid = helper_pid(&s.u).unwrap();
-    let rss_before = proc_status(pid, "VmRSS").unwrap();
+    let s = Scenario::standard_apt(|_| {});
+    let (pid, rss_before) = helper_rss(&s);
     let garbage = format!("raw:{}", "ab".repeat(32 * 1024));
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
         // The variant tag as bincode's u64 varint (0xfd + 8 bytes).
@@ -433,14 +394,9 @@ fn hostile_frames_through_the_real_socket_close_only_their_connection() {
     // The helper is the same process, still serving, memory bounded.
     assert_eq!(helper_pid(&s.u), Some(pid));
     status_ok(&s);
-    let check = s.agent(&["check"]);
-    assert_eq!(check.status.code(), Some(100), "{}", text(&check));
+    s.agent_exits(&["check"], 100);
     assert!(proc_status(pid, "VmRSS").unwrap() < rss_before + 8 * 1024);
-    assert!(
-        !s.u.helper_log().contains("panicked"),
-        "{}",
-        s.u.helper_log()
-    );
+    assert_helper_never_logged(&s.u, "panicked");
     s.assert_nothing_changed();
     s.finish();
 }
@@ -452,7 +408,7 @@ fn a_hard_link_planted_as_the_deb_is_refused_before_reading() {
     // Right after apt's download, a root process replaces the archive by a
     // hard link to dpkg's database (same file system): the helper must not
     // read, copy or install it.
-    let s = standard(|u| {
+    let s = Scenario::standard_apt(|u| {
         wrap_tool_after(
             u,
             "/usr/bin/apt-get",
@@ -462,166 +418,120 @@ fn a_hard_link_planted_as_the_deb_is_refused_before_reading() {
             ),
         );
     });
-    let err = update_fails(&s);
+    let said = update_refused(
+        &s,
+        &["refused patchman-client: the downloaded file is not a regular file"],
+    );
     assert!(
         s.u.sandbox.exists("/root/linked").unwrap(),
-        "the wrapper ran"
+        "the wrapper ran: {said}"
     );
-    assert!(
-        err.contains("refused patchman-client: the downloaded file is not a regular file"),
-        "{err}"
-    );
-    assert!(
-        !s.u.helper_log().contains("command=dpkg -i"),
-        "{}",
-        s.u.helper_log()
-    );
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    assert_helper_never_logged(&s.u, "command=dpkg -i");
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 #[test]
 fn a_symlinked_archives_directory_is_refused() {
-    let s = standard(|u| {
-        u.sandbox
-            .run(&[
-                "sh",
-                "-c",
-                "mv /var/cache/apt/archives /var/cache/apt-archives-moved && \
-                 ln -s /var/cache/apt-archives-moved /var/cache/apt/archives",
-            ])
-            .unwrap();
+    let s = Scenario::standard_apt(|u| {
+        run_sh(
+            u,
+            "mv /var/cache/apt/archives /var/cache/apt-archives-moved && \
+             ln -s /var/cache/apt-archives-moved /var/cache/apt/archives",
+        )
     });
-    let err = update_fails(&s);
-    assert!(
-        err.contains("unsafe directory /var/cache/apt/archives") && err.contains("symbolic link"),
-        "{err}"
+    update_refused(
+        &s,
+        &["unsafe directory /var/cache/apt/archives", "symbolic link"],
     );
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 #[test]
 fn a_world_writable_archives_directory_is_refused() {
-    let s = standard(|u| {
-        u.sandbox
-            .run(&["chmod", "1777", "/var/cache/apt/archives"])
-            .unwrap();
-    });
-    let err = update_fails(&s);
-    assert!(
-        err.contains("unsafe directory /var/cache/apt/archives")
-            && err.contains("group- or world-writable"),
-        "{err}"
+    let s = Scenario::standard_apt(|u| run_sh(u, "chmod 1777 /var/cache/apt/archives"));
+    update_refused(
+        &s,
+        &[
+            "unsafe directory /var/cache/apt/archives",
+            "group- or world-writable",
+        ],
     );
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
-#[test]
-fn a_symlink_at_the_private_base_is_refused() {
-    let s = standard(|u| {
-        u.sandbox
-            .run(&[
-                "sh",
-                "-c",
-                "install -d -m 0700 /root/elsewhere && \
-                 ln -s /root/elsewhere /var/cache/patchman-helper",
-            ])
-            .unwrap();
-    });
-    let err = update_fails(&s);
-    assert!(
-        err.contains("unsafe directory /var/cache/patchman-helper: is a symbolic link"),
-        "{err}"
+/// Makes the helper's private base a symbolic link to a root directory
+/// elsewhere.
+fn link_the_private_base(u: &Updater) {
+    run_sh(
+        u,
+        "install -d -m 0700 /root/elsewhere && \
+         ln -s /root/elsewhere /var/cache/patchman-helper",
+    );
+}
+
+/// `update` is refused for [`link_the_private_base`]'s link, and nothing
+/// was written through it.
+fn refused_for_the_linked_private_base(s: &Scenario) {
+    update_refused(
+        s,
+        &["unsafe directory /var/cache/patchman-helper: is a symbolic link"],
     );
     let left =
         s.u.sandbox
             .run_stdout(&["ls", "-A", "/root/elsewhere"])
             .unwrap();
     assert_eq!(left, "", "nothing written through the link");
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+}
+
+#[test]
+fn a_symlink_at_the_private_base_is_refused() {
+    let s = Scenario::standard_apt(link_the_private_base);
+    refused_for_the_linked_private_base(&s);
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 #[test]
 fn an_unsafe_private_base_is_refused() {
-    let s = standard(|u| {
-        u.sandbox
-            .run(&["install", "-d", "-m", "0777", "/var/cache/patchman-helper"])
-            .unwrap();
-    });
+    // Each row makes the base unsafe another way (the first before the
+    // helper starts); every one is refused, naming why.
     let base = "unsafe directory /var/cache/patchman-helper";
-    let err = update_fails(&s);
-    assert!(
-        err.contains(base) && err.contains("world-writable"),
-        "{err}"
-    );
-    // Owned by the agent user, 0700.
-    s.u.sandbox
-        .run(&[
-            "sh",
-            "-c",
+    let rows: [(&str, &[&str]); 3] = [
+        // World-writable.
+        (
+            "install -d -m 0777 /var/cache/patchman-helper",
+            &[base, "world-writable"],
+        ),
+        // Owned by the agent user, 0700.
+        (
             "chmod 0700 /var/cache/patchman-helper && chown patchman /var/cache/patchman-helper",
-        ])
-        .unwrap();
-    let err = update_fails(&s);
-    assert!(
-        err.contains(base) && err.contains("not owned by root"),
-        "{err}"
-    );
-    // Root's, but readable by others.
-    s.u.sandbox
-        .run(&[
-            "sh",
-            "-c",
+            &[base, "not owned by root"],
+        ),
+        // Root's, but readable by others.
+        (
             "chown root /var/cache/patchman-helper && chmod 0755 /var/cache/patchman-helper",
-        ])
-        .unwrap();
-    let err = update_fails(&s);
-    assert!(err.contains("want 0700"), "{err}");
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+            &["want 0700"],
+        ),
+    ];
+    let s = Scenario::standard_apt(|u| run_sh(u, rows[0].0));
+    for (i, (unsafe_base, wants)) in rows.iter().enumerate() {
+        if i > 0 {
+            run_sh(&s.u, unsafe_base);
+        }
+        eprintln!("the base after `{unsafe_base}`");
+        update_refused(&s, wants);
+    }
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 #[test]
 fn dnf_a_symlink_at_the_private_base_is_refused() {
-    let fx = el_fixture();
-    let host_before = host_package_state();
-    let u = Updater::new_el(ElRelease::AlmaLinux8, &fx.patchman, &[fx.client("1.7.0-1")])
-        .expect("EL sandbox");
-    let s = Scenario::start(Db::Rpm, u, host_before, |u| {
-        u.sandbox
-            .run(&[
-                "sh",
-                "-c",
-                "install -d -m 0700 /root/elsewhere && \
-                 ln -s /root/elsewhere /var/cache/patchman-helper",
-            ])
-            .unwrap();
-    });
-    let err = update_fails(&s);
-    assert!(
-        err.contains("unsafe directory /var/cache/patchman-helper: is a symbolic link"),
-        "{err}"
-    );
+    let s = Scenario::standard_el(link_the_private_base);
+    refused_for_the_linked_private_base(&s);
     assert!(
         !s.u.helper_log().contains("--downloadonly"),
         "refused before dnf downloads"
     );
-    let left =
-        s.u.sandbox
-            .run_stdout(&["ls", "-A", "/root/elsewhere"])
-            .unwrap();
-    assert_eq!(left, "");
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 /// Why a swap cannot work: the helper reads the archive once, hashing it
@@ -634,7 +544,7 @@ fn dnf_a_symlink_at_the_private_base_is_refused() {
 #[test]
 fn a_deb_swapped_after_verification_is_not_what_gets_installed() {
     let afx = attack_fixture();
-    let s = standard(|u| {
+    let s = Scenario::standard_apt(|u| {
         u.sandbox
             .copy_in(&afx.swapped_in, "/root/swapped.deb")
             .unwrap();
@@ -647,14 +557,7 @@ fn a_deb_swapped_after_verification_is_not_what_gets_installed() {
             ),
         );
     });
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["update"], 0);
     assert!(
         s.u.sandbox.exists("/root/swapped").unwrap(),
         "the swap happened"
@@ -681,9 +584,7 @@ fn a_deb_swapped_after_verification_is_not_what_gets_installed() {
             .run_as_unchecked("patchman", &["ls", "/var/cache/patchman-helper"])
             .unwrap();
     assert!(!ls.status.success(), "{}", text(&ls));
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
-    s.assert_only_changed(&[CLIENT]);
-    s.finish();
+    s.finish_updated(CLIENT, "1.7.1-1");
 }
 
 // ------------------------------------------------------------------ P2
@@ -691,7 +592,7 @@ fn a_deb_swapped_after_verification_is_not_what_gets_installed() {
 #[test]
 fn a_pinned_downgrade_candidate_is_not_installed() {
     let fx = apt_fixture();
-    let s = apt(&fx.repos_root, &fx.patchman, &[fx.client("1.7.1-1")], |u| {
+    let s = Scenario::apt(&fx.repos_root, &fx.patchman, &[fx.client("1.7.1-1")], |u| {
         u.sandbox
             .write_file(
                 "/etc/apt/preferences.d/downgrade",
@@ -708,127 +609,61 @@ fn a_pinned_downgrade_candidate_is_not_installed() {
             "apt itself would downgrade: {policy}"
         );
     });
-    let check = s.agent(&["check"]);
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
+    s.agent_exits(&["check"], 0);
+    let out = s.agent_exits(&["update"], 0);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("Already up to date"),
         "{}",
         text(&out)
     );
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    s.finish_unchanged(CLIENT, "1.7.1-1");
 }
 
 #[test]
 fn a_look_alike_package_installed_and_offered_is_untouched() {
-    let fx = apt_fixture();
     let afx = attack_fixture();
-    let s = apt(
-        &afx.repos_root,
-        &afx.evil,
-        &[fx.client("1.7.0-1"), &afx.evil_1],
-        |_| {},
-    );
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
+    let s = attack_repo(&afx.evil, &[&afx.evil_1]);
+    s.agent_exits(&["update"], 0);
     assert_eq!(
         s.version(EVIL).as_deref(),
         Some("1.0-1"),
         "2.0-1 was offered"
     );
-    assert!(
-        !s.u.helper_log().contains(&format!("{EVIL}=")),
-        "{}",
-        s.u.helper_log()
-    );
-    s.assert_only_changed(&[CLIENT]);
-    s.finish();
+    assert_helper_never_logged(&s.u, &format!("{EVIL}="));
+    s.finish_updated(CLIENT, "1.7.1-1");
 }
 
 #[test]
 fn a_look_alike_package_offered_is_not_installed() {
-    let fx = apt_fixture();
-    let afx = attack_fixture();
-    let s = apt(&afx.repos_root, &afx.evil, &[fx.client("1.7.0-1")], |_| {});
-    let out = s.agent(&["update"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out),
-        s.u.helper_log()
-    );
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
+    let s = attack_repo(&attack_fixture().evil, &[]);
+    s.agent_exits(&["update"], 0);
     assert_eq!(s.u.dpkg(EVIL).unwrap(), None);
-    s.assert_only_changed(&[CLIENT]);
-    s.finish();
+    s.finish_updated(CLIENT, "1.7.1-1");
 }
 
 #[test]
 fn a_deb_whose_embedded_name_differs_from_its_index_is_refused() {
-    let fx = apt_fixture();
-    let afx = attack_fixture();
-    let s = apt(
-        &afx.repos_root,
-        &afx.misnamed_repo,
-        &[fx.client("1.7.0-1")],
-        |_| {},
-    );
-    let err = update_fails(&s);
+    let s = attack_repo(&attack_fixture().misnamed_repo, &[]);
     // apt downloads it (its index and hash are consistent); the helper's
     // `dpkg-deb --field` of the copy finds the other name.
-    assert!(
-        err.contains(&format!(
+    update_refused(
+        &s,
+        &[&format!(
             "refused patchman-client: the file contains {EVIL} 1.7.1-1 all"
-        )),
-        "{err}\n{}",
-        s.u.helper_log()
+        )],
     );
-    assert!(!s.u.helper_log().contains("command=dpkg -i"));
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
+    assert_helper_never_logged(&s.u, "command=dpkg -i");
     assert_eq!(s.u.dpkg(EVIL).unwrap(), None);
-    s.assert_nothing_changed();
-    s.finish();
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 // ------------------------------------------------------------------ P6
 
 #[test]
 fn an_agent_killed_mid_install_leaves_the_update_whole_and_the_helper_serving() {
-    let fx = apt_fixture();
-    let afx = attack_fixture();
-    let mut s = apt(
-        &afx.repos_root,
-        &afx.slow_repo,
-        &[fx.client("1.7.0-1")],
-        |_| {},
-    );
+    let mut s = attack_repo(&attack_fixture().slow_repo, &[]);
     let agent = spawn_agent(&s.u, &["update"]);
-    assert!(
-        wait_until(Duration::from_secs(60), || s
-            .u
-            .sandbox
-            .exists(SLOW_MARKER)
-            .unwrap()),
-        "dpkg never ran the postinst:\n{}",
-        s.u.helper_log()
-    );
+    wait_for_slow_script(&s.u);
     // The postinst is running under `dpkg -i`: the agent dies.
     kill(Pid::from_raw(agent.id() as i32), Signal::SIGKILL).unwrap();
     let out = agent.wait_with_output().unwrap();
@@ -857,8 +692,7 @@ fn an_agent_killed_mid_install_leaves_the_update_whole_and_the_helper_serving() 
     s.u.start_helper().unwrap();
     let json = status_ok(&s);
     assert_eq!(json["installed"]["client"], "1.7.1-1", "{json}");
-    s.assert_only_changed(&[CLIENT]);
-    s.finish();
+    s.finish_updated(CLIENT, "1.7.1-1");
 }
 
 // ----------------------------------------------- P9: the repository server
@@ -908,6 +742,29 @@ fn import_atk_key(u: &Updater) {
     u.sandbox.run(&["rpm", "--import", ATK_KEY_INSIDE]).unwrap();
 }
 
+/// A server of the EL attack fixture's repositories, for [`el_attack`].
+fn attack_server() -> HttpServer {
+    HttpServer::start(&el_attack_fixture().repos_root).unwrap()
+}
+
+/// [`el_attack_on`] `release` with `repo`, its key imported by root
+/// beforehand and the victim package installed, then `prepare`.
+fn el_victim_on(
+    release: ElRelease,
+    repo: &RpmRepo,
+    server: &HttpServer,
+    prepare: impl FnOnce(&Updater),
+) -> Scenario {
+    let gpgkey = format!("file://{ATK_KEY_INSIDE}");
+    el_attack_on(release, repo, server, &gpgkey, |u| {
+        import_atk_key(u);
+        u.sandbox
+            .install_rpms(&[&el_attack_fixture().victim])
+            .unwrap();
+        prepare(u);
+    })
+}
+
 /// The repository server (or the network, for `http://`) hands out its own
 /// key with a higher client signed by it: dnf's `-y` would import it, and
 /// the helper's own `rpmkeys --checksig` would then trust it. The helper
@@ -916,7 +773,7 @@ fn import_atk_key(u: &Updater) {
 #[test]
 fn dnf_a_key_the_repository_serves_is_never_imported() {
     let efx = el_attack_fixture();
-    let server = HttpServer::start(&efx.repos_root).unwrap();
+    let server = attack_server();
     let key_url = format!(
         "{}/{SERVED_KEY_FILE}",
         efx.served_key.base_url(&server.url())
@@ -958,9 +815,7 @@ fn dnf_a_key_the_repository_serves_is_never_imported() {
                 .any(|r| r.path.ends_with(SERVED_KEY_FILE)),
             "dnf fetched the served key"
         );
-        assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-        s.assert_nothing_changed();
-        s.finish();
+        s.finish_unchanged(CLIENT, "1.7.0-1");
     }
 }
 
@@ -968,20 +823,20 @@ fn dnf_a_key_the_repository_serves_is_never_imported() {
 /// administrator beforehand, updates; the keyring stays as it was.
 #[test]
 fn dnf_a_key_imported_beforehand_by_root_is_trusted() {
-    let efx = el_attack_fixture();
-    let server = HttpServer::start(&efx.repos_root).unwrap();
+    let server = attack_server();
     let gpgkey = format!("file://{ATK_KEY_INSIDE}");
-    let s = el_attack(&efx.served_key, &server, &gpgkey, |u| {
-        import_atk_key(u);
-    });
+    let s = el_attack(
+        &el_attack_fixture().served_key,
+        &server,
+        &gpgkey,
+        import_atk_key,
+    );
     let keys = rpm_pubkeys(&s.u);
     assert_eq!(keys.lines().count(), 2, "{keys}");
     s.agent_exits(&["update"], 0);
     assert_eq!(rpm_pubkeys(&s.u), keys);
     assert!(s.u.sandbox.exists(ATTACKER_POST_MARKER).unwrap());
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
-    s.assert_only_changed(&[CLIENT]);
-    s.finish();
+    s.finish_updated(CLIENT, "1.7.1-1");
 }
 
 // ------------------------------------------- P2: obsoletes and conflicts
@@ -993,23 +848,12 @@ fn dnf_a_key_imported_beforehand_by_root_is_trusted() {
 #[test]
 fn dnf_a_client_that_obsoletes_or_conflicts_with_another_package_is_refused() {
     let efx = el_attack_fixture();
-    let server = HttpServer::start(&efx.repos_root).unwrap();
-    let gpgkey = format!("file://{ATK_KEY_INSIDE}");
+    let server = attack_server();
     for repo in [&efx.obsoleting, &efx.conflicting] {
-        let s = el_attack(repo, &server, &gpgkey, |u| {
-            import_atk_key(u);
-            u.sandbox.install_rpms(&[&efx.victim]).unwrap();
-        });
-        let out = s.agent_exits(&["update"], 1);
-        let err = String::from_utf8_lossy(&out.stderr);
-        eprintln!("{}: {err}", repo.name);
-        assert!(
-            err.contains("manual upgrade required") && err.contains(VICTIM),
-            "{}: {}\n{}",
-            repo.name,
-            text(&out),
-            s.u.helper_log()
-        );
+        let s = el_victim_on(ElRelease::AlmaLinux8, repo, &server, |_| {});
+        eprintln!("repository {}", repo.name);
+        let said = update_refused(&s, &["manual upgrade required", VICTIM]);
+        eprintln!("{}: {said}", repo.name);
         assert!(
             !s.u.helper_log().contains("--downloadonly"),
             "{}: refused before the download\n{}",
@@ -1028,9 +872,7 @@ fn assert_victim_kept(s: Scenario) {
         "refused before rpm -U"
     );
     assert_eq!(s.version(VICTIM).as_deref(), Some("1.0-1"));
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 /// The header check behind the plan's: a solver whose output does not
@@ -1038,26 +880,19 @@ fn assert_victim_kept(s: Scenario) {
 /// the download refused by `rpm -qp`'s `Obsoletes:` before `rpm -U`.
 #[test]
 fn dnf_an_obsoletes_the_solver_did_not_print_is_refused_from_the_header() {
-    let efx = el_attack_fixture();
-    let server = HttpServer::start(&efx.repos_root).unwrap();
-    let gpgkey = format!("file://{ATK_KEY_INSIDE}");
-    let s = el_attack(&efx.obsoleting, &server, &gpgkey, |u| {
-        import_atk_key(u);
-        u.sandbox.install_rpms(&[&efx.victim]).unwrap();
-        u.sandbox
-            .run(&["mv", "/usr/bin/dnf-3", "/usr/bin/dnf-3.real"])
-            .unwrap();
-        let wrapper = "#!/bin/sh\nout=$(/usr/bin/dnf-3.real \"$@\" 2>&1)\nrc=$?\n\
-                       printf '%s\\n' \"$out\" | grep -v -e obsoleted -e replacing\nexit $rc\n";
-        u.sandbox
-            .write_file_mode("/usr/bin/dnf-3", wrapper, 0o755)
-            .unwrap();
+    let server = attack_server();
+    let obsoleting = &el_attack_fixture().obsoleting;
+    let s = el_victim_on(ElRelease::AlmaLinux8, obsoleting, &server, |u| {
+        wrap_tool_with(u, "/usr/bin/dnf-3", |real| {
+            format!(
+                "#!/bin/sh\nout=$({real} \"$@\" 2>&1)\nrc=$?\n\
+                 printf '%s\\n' \"$out\" | grep -v -e obsoleted -e replacing\nexit $rc\n"
+            )
+        });
     });
-    let err = update_fails(&s);
-    assert!(
-        err.contains("manual upgrade required") && err.contains(&format!("obsoletes {VICTIM}")),
-        "{err}\n{}",
-        s.u.helper_log()
+    update_refused(
+        &s,
+        &["manual upgrade required", &format!("obsoletes {VICTIM}")],
     );
     assert_victim_kept(s);
 }
@@ -1067,19 +902,10 @@ fn dnf_an_obsoletes_the_solver_did_not_print_is_refused_from_the_header() {
 /// before `rpm -U`; the victim stays.
 #[test]
 fn yum_a_client_that_obsoletes_another_package_is_refused() {
-    let efx = el_attack_fixture();
-    let server = HttpServer::start(&efx.repos_root).unwrap();
-    let gpgkey = format!("file://{ATK_KEY_INSIDE}");
-    let s = el_attack_on(ElRelease::CentOS7, &efx.obsoleting, &server, &gpgkey, |u| {
-        import_atk_key(u);
-        u.sandbox.install_rpms(&[&efx.victim]).unwrap();
-    });
-    let err = update_fails(&s);
-    assert!(
-        err.contains("manual upgrade required") && err.contains(VICTIM),
-        "{err}\n{}",
-        s.u.helper_log()
-    );
+    let server = attack_server();
+    let obsoleting = &el_attack_fixture().obsoleting;
+    let s = el_victim_on(ElRelease::CentOS7, obsoleting, &server, |_| {});
+    update_refused(&s, &["manual upgrade required", VICTIM]);
     assert!(
         s.u.helper_log().contains("command=yum "),
         "the yum family ran"
@@ -1091,28 +917,15 @@ fn yum_a_client_that_obsoletes_another_package_is_refused() {
 /// plan its removal; refused by the simulation before the download.
 #[test]
 fn apt_a_client_that_conflicts_with_and_replaces_another_package_is_refused() {
-    let fx = apt_fixture();
     let afx = attack_fixture();
-    let s = apt(
-        &afx.repos_root,
-        &afx.replacing_repo,
-        &[fx.client("1.7.0-1"), &afx.victim],
-        |_| {},
-    );
-    let err = update_fails(&s);
-    assert!(
-        err.contains("manual upgrade required") && err.contains(VICTIM),
-        "{err}\n{}",
-        s.u.helper_log()
-    );
+    let s = attack_repo(&afx.replacing_repo, &[&afx.victim]);
+    update_refused(&s, &["manual upgrade required", VICTIM]);
     assert!(
         !s.u.helper_log().contains("-d install"),
         "refused before the download"
     );
     assert_eq!(s.version(VICTIM).as_deref(), Some("1.0-1"));
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 // --------------------------------------------- P6: the refresh rate limit
@@ -1138,8 +951,8 @@ fn metadata_fetches(server: &HttpServer, repo_path: &str) -> usize {
 #[test]
 fn twenty_checks_in_a_row_refresh_the_repository_at_most_twice() {
     let fx = apt_fixture();
-    let apt = standard(|_| {});
-    let el = el_standard(|_| {});
+    let apt = Scenario::standard_apt(|_| {});
+    let el = Scenario::standard_el(|_| {});
     for (s, repo_path) in [(&apt, fx.patchman.url_path.as_str()), (&el, "patchman/")] {
         let before = metadata_fetches(&s.u.http, repo_path);
         for i in 0..20 {
@@ -1162,13 +975,7 @@ fn twenty_checks_in_a_row_refresh_the_repository_at_most_twice() {
     el.finish();
 }
 
-/// An AlmaLinux 8 sandbox, client 1.7.0-1, the standard repository,
-/// changed by `prepare` before the helper starts.
-fn el_standard(prepare: impl FnOnce(&Updater)) -> Scenario {
-    el_standard_on(ElRelease::AlmaLinux8, prepare)
-}
-
-/// [`el_standard`] as `release`.
+/// [`Scenario::standard_el`] as `release`.
 fn el_standard_on(release: ElRelease, prepare: impl FnOnce(&Updater)) -> Scenario {
     let fx = el_fixture();
     let host_before = host_package_state();
@@ -1180,23 +987,11 @@ fn el_standard_on(release: ElRelease, prepare: impl FnOnce(&Updater)) -> Scenari
 /// succeeds (before the rate limit, 10 of 20 failed on the lists lock).
 #[test]
 fn roots_apt_get_update_during_a_check_loop_does_not_fail() {
-    let s = standard(|_| {});
+    let s = Scenario::standard_apt(|_| {});
     s.agent_exits(&["check"], 100);
     let stop = AtomicBool::new(false);
     let failures = std::thread::scope(|scope| {
-        let looping = scope.spawn(|| {
-            let mut checks = 0;
-            while !stop.load(Ordering::SeqCst) && checks < 200 {
-                let out = s.agent(&["check"]);
-                assert!(
-                    matches!(out.status.code(), Some(0 | 100 | 1)),
-                    "{}",
-                    text(&out)
-                );
-                checks += 1;
-            }
-            checks
-        });
+        let looping = scope.spawn(|| check_loop(&s, &stop).0);
         let mut failures = Vec::new();
         for _ in 0..10 {
             let out = s.u.sandbox.run_unchecked(&["apt-get", "update"]).unwrap();
@@ -1221,7 +1016,7 @@ fn roots_apt_get_update_during_a_check_loop_does_not_fail() {
 #[test]
 fn dnf_another_repositorys_cache_survives_a_check() {
     let fx = el_fixture();
-    let s = el_standard(|u| {
+    let s = Scenario::standard_el(|u| {
         u.sandbox
             .add_rpm_repo("second", &fx.other, &u.http.url())
             .unwrap();
@@ -1258,10 +1053,9 @@ fn dnf_another_repositorys_cache_survives_a_check() {
         after.lines().count()
     );
     assert_eq!(after, before);
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.1-1"));
-    s.assert_only_changed(&[CLIENT]);
-    s.finish();
+    s.finish_updated(CLIENT, "1.7.1-1");
 }
+
 /// Wraps dnf so that right after its own run (and its signature check)
 /// every downloaded `.rpm` is replaced by `inside` and `/root/swapped` is
 /// touched: as if dnf had not checked the file.
@@ -1275,6 +1069,17 @@ fn swap_downloads_with(u: &Updater, inside: &str) {
              cp {inside} \"$f\" && touch /root/swapped; done;; esac; done"
         ),
     );
+}
+
+/// `update` is refused after [`swap_downloads_with`] swapped the download,
+/// as [`update_refused`]: returns the agent's stdout and stderr.
+fn refused_after_the_swap(s: &Scenario, wants: &[&str]) -> String {
+    let said = update_refused(s, wants);
+    assert!(
+        s.u.sandbox.exists("/root/swapped").unwrap(),
+        "the swap happened: {said}"
+    );
+    said
 }
 
 // ------------------------------------------------- P9: where gpgcheck is
@@ -1291,7 +1096,7 @@ fn dnf_gpgcheck_is_read_where_dnf_finds_the_repository() {
     let fx = el_fixture();
     let unsigned = fx.unsigned_rpm(CLIENT, "1.7.1-1");
     for place in ["dnf.conf", "reposdir"] {
-        let s = el_standard(|u| {
+        let s = Scenario::standard_el(|u| {
             let definition = u
                 .sandbox
                 .read_to_string("/etc/yum.repos.d/patchman.repo")
@@ -1313,29 +1118,11 @@ fn dnf_gpgcheck_is_read_where_dnf_finds_the_repository() {
             };
             u.sandbox.write_file("/etc/dnf/dnf.conf", conf).unwrap();
             u.sandbox.copy_in(unsigned, "/root/unsigned.rpm").unwrap();
-            wrap_tool_after(
-                u,
-                "/usr/bin/dnf-3",
-                "for a in \"$@\"; do case \"$a\" in --downloaddir=*) \
-                     for f in \"${a#--downloaddir=}\"/*.rpm; do [ -f \"$f\" ] && \
-                     cp /root/unsigned.rpm \"$f\" && touch /root/swapped; done;; esac; done",
-            );
+            swap_downloads_with(u, "/root/unsigned.rpm");
         });
-        let out = s.agent_exits(&["update"], 1);
-        assert!(
-            s.u.sandbox.exists("/root/swapped").unwrap(),
-            "{place}: the swap happened"
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("refused patchman-client") && err.contains("signature"),
-            "{place}: {}\n{}",
-            text(&out),
-            s.u.helper_log()
-        );
-        assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-        s.assert_nothing_changed();
-        s.finish();
+        eprintln!("the repository defined in {place}");
+        refused_after_the_swap(&s, &["refused patchman-client", "signature"]);
+        s.finish_unchanged(CLIENT, "1.7.0-1");
     }
 }
 
@@ -1344,7 +1131,7 @@ fn dnf_gpgcheck_is_read_where_dnf_finds_the_repository() {
 #[test]
 fn a_restarted_helper_keeps_the_refresh_interval() {
     let fx = apt_fixture();
-    let mut s = standard(|_| {});
+    let mut s = Scenario::standard_apt(|_| {});
     s.agent_exits(&["check"], 100);
     let fetched = metadata_fetches(&s.u.http, &fx.patchman.url_path);
     assert!(fetched >= 1);
@@ -1409,7 +1196,7 @@ const QUICK_REFRESH: &str = "refresh_interval = 2s\nrefresh_timeout = 3s\n";
 #[test]
 fn a_trickling_repository_does_not_keep_roots_apt_get_update_out() {
     let fx = apt_fixture();
-    let s = standard(|u| u.configure(QUICK_REFRESH).unwrap());
+    let s = Scenario::standard_apt(|u| u.configure(QUICK_REFRESH).unwrap());
     s.u.http.set_trickle(true);
     let stop = AtomicBool::new(false);
     let (waits, failures, checks) = std::thread::scope(|scope| {
@@ -1473,7 +1260,7 @@ fn a_trickling_repository_does_not_keep_roots_apt_get_update_out() {
 /// may run; the repository sees one metadata request per back-off step.
 #[test]
 fn dnf_a_trickling_repository_is_not_fetched_on_every_check() {
-    let s = el_standard(|u| u.configure(QUICK_REFRESH).unwrap());
+    let s = Scenario::standard_el(|u| u.configure(QUICK_REFRESH).unwrap());
     s.u.http.set_trickle(true);
     let before = metadata_fetches(&s.u.http, "patchman/");
     let t0 = Instant::now();
@@ -1518,7 +1305,7 @@ const ROOT_ONLY_CANARY: &str = "patchman-root-only-canary-7f3a";
 /// and never passes on rpm's messages about a file not yet verified.
 #[test]
 fn a_text_file_as_the_rpm_is_refused_without_quoting_it() {
-    let s = el_standard(|u| {
+    let s = Scenario::standard_el(|u| {
         u.sandbox
             .write_file("/root/patchman-secret", format!("{ROOT_ONLY_CANARY}\n"))
             .unwrap();
@@ -1530,26 +1317,10 @@ fn a_text_file_as_the_rpm_is_refused_without_quoting_it() {
             .unwrap();
         swap_downloads_with(u, "/root/manifest.txt");
     });
-    let out = s.agent_exits(&["update"], 1);
-    assert!(
-        s.u.sandbox.exists("/root/swapped").unwrap(),
-        "the swap happened"
-    );
-    let said = text(&out);
+    let said = refused_after_the_swap(&s, &["refused patchman-client", "not an rpm package"]);
     assert!(!said.contains(ROOT_ONLY_CANARY), "{said}");
-    assert!(
-        said.contains("refused patchman-client") && said.contains("not an rpm package"),
-        "{said}\n{}",
-        s.u.helper_log()
-    );
-    assert!(
-        !s.u.helper_log().contains(ROOT_ONLY_CANARY),
-        "{}",
-        s.u.helper_log()
-    );
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    assert_helper_never_logged(&s.u, ROOT_ONLY_CANARY);
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 // ------------------------------------ P2: a plan line that cannot be read
@@ -1579,35 +1350,21 @@ fn dnf_a_plan_line_that_cannot_be_read_is_refused_before_the_download() {
     )
     .expect("EL sandbox");
     let s = Scenario::start(Db::Rpm, u, host_before, |u| {
-        let real = "/usr/bin/dnf-3.real";
-        u.sandbox.run(&["mv", "/usr/bin/dnf-3", real]).unwrap();
-        u.sandbox
-            .write_file_mode(
-                "/usr/bin/dnf-3",
-                format!(
-                    "#!/bin/bash\nset -o pipefail\n{real} \"$@\" | sed -e \
-                     's/^---> Package \\(libpatchman-new\\.[^ ]*\\) [^ ]*/---> Package \\1 1::/'\n"
-                ),
-                0o755,
+        wrap_tool_with(u, "/usr/bin/dnf-3", |real| {
+            format!(
+                "#!/bin/bash\nset -o pipefail\n{real} \"$@\" | sed -e \
+                 's/^---> Package \\(libpatchman-new\\.[^ ]*\\) [^ ]*/---> Package \\1 1::/'\n"
             )
-            .unwrap();
+        });
     });
     let before = package_fetches(&s.u.http);
-    let out = s.agent_exits(&["update"], 1);
-    let said = text(&out);
-    assert!(
-        said.contains("libpatchman-new") && said.contains("attended upgrade"),
-        "{said}\n{}",
-        s.u.helper_log()
-    );
+    let said = update_refused(&s, &["libpatchman-new", "attended upgrade"]);
     assert_eq!(
         package_fetches(&s.u.http),
         before,
         "nothing downloaded\n{said}"
     );
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 // ----------------------------------------- P2 P9: a source package
@@ -1620,7 +1377,7 @@ fn dnf_a_plan_line_that_cannot_be_read_is_refused_before_the_download() {
 fn dnf_a_signed_source_package_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (srpm, key) = patchman_tests::attack_support::signed_source_rpm(dir.path()).unwrap();
-    let s = el_standard(|u| {
+    let s = Scenario::standard_el(|u| {
         u.sandbox.copy_in(&key, "/root/srcatk.key").unwrap();
         u.sandbox
             .run(&["rpm", "--import", "/root/srcatk.key"])
@@ -1628,23 +1385,7 @@ fn dnf_a_signed_source_package_is_refused() {
         u.sandbox.copy_in(&srpm, "/root/source.rpm").unwrap();
         swap_downloads_with(u, "/root/source.rpm");
     });
-    let out = s.agent_exits(&["update"], 1);
-    assert!(
-        s.u.sandbox.exists("/root/swapped").unwrap(),
-        "the swap happened"
-    );
-    let said = text(&out);
-    assert!(
-        said.contains("refused patchman-client") && said.contains("a source package"),
-        "{said}\n{}",
-        s.u.helper_log()
-    );
-    assert!(
-        !s.u.helper_log().contains("command=rpm -U"),
-        "{}",
-        s.u.helper_log()
-    );
-    assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
-    s.assert_nothing_changed();
-    s.finish();
+    refused_after_the_swap(&s, &["refused patchman-client", "a source package"]);
+    assert_helper_never_logged(&s.u, "command=rpm -U");
+    s.finish_unchanged(CLIENT, "1.7.0-1");
 }

@@ -32,7 +32,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use patchman_tests::apt_fixture;
 use patchman_tests::attack_support::{
-    helper_pid, processes_named, spawn_agent, text, wait_until, wrap_tool,
+    helper_pid, hold_download, processes_named, release_download, spawn_agent, text,
+    wait_for_held_download, wait_for_slow_script, wait_until,
 };
 use patchman_tests::sandbox::apt_repo::SourceFormat;
 use patchman_tests::sandbox::attack_fixture::{
@@ -92,15 +93,7 @@ fn update_succeeds(s: &Scenario) -> String {
 /// Waits for the slow maintainer script to run under the update the test
 /// started; returns the helper's pid.
 fn wait_for_the_slow_script(s: &Scenario) -> u32 {
-    assert!(
-        wait_until(Duration::from_secs(60), || s
-            .u
-            .sandbox
-            .exists(SLOW_MARKER)
-            .unwrap()),
-        "the maintainer script never ran:\n{}",
-        s.u.helper_log()
-    );
+    wait_for_slow_script(&s.u);
     helper_pid(&s.u).expect("the helper's pid")
 }
 
@@ -278,21 +271,12 @@ fn a_hung_repository_during_the_download_is_a_typed_error() {
     // The download waits for the test's go-ahead; by then the server hangs.
     let s = Scenario::standard_apt(|u| {
         quick_apt_timeouts(u);
-        wrap_tool(
-            u,
-            "/usr/bin/apt-get",
-            "case \" $* \" in *\" -d install \"*) touch /run/atk-waiting; i=0; \
-             while [ ! -e /run/atk-go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;; esac",
-        );
+        hold_download(u);
     });
     let agent = spawn_agent(&s.u, &["update"]);
-    assert!(wait_until(Duration::from_secs(60), || s
-        .u
-        .sandbox
-        .exists("/run/atk-waiting")
-        .unwrap()));
+    wait_for_held_download(&s.u);
     s.u.http.set_hang(true);
-    s.u.sandbox.run(&["touch", "/run/atk-go"]).unwrap();
+    release_download(&s.u);
     let out = s.exited(&["update"], agent.wait_with_output().unwrap(), 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -381,21 +365,28 @@ fn dnf_a_full_download_directory_is_a_typed_error() {
 
 // ------------------------------------------------------------ locks
 
-#[test]
-fn the_dpkg_database_lock_held_gives_lock_held() {
+/// The standard apt scenario with `lock_wait = 2s`: `update` while `lock`
+/// is held fails with the typed `LockHeld`, which the agent retries
+/// sooner, not a failed download. Returns the scenario, the lock released.
+fn update_with_the_lock_held(lock: &str) -> Scenario {
     let s = Scenario::standard_apt(|u| {
         u.configure("repository = patchman\nlock_wait = 2s\n")
             .unwrap();
     });
-    let holder = s.u.sandbox.hold_lock("/var/lib/dpkg/lock").unwrap();
+    let holder = s.u.sandbox.hold_lock(lock).unwrap();
     let err = update_fails(&s);
     holder.release();
+    assert!(err.contains("lock is held"), "{err}\n{}", s.u.helper_log());
+    s
+}
+
+#[test]
+fn the_dpkg_database_lock_held_gives_lock_held() {
+    // apt waits the bound (DPkg::Lock::Timeout = lock_wait) for dpkg's
+    // database lock.
+    let s = update_with_the_lock_held("/var/lib/dpkg/lock");
     assert_eq!(s.version(CLIENT).as_deref(), Some("1.7.0-1"));
     s.assert_nothing_changed();
-    // apt waited the bound (DPkg::Lock::Timeout = lock_wait) for dpkg's
-    // database lock; the answer must be the typed LockHeld, which the
-    // agent retries sooner, not a failed download.
-    assert!(err.contains("lock is held"), "{err}\n{}", s.u.helper_log());
     // Released: the retry works.
     update_succeeds(&s);
     s.finish_updated(CLIENT, "1.7.1-1");
@@ -403,15 +394,7 @@ fn the_dpkg_database_lock_held_gives_lock_held() {
 
 #[test]
 fn the_apt_lists_lock_held_gives_lock_held() {
-    let s = Scenario::standard_apt(|u| {
-        u.configure("repository = patchman\nlock_wait = 2s\n")
-            .unwrap();
-    });
-    let holder = s.u.sandbox.hold_lock("/var/lib/apt/lists/lock").unwrap();
-    let err = update_fails(&s);
-    holder.release();
-    assert!(err.contains("lock is held"), "{err}\n{}", s.u.helper_log());
-    s.finish_unchanged(CLIENT, "1.7.0-1");
+    update_with_the_lock_held("/var/lib/apt/lists/lock").finish_unchanged(CLIENT, "1.7.0-1");
 }
 
 // ------------------------------------------------ maintainer scripts

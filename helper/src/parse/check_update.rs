@@ -35,7 +35,9 @@ const CHATTER: [&str; 6] = [
     "Loading mirror speeds",
     "Security:",
     "Repository ",
-    " * ",
+    // yum 3's fastestmirror: ` * base: mirror.example.com` (compared
+    // trimmed, so without its leading space).
+    "* ",
 ];
 
 fn is_chatter(line: &str) -> bool {
@@ -134,6 +136,11 @@ mod tests {
                 "nothing available, chatter only",
                 "Last metadata expiration check: 0:00:01 ago.\n",
                 vec![],
+            ),
+            (
+                "yum 3 with fastestmirror's mirror lines",
+                "Loaded plugins: fastestmirror\nLoading mirror speeds from cached hostfile\n * base: mirror.example.com\n * patchman: mirror.example.net\n\npatchman-client.noarch   1.7.1-1   patchman\n",
+                vec![available(Package::Client, "1.7.1-1", "patchman")],
             ),
             (
                 "obsoletes end the table",

@@ -90,6 +90,22 @@ policy=$(ls "$root"/etc/selinux/default/policy/policy.* | head -n 1)
 echo "ok   linked: $(basename "$policy"), $(semodule -p "$root" -s default -l | wc -l) modules"
 
 # --- 4. checks ------------------------------------------------------------------------
+# expect_transitions LISTING RULE...: each RULE, "<source> <target>:<class>
+# <new type>[ <file name>];", is a line "type_transition RULE" of LISTING
+# (what sesearch -T printed).
+expect_transitions() {
+    listing=$1
+    shift
+    for rule in "$@"; do
+        if echo "$listing" | grep -q "^type_transition $rule"; then
+            echo "ok   type_transition $rule"
+        else
+            echo "FAIL no type_transition $rule"
+            fail=1
+        fi
+    done
+}
+
 echo
 echo "== sesearch on the linked policy"
 echo "-- allow * patchman_helper_t:unix_stream_socket connectto (TE rules; the constraint is applied below)"
@@ -97,39 +113,23 @@ sesearch -A -t patchman_helper_t -c unix_stream_socket -p connectto "$policy"
 echo "-- type_transition patchman_helper_t *:process"
 out=$(sesearch -T -s patchman_helper_t -c process "$policy")
 echo "$out"
-for pair in rpm_exec_t:rpm_t dpkg_exec_t:dpkg_t apt_exec_t:apt_t; do
-    if echo "$out" | grep -q "^type_transition patchman_helper_t ${pair%%:*}:process ${pair#*:};"; then
-        echo "ok   helper -> ${pair#*:}"
-    else
-        echo "FAIL no type_transition patchman_helper_t ${pair%%:*}:process ${pair#*:}"
-        fail=1
-    fi
-done
+expect_transitions "$out" \
+    'patchman_helper_t rpm_exec_t:process rpm_t;' \
+    'patchman_helper_t dpkg_exec_t:process dpkg_t;' \
+    'patchman_helper_t apt_exec_t:process apt_t;'
 echo "-- type_transition init_t patchman_helper_rescue_exec_t:process (patchman-rollback.service)"
 out=$(sesearch -T -s init_t -t patchman_helper_rescue_exec_t -c process "$policy")
 echo "$out"
-if echo "$out" | grep -q "^type_transition init_t patchman_helper_rescue_exec_t:process patchman_helper_t;"; then
-    echo "ok   init_t -> patchman_helper_t on the rescue helper"
-else
-    echo "FAIL no type_transition init_t patchman_helper_rescue_exec_t:process patchman_helper_t"
-    fail=1
-fi
+expect_transitions "$out" 'init_t patchman_helper_rescue_exec_t:process patchman_helper_t;'
 echo "-- type_transition patchman_helper_t *:{dir,file} in its state directory"
 out=$(for t in var_lib_t patchman_helper_var_lib_t patchman_helper_rescue_t; do
     sesearch -T -s patchman_helper_t -t "$t" "$policy"
 done)
 echo "$out"
-for rule in \
-    'var_lib_t:dir patchman_helper_var_lib_t patchman-helper;' \
-    'patchman_helper_var_lib_t:dir patchman_helper_rescue_t rescue;' \
-    'patchman_helper_rescue_t:file patchman_helper_rescue_exec_t;'; do
-    if echo "$out" | grep -qF "type_transition patchman_helper_t $rule"; then
-        echo "ok   type_transition patchman_helper_t $rule"
-    else
-        echo "FAIL no type_transition patchman_helper_t $rule"
-        fail=1
-    fi
-done
+expect_transitions "$out" \
+    'patchman_helper_t var_lib_t:dir patchman_helper_var_lib_t patchman-helper;' \
+    'patchman_helper_t patchman_helper_var_lib_t:dir patchman_helper_rescue_t rescue;' \
+    'patchman_helper_t patchman_helper_rescue_t:file patchman_helper_rescue_exec_t;'
 echo "-- allow patchman_agent_t *:file execute"
 out=$(sesearch -A -s patchman_agent_t -c file -p execute "$policy")
 echo "$out"

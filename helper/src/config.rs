@@ -210,10 +210,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 /// Reads and parses `path`. A missing file means every default (the vendor
 /// says "create it if it does not yet exist").
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    match patchman_shared::read_config(path).map_err(ConfigError::Read)? {
-        Some(text) => parse(&text),
-        None => Ok(Config::default()),
-    }
+    patchman_shared::load_config(path, parse, ConfigError::Read)
 }
 
 #[cfg(test)]
@@ -222,87 +219,75 @@ mod tests {
 
     #[test]
     fn defaults_when_absent() {
-        assert_eq!(parse("").unwrap(), Config::default());
-        assert_eq!(
-            parse("[other]\nx = 1\n").unwrap().repository.as_str(),
-            "patchman"
-        );
+        // Absent, or only other sections: every default.
+        for text in ["", "[other]\nx = 1\n"] {
+            assert_eq!(parse(text).ok(), Some(Config::default()), "{text:?}");
+        }
         assert_eq!(
             load(Path::new("/nonexistent/patchman.ini")).unwrap(),
             Config::default()
         );
+        assert_eq!(Config::default().refresh_interval, Duration::from_secs(60));
     }
 
     #[test]
     fn reads_the_vendor_example_and_ignores_agent_keys() {
-        let c = parse("[updates]\nrepository = patchman-beta\nautomatic = no\ninterval = 6h\n")
-            .unwrap();
-        assert_eq!(c.repository.as_str(), "patchman-beta");
-        assert_eq!(c.lock_wait, DEFAULT_LOCK_WAIT);
-        assert_eq!(c.probation, DEFAULT_PROBATION);
-        assert_eq!(
-            parse("[updates]\nprobation = 60s\n").unwrap().probation,
-            Duration::from_secs(60)
-        );
-        assert_eq!(
-            parse("[updates]\nprobation = 0\n").unwrap().probation,
-            Duration::ZERO
-        );
-        assert!(parse("[updates]\nprobation = 30d\n").is_err());
-        let c = parse("[updates]\nlock_wait = 5s\n").unwrap();
-        assert_eq!(c.lock_wait, Duration::from_secs(5));
-        assert!(matches!(
-            parse("[updates]\nlock_wait = 5\n"),
-            Err(ConfigError::BadValue { .. })
-        ));
-        assert!(matches!(
-            parse("[updates]\nlock_wait = 2h\n"),
-            Err(ConfigError::BadValue { .. })
-        ));
+        let c = parse("[updates]\nrepository = patchman-beta\nautomatic = no\ninterval = 6h\n");
+        let beta = RepositoryName::new("patchman-beta").unwrap();
+        let want = Config {
+            repository: beta,
+            ..Config::default()
+        };
+        assert_eq!(c.ok(), Some(want));
     }
 
-    #[test]
-    fn refresh_timeout() {
-        assert_eq!(parse("").unwrap().refresh_timeout, DEFAULT_REFRESH_TIMEOUT);
-        let c = parse("[updates]\nrefresh_timeout = 3s\n").unwrap();
-        assert_eq!(c.refresh_timeout, Duration::from_secs(3));
-        for bad in ["0s", "1h", "90"] {
-            let text = format!("[updates]\nrefresh_timeout = {bad}\n");
-            assert!(
-                matches!(
-                    parse(&text),
-                    Err(ConfigError::BadValue {
-                        key: "refresh_timeout",
-                        ..
-                    })
-                ),
-                "{bad}"
-            );
+    /// The duration that `[updates] key` sets.
+    fn field<'c>(c: &'c mut Config, key: &str) -> &'c mut Duration {
+        match key {
+            "lock_wait" => &mut c.lock_wait,
+            "refresh_interval" => &mut c.refresh_interval,
+            "probation" => &mut c.probation,
+            "refresh_timeout" => &mut c.refresh_timeout,
+            other => panic!("no duration key {other}"),
         }
     }
 
     #[test]
-    fn refresh_interval() {
-        assert_eq!(parse("").unwrap().refresh_interval, Duration::from_secs(60));
-        let c = parse("[updates]\nrefresh_interval = 10m\n").unwrap();
-        assert_eq!(c.refresh_interval, Duration::from_secs(600));
-        assert_eq!(
-            parse("[updates]\nrefresh_interval = 0s\n")
-                .unwrap()
-                .refresh_interval,
-            Duration::ZERO
-        );
-        for bad in ["60", "2d", "soon"] {
-            let text = format!("[updates]\nrefresh_interval = {bad}\n");
+    fn durations_as_the_file_writes_them() {
+        let s = Duration::from_secs;
+        for (key, value, want) in [
+            ("probation", "60s", s(60)),
+            ("probation", "0", s(0)),
+            ("lock_wait", "5s", s(5)),
+            ("refresh_timeout", "3s", s(3)),
+            ("refresh_interval", "10m", s(600)),
+            ("refresh_interval", "0s", s(0)),
+        ] {
+            let text = format!("[updates]\n{key} = {value}\n");
+            let mut expected = Config::default();
+            *field(&mut expected, key) = want;
+            assert_eq!(parse(&text).ok(), Some(expected), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn bad_durations_are_errors_that_name_the_key() {
+        for (key, bad) in [
+            ("probation", "30d"),
+            ("lock_wait", "5"),
+            ("lock_wait", "2h"),
+            ("refresh_timeout", "0s"),
+            ("refresh_timeout", "1h"),
+            ("refresh_timeout", "90"),
+            ("refresh_interval", "60"),
+            ("refresh_interval", "2d"),
+            ("refresh_interval", "soon"),
+        ] {
+            let text = format!("[updates]\n{key} = {bad}\n");
+            let got = parse(&text);
             assert!(
-                matches!(
-                    parse(&text),
-                    Err(ConfigError::BadValue {
-                        key: "refresh_interval",
-                        ..
-                    })
-                ),
-                "{bad}"
+                matches!(got, Err(ConfigError::BadValue { key: k, .. }) if k == key),
+                "{text:?}: {got:?}"
             );
         }
     }

@@ -552,14 +552,31 @@ pub(crate) mod testing {
         cmd.on_timeout = on_timeout;
         run_path(path, &cmd).expect("spawn")
     }
+
+    /// `/bin/sh -c script` through [`run_program`].
+    pub fn sh(script: &str, timeout: Duration, on_timeout: OnTimeout, cap: usize) -> Output {
+        run_program(
+            Path::new("/bin/sh"),
+            &["-c", script],
+            timeout,
+            on_timeout,
+            cap,
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testing::run_program;
+    use super::testing::{run_program, sh};
     use super::*;
 
     const LONG: Duration = Duration::from_secs(30);
+
+    /// `/bin/sh -c script`, with a long timeout that kills and the usual
+    /// output cap.
+    fn sh_default(script: &str) -> Output {
+        sh(script, LONG, OnTimeout::Kill, OUTPUT_CAP)
+    }
 
     #[test]
     fn environment_is_cleared_and_fixed() {
@@ -594,13 +611,7 @@ mod tests {
 
     #[test]
     fn stdin_is_dev_null() {
-        let out = run_program(
-            Path::new("/bin/sh"),
-            &["-c", "cat; readlink /proc/self/fd/0"],
-            LONG,
-            OnTimeout::Kill,
-            OUTPUT_CAP,
-        );
+        let out = sh_default("cat; readlink /proc/self/fd/0");
         assert_eq!(out.stdout, "/dev/null\n");
     }
 
@@ -614,13 +625,7 @@ mod tests {
             .collect();
         let out = std::thread::spawn(move || {
             blocked.thread_block().unwrap();
-            run_program(
-                Path::new("/bin/sh"),
-                &["-c", "grep -E '^Sig(Blk|Ign)' /proc/self/status"],
-                LONG,
-                OnTimeout::Kill,
-                OUTPUT_CAP,
-            )
+            sh_default("grep -E '^Sig(Blk|Ign)' /proc/self/status")
         })
         .join()
         .unwrap();
@@ -640,13 +645,7 @@ mod tests {
     #[test]
     fn output_is_capped_and_the_child_still_finishes() {
         // `yes` never stops on its own; head ends it after 8 MiB.
-        let out = run_program(
-            Path::new("/bin/sh"),
-            &["-c", "yes | head -c 8388608"],
-            LONG,
-            OnTimeout::Kill,
-            4096,
-        );
+        let out = sh("yes | head -c 8388608", LONG, OnTimeout::Kill, 4096);
         assert!(out.success(), "{out:?}");
         assert_eq!(out.stdout.len(), 4096);
         assert!(out.truncated);
@@ -657,9 +656,8 @@ mod tests {
         let marker = tempfile::NamedTempFile::new().unwrap();
         let script = format!("sleep 60 & echo $! > {}; wait", marker.path().display());
         let t0 = Instant::now();
-        let out = run_program(
-            Path::new("/bin/sh"),
-            &["-c", &script],
+        let out = sh(
+            &script,
             Duration::from_millis(300),
             OnTimeout::Kill,
             OUTPUT_CAP,
@@ -689,9 +687,8 @@ mod tests {
 
     #[test]
     fn never_kill_steps_are_waited_for_past_their_limit() {
-        let out = run_program(
-            Path::new("/bin/sh"),
-            &["-c", "sleep 1; echo done"],
+        let out = sh(
+            "sleep 1; echo done",
             Duration::from_millis(100),
             OnTimeout::Wait,
             OUTPUT_CAP,
@@ -707,35 +704,17 @@ mod tests {
 
     #[test]
     fn exit_codes_and_signals_are_reported() {
-        let out = run_program(
-            Path::new("/bin/sh"),
-            &["-c", "echo oops >&2; exit 3"],
-            LONG,
-            OnTimeout::Kill,
-            OUTPUT_CAP,
-        );
+        let out = sh_default("echo oops >&2; exit 3");
         assert_eq!(out.exit, Exit::Code(3));
         assert_eq!(out.excerpt(100), "oops");
-        let out = run_program(
-            Path::new("/bin/sh"),
-            &["-c", "kill -TERM $$"],
-            LONG,
-            OnTimeout::Kill,
-            OUTPUT_CAP,
-        );
+        let out = sh_default("kill -TERM $$");
         assert_eq!(out.exit, Exit::Signal(15));
     }
 
     #[test]
     fn a_daemon_holding_the_pipe_does_not_block_us() {
         let t0 = Instant::now();
-        let out = run_program(
-            Path::new("/bin/sh"),
-            &["-c", "setsid sleep 20 & echo started"],
-            LONG,
-            OnTimeout::Kill,
-            OUTPUT_CAP,
-        );
+        let out = sh_default("setsid sleep 20 & echo started");
         assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
         assert_eq!(out.exit, Exit::Code(0));
     }
@@ -761,15 +740,8 @@ mod tests {
         // As a maintainer script would print them: clear the screen, set
         // the title, write the clipboard (OSC 52), overwrite the line, and
         // an 8-bit CSI.
-        let out = run_program(
-            Path::new("/bin/sh"),
-            &[
-                "-c",
-                r"printf 'ok\033[2J\033]0;t\007\033]52;c;aGk=\007\rX\302\2332J\n' >&2; exit 1",
-            ],
-            LONG,
-            OnTimeout::Kill,
-            OUTPUT_CAP,
+        let out = sh_default(
+            r"printf 'ok\033[2J\033]0;t\007\033]52;c;aGk=\007\rX\302\2332J\n' >&2; exit 1",
         );
         assert!(out.stderr.contains('\u{1b}'), "the raw capture keeps them");
         let e = out.excerpt(200);

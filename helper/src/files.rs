@@ -448,14 +448,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn copies_and_hashes_a_good_file() {
+    /// As root, a [`root_tree`] with an empty `archives` directory and a
+    /// run's private directory in it.
+    fn archives_and_private() -> (tempfile::TempDir, PathBuf, PrivateDir) {
         require_root();
         let t = root_tree();
         let archives = t.path().join("archives");
         fs::create_dir(&archives).unwrap();
-        fs::write(archives.join("p_1_all.deb"), b"hello").unwrap();
         let private = PrivateDir::create(&t.path().join("private")).unwrap();
+        (t, archives, private)
+    }
+
+    #[test]
+    fn copies_and_hashes_a_good_file() {
+        let (_t, archives, private) = archives_and_private();
+        fs::write(archives.join("p_1_all.deb"), b"hello").unwrap();
         let copy = copy_verified(&archives, "p_1_all.deb", &private).unwrap();
         assert_eq!(fs::read(&copy.path).unwrap(), b"hello");
         assert_eq!(copy.sha256, sha256::digest(b"hello"));
@@ -468,11 +475,7 @@ mod tests {
 
     #[test]
     fn refuses_links_fifos_and_unsafe_modes() {
-        require_root();
-        let t = root_tree();
-        let archives = t.path().join("archives");
-        fs::create_dir(&archives).unwrap();
-        let private = PrivateDir::create(&t.path().join("private")).unwrap();
+        let (t, archives, private) = archives_and_private();
         fs::write(t.path().join("elsewhere"), b"x").unwrap();
         std::os::unix::fs::symlink(t.path().join("elsewhere"), archives.join("sym.deb")).unwrap();
         fs::hard_link(t.path().join("elsewhere"), archives.join("hard.deb")).unwrap();
@@ -490,17 +493,21 @@ mod tests {
             None,
         )
         .unwrap();
-        let check = |name: &str| match copy_verified(&archives, name, &private) {
-            Err(FileError::Refused(v)) => v,
-            other => panic!("{name}: {other:?}"),
-        };
-        assert_eq!(check("sym.deb"), VerificationFailure::NotRegularFile);
-        assert_eq!(check("hard.deb"), VerificationFailure::NotRegularFile);
-        assert_eq!(check("fifo.deb"), VerificationFailure::NotRegularFile);
-        assert_eq!(check("ww.deb"), VerificationFailure::UnsafeOwnerOrMode);
-        assert_eq!(check("nobody.deb"), VerificationFailure::UnsafeOwnerOrMode);
-        assert_eq!(check("absent.deb"), VerificationFailure::Missing);
-        assert_eq!(check("../elsewhere"), VerificationFailure::Missing);
+        use VerificationFailure::*;
+        for (name, want) in [
+            ("sym.deb", NotRegularFile),
+            ("hard.deb", NotRegularFile),
+            ("fifo.deb", NotRegularFile),
+            ("ww.deb", UnsafeOwnerOrMode),
+            ("nobody.deb", UnsafeOwnerOrMode),
+            ("absent.deb", Missing),
+            ("../elsewhere", Missing),
+        ] {
+            match copy_verified(&archives, name, &private) {
+                Err(FileError::Refused(v)) => assert_eq!(v, want, "{name}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
         // Nothing was copied for any of them.
         assert_eq!(fs::read_dir(private.path()).unwrap().count(), 0);
     }
@@ -514,15 +521,7 @@ mod tests {
         fs::create_dir(&open).unwrap();
         fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
         fs::write(open.join("p.deb"), b"x").unwrap();
-        assert!(matches!(
-            copy_verified(&open, "p.deb", &private),
-            Err(FileError::UnsafeDir { .. })
-        ));
         std::os::unix::fs::symlink(&open, t.path().join("link")).unwrap();
-        assert!(matches!(
-            copy_verified(&t.path().join("link"), "p.deb", &private),
-            Err(FileError::UnsafeDir { .. })
-        ));
         // With a trailing slash, as apt-config prints directories.
         let safe = t.path().join("safe");
         fs::create_dir(&safe).unwrap();
@@ -530,10 +529,18 @@ mod tests {
         std::os::unix::fs::symlink(&safe, t.path().join("link2")).unwrap();
         let mut with_slash = t.path().join("link2").into_os_string();
         with_slash.push("/");
-        assert!(matches!(
-            copy_verified(Path::new(&with_slash), "p.deb", &private),
-            Err(FileError::UnsafeDir { .. })
-        ));
+        for dir in [
+            open.as_path(),
+            &t.path().join("link"),
+            Path::new(&with_slash),
+        ] {
+            let got = copy_verified(dir, "p.deb", &private);
+            assert!(
+                matches!(got, Err(FileError::UnsafeDir { .. })),
+                "{}: {got:?}",
+                dir.display()
+            );
+        }
     }
 
     #[test]

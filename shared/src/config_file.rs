@@ -54,6 +54,19 @@ pub fn read_config(path: &Path) -> Result<Option<String>, ReadError> {
     read_root_file(path, MAX_CONFIG)
 }
 
+/// Reads the configuration file with [`read_config`] and parses its text
+/// with `parse`; a file that does not exist is every default.
+pub fn load_config<T: Default, E>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+    read_error: impl FnOnce(ReadError) -> E,
+) -> Result<T, E> {
+    match read_config(path).map_err(read_error)? {
+        Some(text) => parse(&text),
+        None => Ok(T::default()),
+    }
+}
+
 /// Reads a settings file that root writes and both halves obey: opened
 /// without following a final symlink and without waiting on a FIFO
 /// (`O_NOFOLLOW|O_NONBLOCK`), then checked on the open file: a regular

@@ -11,7 +11,7 @@ pub mod protocol;
 pub mod sanitize;
 pub mod version;
 
-pub use config_file::{parse_duration, read_config, DurationError};
+pub use config_file::{load_config, parse_duration, read_config, DurationError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME};
 pub use protocol::*;
 pub use sanitize::escape_controls;

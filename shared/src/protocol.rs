@@ -11,6 +11,24 @@ use std::fmt;
 
 use bincode::{Decode, Encode};
 
+/// `Display` of each type as the `&'static str` its method names it by.
+macro_rules! display_by {
+    ($($ty:ident: $method:ident),* $(,)?) => {$(
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.$method())
+            }
+        }
+    )*};
+}
+
+display_by!(
+    ConfirmOutcome: as_str,
+    Family: as_str,
+    Package: name,
+    Step: describe,
+);
+
 /// The protocol spoken by this build. Bump on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -103,12 +121,6 @@ impl ConfirmOutcome {
     }
 }
 
-impl fmt::Display for ConfirmOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A pending probation, as `Status` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Probation {
@@ -162,12 +174,6 @@ impl Family {
     }
 }
 
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// The only two packages the helper ever touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
 pub enum Package {
@@ -192,12 +198,6 @@ impl Package {
     /// The reverse of [`Package::name`], for parsers of tool output.
     pub fn from_name(name: &str) -> Option<Package> {
         Package::ALL.into_iter().find(|p| p.name() == name)
-    }
-}
-
-impl fmt::Display for Package {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -423,12 +423,6 @@ impl Step {
             Step::Confirm => "confirming the installed version",
             Step::Cleanup => "cleaning up",
         }
-    }
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.describe())
     }
 }
 

@@ -180,6 +180,16 @@ impl StepPrinter {
         }
     }
 
+    /// Sends `request`, printing each step as the helper starts it and
+    /// its time as it ends; the printer keeps the total.
+    fn request(socket: &Path, request: Request) -> (Result<Reply, ClientError>, StepPrinter) {
+        let mut printer = StepPrinter::new();
+        let reply =
+            Client::connect(socket).and_then(|mut c| c.request(request, |s| printer.step(s)));
+        printer.finish_current();
+        (reply, printer)
+    }
+
     fn step(&mut self, step: Step) {
         self.finish_current();
         out!("  {}…", capitalize(step.describe()));
@@ -236,10 +246,7 @@ fn report_failure(f: &Failure) -> i32 {
 
 pub fn check(socket: &Path) -> i32 {
     outln!("Checking for updates of patchman-client");
-    let mut printer = StepPrinter::new();
-    let reply =
-        Client::connect(socket).and_then(|mut c| c.request(Request::Check, |s| printer.step(s)));
-    printer.finish_current();
+    let (reply, printer) = StepPrinter::request(socket, Request::Check);
     match reply {
         Ok(Reply::Check(report)) => {
             if report.cached {
@@ -277,10 +284,7 @@ pub fn update(args: &crate::cli::Args, relaunch: Option<&crate::restart::Relaunc
         .map(|s| s.rollback.quarantined)
         .unwrap_or_default();
     outln!("Updating patchman-client");
-    let mut printer = StepPrinter::new();
-    let reply =
-        Client::connect(socket).and_then(|mut c| c.request(Request::Update, |s| printer.step(s)));
-    printer.finish_current();
+    let (reply, printer) = StepPrinter::request(socket, Request::Update);
     match reply {
         Ok(Reply::Updated(report)) if report.changes.is_empty() => {
             outln!("Already up to date ({:.2} s).", printer.total());

@@ -108,10 +108,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 
 /// Reads and parses `path`; a missing file means every default.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    match patchman_shared::read_config(path).map_err(ConfigError::Read)? {
-        Some(text) => parse(&text),
-        None => Ok(Config::default()),
-    }
+    patchman_shared::load_config(path, parse, ConfigError::Read)
 }
 
 #[cfg(test)]

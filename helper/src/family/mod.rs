@@ -472,20 +472,13 @@ mod tests {
 
     #[test]
     fn output_cut_at_the_cap_is_never_read() {
-        use crate::exec::{testing::run_program, OnTimeout};
-        let sh = std::path::Path::new("/bin/sh");
+        use crate::exec::{testing::sh, OnTimeout};
         // A plan whose refusing line comes after the cap.
         let script = "i=0; while [ $i -lt 200 ]; do echo \"---> Package patchman-client.noarch 1.7.1-1 will be an upgrade\"; i=$((i+1)); done; echo '---> Package victim.noarch 1.0-1 will be erased'";
         let cap = 4096;
         let cmd =
             crate::exec::Cmd::new(crate::exec::Tool::Dnf, Duration::from_secs(10)).output_cap(cap);
-        let out = run_program(
-            sh,
-            &["-c", script],
-            Duration::from_secs(10),
-            OnTimeout::Kill,
-            cap,
-        );
+        let out = sh(script, Duration::from_secs(10), OnTimeout::Kill, cap);
         assert!(
             out.truncated && !out.stdout.contains("victim"),
             "the cap cut it"
@@ -497,24 +490,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let short = run_program(
-            sh,
-            &["-c", "echo ok"],
-            Duration::from_secs(10),
-            OnTimeout::Kill,
-            cap,
-        );
+        let short = sh("echo ok", Duration::from_secs(10), OnTimeout::Kill, cap);
         assert!(whole(Step::CheckDependencies, &cmd, short).is_ok());
         // An install's output is passed on even when long: it has run.
         let mut install = cmd.clone();
         install.on_timeout = OnTimeout::Wait;
-        let long = run_program(
-            sh,
-            &["-c", script],
-            Duration::from_secs(10),
-            OnTimeout::Wait,
-            cap,
-        );
+        let long = sh(script, Duration::from_secs(10), OnTimeout::Wait, cap);
         assert!(whole(Step::Install, &install, long).is_ok());
     }
 

@@ -3,17 +3,17 @@
 //! and the agent's daemon as `patchman`, each with its log collected. Used
 //! by the self-update and rollback tests.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::daemon::Daemon;
 use crate::sandbox::apt_repo::{
     build_repo, native_arch, GpgHome, RepoLayout, RepoSpec, SigningKey,
 };
@@ -27,20 +27,6 @@ pub const HELPER: &str = "/usr/sbin/patchman-helper";
 pub const AGENT: &str = "/usr/bin/patchman-agent";
 pub const USER: &str = "patchman";
 pub const PACKAGE: &str = "patchman-client";
-
-/// Polls `f` every 100 ms until it holds or `within` has passed.
-pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if t0.elapsed() > within {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// The helper as systemd's socket would run it: started again (here at
 /// once) whenever it exits, e.g. after the update that replaced it.
@@ -136,62 +122,17 @@ impl Drop for HelperSupervisor {
     }
 }
 
-/// The daemon, with its stderr (the log) collected by a thread.
-pub struct Daemon {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
+/// How long the installed daemon may take to exit on SIGTERM.
+pub const STOP_WITHIN: Duration = Duration::from_secs(30);
 
-impl Daemon {
-    pub fn start(sandbox: &Sandbox) -> Daemon {
-        let mut child = sandbox.spawn_as(USER, &[AGENT, "run"]).unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
-        // setpriv execs the agent in place: wait until the pid runs it.
-        let pid = child.id();
-        assert!(
-            wait_until(Duration::from_secs(20), || {
-                std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == Path::new(AGENT))
-            }),
-            "the daemon did not start"
-        );
-        Daemon { child, log }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    pub fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// SIGTERM, then its exit code (within 30 s).
-    pub fn stop(mut self) -> Option<i32> {
-        let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGTERM);
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(30) {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the daemon did not stop on SIGTERM:\n{}", self.log());
-    }
+/// Starts the installed agent's daemon, `/usr/bin/patchman-agent run`, as
+/// `patchman`, as its unit would; returns once the pid runs the agent
+/// (setpriv execs it in place), which must happen within 20 s.
+pub fn start_daemon(sandbox: &Sandbox) -> Daemon {
+    let child = sandbox.spawn_as(USER, &[AGENT, "run"]).unwrap();
+    Daemon::started(child, Duration::from_secs(20), |pid| {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == Path::new(AGENT))
+    })
 }
 
 /// `(st_dev, st_ino)` of a path inside the sandbox, by `stat` run there.
@@ -220,6 +161,38 @@ pub fn signing_key(work: &Path) -> (tempfile::TempDir, GpgHome, SigningKey) {
     let gpg = GpgHome::new(dir.path()).unwrap();
     let key = gpg.generate_key("selfupdate", &work.join("keys")).unwrap();
     (dir, gpg, key)
+}
+
+/// `deb` unpacked (`dpkg-deb -R`) into `<out>/tree`, changed by `edit`
+/// (given that tree), its `DEBIAN/md5sums` renewed (conffiles, under
+/// `/etc`, are not listed there), and built again as `<out>/<deb's file
+/// name>`, which is returned; the tree is removed.
+pub fn repack_deb(deb: &Path, out: &Path, edit: impl FnOnce(&Path)) -> PathBuf {
+    let tree = out.join("tree");
+    std::fs::create_dir_all(out).unwrap();
+    cmd::output(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&tree)).unwrap();
+    edit(&tree);
+    cmd::output(
+        Command::new("sh")
+            .arg("-c")
+            .arg(
+                "cd \"$1\" && find . -path ./DEBIAN -prune -o -type f ! -path './etc/*' -print \
+                 | sed 's|^\\./||' | LC_ALL=C sort | xargs md5sum >DEBIAN/md5sums",
+            )
+            .arg("sh")
+            .arg(&tree),
+    )
+    .unwrap();
+    let file = out.join(deb.file_name().unwrap());
+    cmd::output(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "-b"])
+            .arg(&tree)
+            .arg(&file),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&tree).unwrap();
+    file
 }
 
 /// The two families of the packaged tiers.

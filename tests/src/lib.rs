@@ -19,6 +19,7 @@ pub mod packages;
 pub mod release;
 pub mod sandbox;
 pub mod scenario;
+pub mod sdtests;
 pub mod updater;
 
 use std::path::{Path, PathBuf};

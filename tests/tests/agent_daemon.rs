@@ -39,18 +39,9 @@ struct Scenario {
 }
 
 impl Scenario {
+    /// The sandbox with the packages `installed`, patchman.ini and the
+    /// state directory; no helper yet ([`Scenario::with_helper`]).
     fn new(
-        repos_root: &std::path::Path,
-        repo: &AptRepo,
-        installed: &[&std::path::Path],
-        updates: &str,
-    ) -> Scenario {
-        let mut s = Scenario::without_helper(repos_root, repo, installed, updates);
-        s.u.start_helper().expect("helper");
-        s
-    }
-
-    fn without_helper(
         repos_root: &std::path::Path,
         repo: &AptRepo,
         installed: &[&std::path::Path],
@@ -67,7 +58,18 @@ impl Scenario {
         Scenario { host_before, u }
     }
 
+    /// Starts the helper.
+    fn with_helper(mut self) -> Scenario {
+        self.u.start_helper().expect("helper");
+        self
+    }
+
+    /// The fixture's `patchman` repository, its client `installed`.
     fn standard(installed: &str, updates: &str) -> Scenario {
+        Scenario::standard_without_helper(installed, updates).with_helper()
+    }
+
+    fn standard_without_helper(installed: &str, updates: &str) -> Scenario {
         let fx = apt_fixture();
         Scenario::new(
             &fx.repos_root,
@@ -274,44 +276,33 @@ fn gated(installed: &str, updates: &str, group_file: Option<&str>, code: &str) {
     s.finish();
 }
 
-#[test]
-fn the_group_switch_off_leaves_the_version_and_update_by_hand_works() {
-    gated(
+// (the installed client, patchman.ini's [updates], the server-group file,
+// the gate's code)
+patchman_tests::test_cases! { gated:
+    the_group_switch_off_leaves_the_version_and_update_by_hand_works => (
         "1.7.0-1",
         "interval = 1h\njitter = 0s\n",
         Some(r#"{"automatic_updates": false}"#),
         "disabled_by_server_group",
-    );
-}
-
-#[test]
-fn the_local_switch_off_leaves_the_version_and_update_by_hand_works() {
-    gated(
+    ),
+    the_local_switch_off_leaves_the_version_and_update_by_hand_works => (
         "1.7.0-1",
         "automatic = no\ninterval = 1h\njitter = 0s\n",
         Some(r#"{"automatic_updates": true}"#),
         "disabled_locally",
-    );
-}
-
-#[test]
-fn a_client_below_1_7_0_needs_a_manual_upgrade_which_works() {
-    gated(
+    ),
+    a_client_below_1_7_0_needs_a_manual_upgrade_which_works => (
         "1.6.9-1",
         "interval = 1h\njitter = 0s\n",
         None,
         "client_too_old",
-    );
-}
-
-#[test]
-fn a_malformed_server_group_file_means_not_allowed() {
-    gated(
+    ),
+    a_malformed_server_group_file_means_not_allowed => (
         "1.7.0-1",
         "interval = 1h\njitter = 0s\n",
         Some("{\"automatic_updates\": tru"),
         "server_group_file_invalid",
-    );
+    ),
 }
 
 #[test]
@@ -364,14 +355,8 @@ fn sleeps_without_waking_reloads_on_sighup_and_stops_on_sigterm() {
 
 #[test]
 fn a_missing_helper_is_logged_and_retried_with_back_off() {
-    let fx = apt_fixture();
     // No helper started: its socket does not exist.
-    let mut s = Scenario::without_helper(
-        &fx.repos_root,
-        &fx.patchman,
-        &[fx.client("1.7.0-1")],
-        "interval = 1h\njitter = 0s\n",
-    );
+    let mut s = Scenario::standard_without_helper("1.7.0-1", "interval = 1h\njitter = 0s\n");
     assert!(!s.u.sandbox.exists(SOCKET).unwrap());
     let mut d = s.start_daemon();
     // `status` needs the helper; the daemon's state file says it all.
@@ -407,7 +392,8 @@ fn the_new_binary_runs_after_the_daemon_updates_its_own_package() {
         &fx.repo,
         &[fx.deb("1.7.0-1")],
         "interval = 1h\njitter = 0s\n",
-    );
+    )
+    .with_helper();
     let image = |pid: u32| -> String {
         let bytes = std::fs::read(format!("/proc/{pid}/exe")).unwrap_or_default();
         patchman_tests::host::sha256_hex(&bytes).unwrap()

@@ -67,6 +67,14 @@ fn require_root() {
     );
 }
 
+/// A temporary directory that other users may enter (mode 0755): the
+/// agent user reaches the helper's socket below it.
+fn enterable_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
 struct Helper {
     child: Child,
     dir: tempfile::TempDir,
@@ -81,8 +89,7 @@ impl Helper {
 
     fn start_with(extra: &[&str]) -> Helper {
         require_root();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = enterable_tempdir();
         let socket = dir.path().join("run/helper.sock");
         let config = dir.path().join("patchman.ini");
         std::fs::write(&config, "[updates]\nrepository = patchman\n").unwrap();
@@ -104,15 +111,7 @@ impl Helper {
             socket,
             log,
         };
-        let t0 = Instant::now();
-        while !h.socket.exists() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "helper did not start:\n{}",
-                h.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_socket(&h.socket, || h.log());
         h
     }
 
@@ -136,25 +135,39 @@ impl Helper {
 
     /// Runs `probe` with `actions` as `uid:gid`; returns its stdout.
     fn probe(&self, uid: u32, gid: u32, actions: &[&str]) -> String {
-        let out = Command::new(workspace_bin("probe"))
-            .arg(&self.socket)
-            .args(actions)
-            .uid(uid)
-            .gid(gid)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
+        String::from_utf8(probe_at(&self.socket, uid, gid, actions).stdout).unwrap()
     }
 
     fn agent(&self, args: &[&str]) -> Output {
-        Command::new(workspace_bin("patchman-agent"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .uid(AGENT_UID)
-            .gid(AGENT_GID)
-            .output()
-            .unwrap()
+        agent_at(&self.socket, AGENT_UID, AGENT_GID, args)
+    }
+
+    /// A new directory `name` beside the helper's files.
+    fn new_dir(&self, name: &str) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        dir
+    }
+
+    /// Writes `ini` to its patchman.ini, sends SIGHUP, and waits until it
+    /// logs `logged`.
+    fn reload_with(&self, ini: &str, logged: &str) {
+        std::fs::write(self.dir.path().join("patchman.ini"), ini).unwrap();
+        kill(self.pid(), Signal::SIGHUP).unwrap();
+        self.wait_for_log(logged, 1);
+    }
+
+    /// Waits (at most 5 s) until the log holds `what` `n` times.
+    fn wait_for_log(&self, what: &str, n: usize) {
+        let t0 = Instant::now();
+        while self.log().matches(what).count() < n {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "no {what:?} (#{n}):\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn stop(mut self) -> (std::process::ExitStatus, String) {
@@ -162,6 +175,44 @@ impl Helper {
         let status = self.child.wait().unwrap();
         (status, self.log())
     }
+}
+
+/// Waits (at most 10 s) for the helper to create `socket`; `log` is what
+/// it logged, shown when it does not.
+fn wait_for_socket(socket: &Path, log: impl Fn() -> String) {
+    let t0 = Instant::now();
+    while !socket.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the helper did not create {}:\n{}",
+            socket.display(),
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `probe <socket> <actions>` as `uid:gid`.
+fn probe_at(socket: &Path, uid: u32, gid: u32, actions: &[&str]) -> Output {
+    Command::new(workspace_bin("probe"))
+        .arg(socket)
+        .args(actions)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap()
+}
+
+/// Runs `patchman-agent --socket <socket> <args>` as `uid:gid`.
+fn agent_at(socket: &Path, uid: u32, gid: u32, args: &[&str]) -> Output {
+    Command::new(workspace_bin("patchman-agent"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap()
 }
 
 impl Drop for Helper {
@@ -246,14 +297,7 @@ fn other_uids_are_denied_or_cannot_connect() {
     // Neither uid nor group: the socket's mode keeps it out entirely.
     let out = h.probe(12345, 12345, &["hello", "recv"]);
     assert!(out.contains("connect-error PermissionDenied"), "{out}");
-    let denied = Command::new(workspace_bin("patchman-agent"))
-        .arg("--socket")
-        .arg(&h.socket)
-        .arg("status")
-        .uid(12345)
-        .gid(AGENT_GID)
-        .output()
-        .unwrap();
+    let denied = agent_at(&h.socket, 12345, AGENT_GID, &["status"]);
     assert_eq!(denied.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&denied.stderr).contains("refused this user"));
     assert!(
@@ -383,36 +427,15 @@ fn sigterm_removes_the_socket_and_exits_0() {
 #[test]
 fn sighup_rereads_the_repository_name() {
     let h = Helper::start();
-    std::fs::write(
-        h.dir.path().join("patchman.ini"),
+    h.reload_with(
         "[updates]\nrepository = patchman-beta\n",
-    )
-    .unwrap();
-    kill(h.pid(), Signal::SIGHUP).unwrap();
-    let t0 = Instant::now();
-    while !h.log().contains("repository=patchman-beta") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "no reload:\n{}",
-            h.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        "repository=patchman-beta",
+    );
     // A bad value is refused and the old one kept.
-    std::fs::write(
-        h.dir.path().join("patchman.ini"),
+    h.reload_with(
         "[updates]\nrepository = -o evil\n",
-    )
-    .unwrap();
-    kill(h.pid(), Signal::SIGHUP).unwrap();
-    while !h.log().contains("keeping the previous one") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "no refusal:\n{}",
-            h.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        "keeping the previous one",
+    );
     status_json(&h.agent(&["status", "--json"]));
 }
 
@@ -558,8 +581,7 @@ fn the_agent_refuses_a_relay_that_is_not_root() {
     let h = Helper::start();
     // The relay runs as the agent's own uid, so the real helper serves it:
     // only the agent's check of who listens can tell it from the helper.
-    let relay_dir = h.dir.path().join("relay");
-    std::fs::create_dir(&relay_dir).unwrap();
+    let relay_dir = h.new_dir("relay");
     nix::unistd::chown(
         &relay_dir,
         Some(nix::unistd::Uid::from_raw(AGENT_UID)),
@@ -584,23 +606,10 @@ fn the_agent_refuses_a_relay_that_is_not_root() {
         .unwrap();
     assert_eq!(line.trim(), "listening");
     // Control: the relay really reaches the helper and is served.
-    let out = Command::new(workspace_bin("probe"))
-        .arg(&relay_sock)
-        .args(["hello", "recv"])
-        .uid(AGENT_UID)
-        .gid(AGENT_GID)
-        .output()
-        .unwrap();
+    let out = probe_at(&relay_sock, AGENT_UID, AGENT_GID, &["hello", "recv"]);
     let probe = String::from_utf8_lossy(&out.stdout);
     assert!(probe.contains("reply Welcome"), "relay forwards: {probe}");
-    let out = Command::new(workspace_bin("patchman-agent"))
-        .arg("--socket")
-        .arg(&relay_sock)
-        .args(["status", "--json"])
-        .uid(AGENT_UID)
-        .gid(AGENT_GID)
-        .output()
-        .unwrap();
+    let out = agent_at(&relay_sock, AGENT_UID, AGENT_GID, &["status", "--json"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
@@ -656,8 +665,7 @@ impl Drop for KillOnDrop {
 #[test]
 fn socket_activation_takes_the_socket_from_systemd() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = enterable_tempdir();
     let socket = dir.path().join("helper.sock");
     let log = dir.path().join("helper.log");
     // systemd-socket-activate binds the socket and passes it as fd 3 with
@@ -670,33 +678,22 @@ fn socket_activation_takes_the_socket_from_systemd() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("systemd-socket-activate (package systemd) is needed");
-    let t0 = Instant::now();
-    while !socket.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "no socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_socket(&socket, || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+    });
     // systemd's SocketMode=0660/SocketGroup= are the unit's job; here, open it.
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new(workspace_bin("patchman-agent"))
-        .arg("--socket")
-        .arg(&socket)
-        .args(["status", "--json"])
-        .uid(AGENT_UID)
-        .gid(AGENT_GID)
-        .output()
-        .unwrap();
-    let json = status_json(&out);
+    let json = status_json(&agent_at(
+        &socket,
+        AGENT_UID,
+        AGENT_GID,
+        &["status", "--json"],
+    ));
     assert_eq!(json["family"], "apt");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("activated=true"), "{text}");
     // Another uid on the activated socket is still denied by SO_PEERCRED.
-    let out = Command::new(workspace_bin("probe"))
-        .arg(&socket)
-        .args(["hello", "recv"])
-        .uid(12345)
-        .gid(12345)
-        .output()
-        .unwrap();
+    let out = probe_at(&socket, 12345, 12345, &["hello", "recv"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("reply Denied"));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
@@ -754,8 +751,7 @@ fn the_agent_drops_capabilities_it_was_given() {
 #[test]
 fn status_prints_planted_escape_sequences_escaped() {
     let h = Helper::start();
-    let state_dir = h.dir.path().join("state");
-    std::fs::create_dir(&state_dir).unwrap();
+    let state_dir = h.new_dir("state");
     // What a compromised `patchman` could write into its own state file:
     // clear the screen, set the title, write the clipboard (OSC 52), hide
     // text, return to the line start, and an 8-bit CSI (U+009B).
@@ -903,8 +899,7 @@ fn summed(log: &str, peer: &str, field: &str) -> u64 {
 #[test]
 fn the_helper_exits_0_once_its_binary_is_replaced_on_disk() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = enterable_tempdir();
     // A copy of the helper, replaced as dpkg and rpm replace a file: a new
     // file renamed over the old path.
     let installed = dir.path().join("patchman-helper");
@@ -919,24 +914,10 @@ fn the_helper_exits_0_once_its_binary_is_replaced_on_disk() {
         .spawn()
         .unwrap();
     let mut child = KillOnDrop(child);
-    let t0 = Instant::now();
-    while !socket.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "helper did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let agent = |socket: &Path| {
-        Command::new(workspace_bin("patchman-agent"))
-            .arg("--socket")
-            .arg(socket)
-            .args(["status", "--json"])
-            .uid(AGENT_UID)
-            .gid(AGENT_GID)
-            .output()
-            .unwrap()
-    };
+    wait_for_socket(&socket, || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+    });
+    let agent = |socket: &Path| agent_at(socket, AGENT_UID, AGENT_GID, &["status", "--json"]);
     status_json(&agent(&socket));
     // Some seconds of ordinary service: the helper stays.
     std::thread::sleep(Duration::from_secs(3));
@@ -968,8 +949,7 @@ fn the_server_group_file_is_root_s_and_the_state_dir_copy_is_ignored() {
     use std::os::unix::fs::PermissionsExt as _;
     let h = Helper::start();
     // The agent's own directory: a file there is no longer the portal's.
-    let state_dir = h.dir.path().join("state");
-    std::fs::create_dir(&state_dir).unwrap();
+    let state_dir = h.new_dir("state");
     std::fs::write(
         state_dir.join("server-group.json"),
         r#"{"automatic_updates": false}"#,
@@ -999,47 +979,37 @@ fn an_unsafe_patchman_ini_is_refused_on_reload_and_the_previous_settings_kept() 
     use std::os::unix::fs::PermissionsExt as _;
     let h = Helper::start();
     let ini = h.dir.path().join("patchman.ini");
-    let wait_for = |what: &str, n: usize| {
-        let t0 = Instant::now();
-        while h.log().matches(what).count() < n {
-            assert!(
-                t0.elapsed() < Duration::from_secs(5),
-                "no {what:?} (#{n}):\n{}",
-                h.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     let hup = || kill(h.pid(), Signal::SIGHUP).unwrap();
     // A FIFO no one writes: refused at once (before, the reload blocked in
     // open() for good, and with it every later SIGHUP and SIGTERM).
     std::fs::remove_file(&ini).unwrap();
     nix::unistd::mkfifo(&ini, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
     hup();
-    wait_for("is not a regular file", 1);
+    h.wait_for_log("is not a regular file", 1);
     // A symlink to a good file, a group-writable file, a file not root's.
     std::fs::remove_file(&ini).unwrap();
     let target = h.dir.path().join("elsewhere.ini");
     std::fs::write(&target, "[updates]\nrepository = evil-link\n").unwrap();
     std::os::unix::fs::symlink(&target, &ini).unwrap();
     hup();
-    wait_for("is a symbolic link", 1);
+    h.wait_for_log("is a symbolic link", 1);
     std::fs::remove_file(&ini).unwrap();
     std::fs::write(&ini, "[updates]\nrepository = evil-writable\n").unwrap();
     std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o664)).unwrap();
     hup();
-    wait_for("is group- or world-writable", 1);
+    h.wait_for_log("is group- or world-writable", 1);
     std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o644)).unwrap();
     nix::unistd::chown(&ini, Some(nix::unistd::Uid::from_raw(AGENT_UID)), None).unwrap();
     hup();
-    wait_for("is not owned by root", 1);
-    wait_for("keeping the previous one", 4);
+    h.wait_for_log("is not owned by root", 1);
+    h.wait_for_log("keeping the previous one", 4);
     assert!(!h.log().contains("repository=evil"), "{}", h.log());
     // A good file is still picked up: the signal thread was never stuck.
     std::fs::remove_file(&ini).unwrap();
-    std::fs::write(&ini, "[updates]\nrepository = patchman-beta\n").unwrap();
-    hup();
-    wait_for("repository=patchman-beta", 1);
+    h.reload_with(
+        "[updates]\nrepository = patchman-beta\n",
+        "repository=patchman-beta",
+    );
     let (status, log) = h.stop();
     assert_eq!(status.code(), Some(0), "{log}");
 }
@@ -1073,14 +1043,7 @@ fn inherited_file_descriptors_are_closed_at_start() {
         .spawn()
         .unwrap();
     let child = KillOnDrop(child);
-    let t0 = Instant::now();
-    while !socket.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "helper did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_socket(&socket, String::new);
     let fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{}/fd", child.0.id()))
         .unwrap()
         .filter_map(|e| {

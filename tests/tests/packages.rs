@@ -533,6 +533,19 @@ fn assert_host_unchanged(before: &str) {
     );
 }
 
+/// `--version` and `--help` of each of `bins` (in that order) run in the
+/// `suite` chroot by [`run_on`], whose `ldd` must say glibc `glibc`.
+fn version_and_help_on(suite: &str, glibc: &str, bins: &[PathBuf]) -> Vec<Output> {
+    let refs: Vec<&Path> = bins.iter().map(PathBuf::as_path).collect();
+    let (ldd, runs) =
+        run_on(suite, &refs, &["--version", "--help"]).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        ldd.contains(glibc),
+        "the {suite} chroot's ldd says {ldd:?}, not glibc {glibc}"
+    );
+    runs
+}
+
 #[test]
 fn packaged_binaries_start_on_debian_11_and_the_host_build_does_not() {
     let before = host_package_manifest().unwrap_or_else(|e| panic!("{e:#}"));
@@ -540,13 +553,7 @@ fn packaged_binaries_start_on_debian_11_and_the_host_build_does_not() {
     // The negative control: linked against the build host's glibc 2.36.
     let host_build = patchman_tests::workspace_bin("patchman-helper");
     bins.push(host_build.clone());
-    let refs: Vec<&Path> = bins.iter().map(PathBuf::as_path).collect();
-    let (glibc, runs) =
-        run_on("bullseye", &refs, &["--version", "--help"]).unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(
-        glibc.contains("2.31"),
-        "the bullseye chroot's ldd says {glibc:?}, not glibc 2.31"
-    );
+    let runs = version_and_help_on("bullseye", "2.31", &bins);
     let (packaged, control) = runs.split_last_chunk::<2>().expect("runs of every binary");
     assert_started("Debian 11", &bins[..bins.len() - 1], packaged);
     let stderr = String::from_utf8_lossy(&control[0].stderr);
@@ -564,13 +571,7 @@ fn packaged_binaries_start_on_debian_11_and_the_host_build_does_not() {
 fn packaged_binaries_start_on_debian_13() {
     let before = host_package_manifest().unwrap_or_else(|e| panic!("{e:#}"));
     let bins = packaged_binaries();
-    let refs: Vec<&Path> = bins.iter().map(PathBuf::as_path).collect();
-    let (glibc, runs) =
-        run_on("trixie", &refs, &["--version", "--help"]).unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(
-        glibc.contains("2.41"),
-        "the trixie chroot's ldd says {glibc:?}, not glibc 2.41"
-    );
+    let runs = version_and_help_on("trixie", "2.41", &bins);
     assert_eq!(runs.len(), 2 * bins.len());
     assert_started("Debian 13", &bins, &runs);
     assert_host_unchanged(&before);

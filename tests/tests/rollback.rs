@@ -25,10 +25,12 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use patchman_tests::attack_support::wait_until;
 use patchman_tests::container::{Container, SHARED};
 use patchman_tests::installed::{
-    apt_setup, dnf_setup, exe_inode, inode_inside, installed, signing_key, wait_until, work_dir,
-    Daemon, Family, HelperSupervisor, Installed, AGENT, HELPER, PACKAGE, USER,
+    apt_setup, dnf_setup, exe_inode, inode_inside, installed, repack_deb, signing_key,
+    start_daemon, work_dir, Family, HelperSupervisor, Installed, AGENT, HELPER, PACKAGE,
+    STOP_WITHIN, USER,
 };
 use patchman_tests::sandbox::apt_repo::{
     build_repo, native_arch, AptRepo, GpgHome, RepoLayout, RepoSpec, SigningKey,
@@ -36,6 +38,7 @@ use patchman_tests::sandbox::apt_repo::{
 use patchman_tests::sandbox::fixture::{CLIENT, REALTIME};
 use patchman_tests::sandbox::SourceFormat;
 use patchman_tests::scenario::{Db, Scenario};
+use patchman_tests::sdtests::Run;
 use patchman_tests::updater::Updater;
 use patchman_tests::{apt_fixture, attack_support, cmd, host_package_state, packages, Sandbox};
 
@@ -69,31 +72,18 @@ enum Broken {
     Helper,
 }
 
+/// Replaces the file at `path` with `script`, mode 0755.
+fn replace_with_script(path: &Path, script: &str) {
+    std::fs::remove_file(path).unwrap();
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// Repacks `deb` with the file at `inside` replaced by `script` (0755).
-fn repack_deb(deb: &Path, inside: &str, script: &str, out: &Path) -> PathBuf {
-    let tree = out.join("tree");
-    std::fs::create_dir_all(out).unwrap();
-    cmd::output(
-        std::process::Command::new("dpkg-deb")
-            .arg("-R")
-            .arg(deb)
-            .arg(&tree),
-    )
-    .unwrap();
-    let target = tree.join(inside.trim_start_matches('/'));
-    std::fs::remove_file(&target).unwrap();
-    std::fs::write(&target, script).unwrap();
-    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let file = out.join(deb.file_name().unwrap());
-    cmd::output(
-        std::process::Command::new("dpkg-deb")
-            .args(["--root-owner-group", "-Zgzip", "-b"])
-            .arg(&tree)
-            .arg(&file),
-    )
-    .unwrap();
-    std::fs::remove_dir_all(&tree).unwrap();
-    file
+fn repack_replacing(deb: &Path, inside: &str, script: &str, out: &Path) -> PathBuf {
+    repack_deb(deb, out, |tree| {
+        replace_with_script(&tree.join(inside.trim_start_matches('/')), script)
+    })
 }
 
 /// The broken X+1 of `family`: the `.deb` repacked, the `.rpm` built by
@@ -111,17 +101,14 @@ fn broken_package(
     };
     let script = "#!/bin/sh\nexit 1\n";
     match family {
-        Family::Apt => repack_deb(healthy, path, script, out),
+        Family::Apt => repack_replacing(healthy, path, script, out),
         Family::Dnf => {
             let bins = out.join("bin");
             std::fs::create_dir_all(&bins).unwrap();
             for b in ["patchman-agent", "patchman-helper"] {
                 std::fs::copy(bin_dir.join(b), bins.join(b)).unwrap();
             }
-            std::fs::remove_file(bins.join(name)).unwrap();
-            std::fs::write(bins.join(name), script).unwrap();
-            std::fs::set_permissions(bins.join(name), std::fs::Permissions::from_mode(0o755))
-                .unwrap();
+            replace_with_script(&bins.join(name), script);
             packages::build_packages(&bins, packages::Format::Rpm, &[X1], &out.join("pkg"))
                 .unwrap()
                 .remove(0)
@@ -200,8 +187,7 @@ fn kept_files(sandbox: &Sandbox) -> Vec<String> {
 }
 
 fn scenario(family: Family, broken: Broken) {
-    let t_start = Instant::now();
-    let host_before = host_package_state();
+    let run = Run::start();
     let work = work_dir("rollback-");
     let w = work.path();
 
@@ -240,7 +226,7 @@ fn scenario(family: Family, broken: Broken) {
         helper.log()
     );
     // The daemon of X takes the update to the broken X+1.
-    let mut d = Daemon::start(&sandbox);
+    let mut d = start_daemon(&sandbox);
     assert!(
         wait_until(UPDATE_WITHIN, || installed(family, &sandbox).as_deref()
             == Some(X1)),
@@ -332,7 +318,7 @@ fn scenario(family: Family, broken: Broken) {
             assert!(!d.alive());
             drop(d);
         }
-        Broken::Helper => assert_eq!(d.stop(), Some(0)),
+        Broken::Helper => assert_eq!(d.stop(STOP_WITHIN), Some(0)),
     }
     let early = rollback_due(&sandbox);
     assert!(early.contains("deadline not passed"), "{early}");
@@ -415,7 +401,7 @@ fn scenario(family: Family, broken: Broken) {
     let rolled_back_at = json["rollback"]["last"]["at"].clone();
 
     // The daemon of X skips the quarantined X+1.
-    let d = Daemon::start(&sandbox);
+    let d = start_daemon(&sandbox);
     assert!(
         wait_until(SETTLE_WITHIN, || status_json(&sandbox)["last_result"]
             == "quarantined"),
@@ -424,7 +410,7 @@ fn scenario(family: Family, broken: Broken) {
         d.log()
     );
     assert_eq!(installed(family, &sandbox).as_deref(), Some(X));
-    assert_eq!(d.stop(), Some(0));
+    assert_eq!(d.stop(STOP_WITHIN), Some(0));
 
     // A healthy X+2 is taken, confirmed by its agent, never rolled back
     // (apt; the dnf run ends with the quarantine).
@@ -441,7 +427,7 @@ fn scenario(family: Family, broken: Broken) {
         sandbox
             .add_apt_repo("patchman", &repo2, &http.url(), SourceFormat::List)
             .unwrap();
-        let mut d = Daemon::start(&sandbox);
+        let mut d = start_daemon(&sandbox);
         // The record is written after the install: wait for the new agent's
         // Confirm, not only for the version.
         assert!(
@@ -471,38 +457,26 @@ fn scenario(family: Family, broken: Broken) {
         assert_eq!(json["rollback"]["last"]["at"], rolled_back_at, "{json}");
         assert_eq!(json["quarantined"], serde_json::json!([X1]), "{json}");
 
-        assert_eq!(d.stop(), Some(0));
+        assert_eq!(d.stop(STOP_WITHIN), Some(0));
     }
     helper.shutdown();
     drop(helper);
     drop(sandbox);
     drop(http);
-    eprintln!(
-        "rollback ({}, {broken:?}): the rescue helper's rollback took {:.1} s; {:.1} s in all",
+    run.finish(format_args!(
+        "rollback ({}, {broken:?}): the rescue helper's rollback took {:.1} s",
         family.name(),
-        rollback_time.as_secs_f64(),
-        t_start.elapsed().as_secs_f64()
-    );
-    assert_eq!(
-        host_package_state(),
-        host_before,
-        "the host's package state changed"
-    );
+        rollback_time.as_secs_f64()
+    ));
 }
 
-#[test]
-fn a_release_whose_agent_exits_at_start_is_rolled_back_by_the_rescue_helper_and_quarantined() {
-    scenario(Family::Apt, Broken::Agent);
-}
-
-#[test]
-fn a_release_whose_helper_exits_at_start_is_rolled_back_by_the_rescue_helper_and_quarantined() {
-    scenario(Family::Apt, Broken::Helper);
-}
-
-#[test]
-fn dnf_a_release_whose_agent_exits_at_start_is_rolled_back_with_rpm_oldpackage() {
-    scenario(Family::Dnf, Broken::Agent);
+patchman_tests::test_cases! { scenario:
+    a_release_whose_agent_exits_at_start_is_rolled_back_by_the_rescue_helper_and_quarantined
+        => (Family::Apt, Broken::Agent),
+    a_release_whose_helper_exits_at_start_is_rolled_back_by_the_rescue_helper_and_quarantined
+        => (Family::Apt, Broken::Helper),
+    dnf_a_release_whose_agent_exits_at_start_is_rolled_back_with_rpm_oldpackage
+        => (Family::Dnf, Broken::Agent),
 }
 
 /// Realtime rolls back with the client: the fixture's 1.7.0-1 pair (realtime
@@ -653,6 +627,19 @@ fn container_with_x(
     c
 }
 
+/// The shipped binaries packaged as the `.deb`s of `versions`, built into
+/// `<work>/packages`.
+fn shipped_debs(work: &Path, versions: &[&str]) -> Vec<PathBuf> {
+    let bin_dir = packages::shipped_bin_dir().unwrap();
+    packages::build_packages(
+        &bin_dir,
+        packages::Format::Deb,
+        versions,
+        &work.join("packages"),
+    )
+    .unwrap()
+}
+
 /// The scenarios under real systemd (Debian 13 booted in a
 /// container, `tests/src/container.rs`), with the shipped packages:
 /// 1.7.0-1 installed, a broken 1.7.1-1 published, `probation = 60s`.
@@ -662,18 +649,10 @@ fn container_with_x(
 /// socket; 1.7.1-1 is quarantined; after [`UnderSystemd::BrokenAgent`] a
 /// healthy 1.7.2-1 published afterwards is taken and confirmed.
 fn under_systemd(case: UnderSystemd) {
-    let t_start = Instant::now();
-    let host_before = host_package_state();
-    let work = patchman_tests::installed::work_dir("rollback-systemd-");
+    let run = Run::start();
+    let work = work_dir("rollback-systemd-");
     let w = work.path();
-    let bin_dir = packages::shipped_bin_dir().unwrap();
-    let built = packages::build_packages(
-        &bin_dir,
-        packages::Format::Deb,
-        &[X, X1, X2],
-        &w.join("packages"),
-    )
-    .unwrap();
+    let built = shipped_debs(w, &[X, X1, X2]);
     let (deb_x, deb_x2) = (built[0].clone(), built[2].clone());
     let (inside, script) = match case {
         UnderSystemd::BrokenAgent | UnderSystemd::BrokenAgentRebooted => {
@@ -682,7 +661,7 @@ fn under_systemd(case: UnderSystemd) {
         UnderSystemd::BrokenHelper => (HELPER, "#!/bin/sh\nexit 1\n"),
         UnderSystemd::HungAgent => (AGENT, "#!/bin/sh\nexec sleep infinity\n"),
     };
-    let deb_x1 = repack_deb(&built[1], inside, script, &w.join("broken"));
+    let deb_x1 = repack_replacing(&built[1], inside, script, &w.join("broken"));
     // X's helper as shipped, to recognise it serving again.
     let x_tree = w.join("x-tree");
     cmd::output(
@@ -813,36 +792,21 @@ fn under_systemd(case: UnderSystemd) {
     drop(gpg);
     c.poweroff().unwrap();
     drop(http);
-    eprintln!(
-        "systemd ({case:?}): {X} back {:.1} s after {X1} was installed; {:.1} s in all",
-        rolled_back_after.as_secs_f64(),
-        t_start.elapsed().as_secs_f64()
-    );
-    assert_eq!(
-        host_package_state(),
-        host_before,
-        "the host's package state changed"
-    );
+    run.finish(format_args!(
+        "systemd ({case:?}): {X} back {:.1} s after {X1} was installed",
+        rolled_back_after.as_secs_f64()
+    ));
 }
 
-#[test]
-fn under_systemd_a_broken_agent_is_rolled_back_by_the_timer_and_a_healthy_release_taken() {
-    under_systemd(UnderSystemd::BrokenAgent);
-}
-
-#[test]
-fn under_systemd_a_broken_helper_is_rolled_back_by_the_timer_and_the_old_helper_serves_again() {
-    under_systemd(UnderSystemd::BrokenHelper);
-}
-
-#[test]
-fn under_systemd_an_agent_that_hangs_and_never_confirms_is_rolled_back_by_the_timer() {
-    under_systemd(UnderSystemd::HungAgent);
-}
-
-#[test]
-fn under_systemd_a_broken_agent_is_rolled_back_after_a_reboot_during_probation() {
-    under_systemd(UnderSystemd::BrokenAgentRebooted);
+patchman_tests::test_cases! { under_systemd:
+    under_systemd_a_broken_agent_is_rolled_back_by_the_timer_and_a_healthy_release_taken
+        => (UnderSystemd::BrokenAgent),
+    under_systemd_a_broken_helper_is_rolled_back_by_the_timer_and_the_old_helper_serves_again
+        => (UnderSystemd::BrokenHelper),
+    under_systemd_an_agent_that_hangs_and_never_confirms_is_rolled_back_by_the_timer
+        => (UnderSystemd::HungAgent),
+    under_systemd_a_broken_agent_is_rolled_back_after_a_reboot_during_probation
+        => (UnderSystemd::BrokenAgentRebooted),
 }
 
 /// A healthy 1.7.2-1 whose probation a reboot interrupts, before its agent
@@ -852,18 +816,10 @@ fn under_systemd_a_broken_agent_is_rolled_back_after_a_reboot_during_probation()
 /// and never rolled back (not by the timer's `OnBootSec=` run, nor later).
 #[test]
 fn under_systemd_a_healthy_release_is_confirmed_after_a_reboot_during_probation() {
-    let t_start = Instant::now();
-    let host_before = host_package_state();
-    let work = patchman_tests::installed::work_dir("rollback-systemd-reboot-");
+    let run = Run::start();
+    let work = work_dir("rollback-systemd-reboot-");
     let w = work.path();
-    let bin_dir = packages::shipped_bin_dir().unwrap();
-    let built = packages::build_packages(
-        &bin_dir,
-        packages::Format::Deb,
-        &[X, X2],
-        &w.join("packages"),
-    )
-    .unwrap();
+    let built = shipped_debs(w, &[X, X2]);
     let (_gpg_dir, gpg, key) = signing_key(w);
     let repos = w.join("repos");
     let repo = publish(&repos, &gpg, &key, "patchman", &built);
@@ -928,15 +884,9 @@ fn under_systemd_a_healthy_release_is_confirmed_after_a_reboot_during_probation(
     drop(gpg);
     c.poweroff().unwrap();
     drop(http);
-    eprintln!(
-        "systemd (healthy, rebooted): booted again {:.1} s and confirmed {:.1} s after the update; {:.1} s in all",
+    run.finish(format_args!(
+        "systemd (healthy, rebooted): booted again {:.1} s and confirmed {:.1} s after the update",
         booted_after.as_secs_f64(),
-        confirmed_after.as_secs_f64(),
-        t_start.elapsed().as_secs_f64()
-    );
-    assert_eq!(
-        host_package_state(),
-        host_before,
-        "the host's package state changed"
-    );
+        confirmed_after.as_secs_f64()
+    ));
 }

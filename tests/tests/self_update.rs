@@ -21,11 +21,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use patchman_tests::attack_support::wait_until;
 use patchman_tests::installed::{
-    apt_setup, dnf_setup, exe_inode, inode_inside, installed, wait_until, work_dir, Daemon, Family,
-    HelperSupervisor, Installed, AGENT, HELPER, PACKAGE, USER,
+    apt_setup, dnf_setup, exe_inode, inode_inside, installed, start_daemon, work_dir, Family,
+    HelperSupervisor, Installed, AGENT, HELPER, PACKAGE, STOP_WITHIN, USER,
 };
-use patchman_tests::{host_package_state, packages, workspace_bin};
+use patchman_tests::sdtests::Run;
+use patchman_tests::{packages, workspace_bin};
 
 /// The installed version, and the one the repository offers.
 const X: &str = "1.7.0-1";
@@ -53,8 +55,7 @@ fn build_packages(family: Family, versions: &[&str], out: &Path) -> Vec<PathBuf>
 }
 
 fn self_update(family: Family) {
-    let t_start = Instant::now();
-    let host_before = host_package_state();
+    let run = Run::start();
     let work = work_dir(&format!("self-update-{}-", family.name()));
 
     // X and X+1 from the same binaries.
@@ -133,7 +134,7 @@ fn self_update(family: Family) {
     assert_eq!(helper.starts(), 1, "the helper exited:\n{}", helper.log());
 
     let t0 = Instant::now();
-    let mut d = Daemon::start(&sandbox);
+    let mut d = start_daemon(&sandbox);
     let pid = d.pid();
     assert_eq!(
         exe_inode(pid),
@@ -161,30 +162,12 @@ fn self_update(family: Family) {
         exe_inode(pid),
         d.log()
     );
-    assert_eq!(
-        std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
-        Path::new(AGENT),
-        "not the deleted old file"
-    );
-    assert_eq!(
-        std::fs::read(format!("/proc/{pid}/cmdline")).unwrap(),
-        cmdline,
-        "arguments kept"
-    );
-    assert!(d.alive(), "{}", d.log());
+    d.assert_reexecuted(Path::new(AGENT), &cmdline);
     // Logged before the exec, but read from the pipe by the collecting
     // thread, which may not have caught up when the new inode shows.
+    d.assert_logs("re-executing the agent by path", SETTLE_WITHIN);
     assert!(
-        wait_until(SETTLE_WITHIN, || d
-            .log()
-            .contains("re-executing the agent by path")),
-        "{}",
-        d.log()
-    );
-    assert!(
-        wait_until(SETTLE_WITHIN, || d
-            .log()
-            .contains("resumed_after_update=true")),
+        d.wait_for_log("resumed_after_update=true", SETTLE_WITHIN),
         "the new process did not start:\n{}",
         d.log()
     );
@@ -256,35 +239,25 @@ fn self_update(family: Family) {
     };
     assert!(installs >= 1, "{helper_log}");
 
-    assert_eq!(d.stop(), Some(0));
+    assert_eq!(d.stop(STOP_WITHIN), Some(0));
     helper.shutdown();
     drop(helper);
     drop(sandbox);
     drop(_http);
-    eprintln!(
+    run.finish(format_args!(
         "{}: packages built in {:.1} s, sandbox with {X} installed in {:.1} s, \
-         updated {:.1} s after the agent started, re-executed and confirmed after {:.1} s; \
-         {:.1} s in all",
+         updated {:.1} s after the agent started, re-executed and confirmed after {:.1} s",
         family.name(),
         build_time.as_secs_f64(),
         setup_time.as_secs_f64(),
         update_time.as_secs_f64(),
-        total.as_secs_f64(),
-        t_start.elapsed().as_secs_f64()
-    );
-    assert_eq!(
-        host_package_state(),
-        host_before,
-        "the host's package state changed"
-    );
+        total.as_secs_f64()
+    ));
 }
 
-#[test]
-fn the_installed_apt_package_updates_itself_and_the_agent_runs_the_new_binary() {
-    self_update(Family::Apt);
-}
-
-#[test]
-fn the_installed_rpm_package_updates_itself_through_dnf_and_the_agent_runs_the_new_binary() {
-    self_update(Family::Dnf);
+patchman_tests::test_cases! { self_update:
+    the_installed_apt_package_updates_itself_and_the_agent_runs_the_new_binary
+        => (Family::Apt),
+    the_installed_rpm_package_updates_itself_through_dnf_and_the_agent_runs_the_new_binary
+        => (Family::Dnf),
 }

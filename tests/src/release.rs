@@ -117,9 +117,7 @@ impl Shipped {
 /// reason (a missing build is an error, never a skip).
 pub fn shipped() -> &'static Shipped {
     static SHIPPED: OnceLock<Shipped> = OnceLock::new();
-    SHIPPED.get_or_init(|| {
-        build_shipped().unwrap_or_else(|e| panic!("building the shipped packages: {e:#}"))
-    })
+    crate::sandbox::built_once(&SHIPPED, "the shipped packages", build_shipped)
 }
 
 fn build_shipped() -> Result<Shipped> {

@@ -315,6 +315,11 @@ pub struct Row {
     /// `(command, texts)`: exactly one line of the helper's log contains
     /// `command`, and it contains each of `texts` (one transaction).
     pub one_run_of: Option<(&'static str, &'static [&'static str])>,
+    /// `(package, version)` installed in one transaction: what
+    /// [`Row::one_run_of`] says in the family's words, for a row of every
+    /// family: one `dpkg -i` naming each package's `.deb`, or one `rpm -U`
+    /// naming each `<package>-<version>` (rpm's file names carry no epoch).
+    pub installs_at_once: &'static [(&'static str, &'static str)],
     /// Paths inside the sandbox and what they must be at the end.
     pub files: &'static [(&'static str, FileState)],
 }
@@ -335,6 +340,7 @@ impl Row {
             helper_log: &[],
             helper_log_lacks: &[],
             one_run_of: None,
+            installs_at_once: &[],
             files: &[],
         }
     }
@@ -388,11 +394,12 @@ impl Row {
             );
         }
         if let Some((command, texts)) = self.one_run_of {
-            let runs: Vec<&str> = log.lines().filter(|l| l.contains(command)).collect();
-            assert_eq!(runs.len(), 1, "{name}: one {command}:\n{log}");
-            for t in texts {
-                assert!(runs[0].contains(t), "{name}: {t:?} not in {}", runs[0]);
-            }
+            assert_one_run_of(name, &log, command, texts);
+        }
+        if !self.installs_at_once.is_empty() {
+            let (command, files) = install_transaction(s.db, self.installs_at_once);
+            let files: Vec<&str> = files.iter().map(String::as_str).collect();
+            assert_one_run_of(name, &log, command, &files);
         }
         for (path, state) in self.files {
             check_file(&s, name, path, *state);
@@ -443,6 +450,41 @@ impl Row {
             "{name}: `{command}` took {took:?}, less than the bound of {} s it must wait",
             step.min_seconds
         );
+    }
+}
+
+/// Exactly one line of `log` contains `command`, and it contains each of
+/// `texts`.
+fn assert_one_run_of(name: &str, log: &str, command: &str, texts: &[&str]) {
+    let runs: Vec<&str> = log.lines().filter(|l| l.contains(command)).collect();
+    assert_eq!(runs.len(), 1, "{name}: one {command}:\n{log}");
+    for t in texts {
+        assert!(runs[0].contains(t), "{name}: {t:?} not in {}", runs[0]);
+    }
+}
+
+/// The helper's log's command of one install transaction in `db`'s family,
+/// and the text naming each of `packages` on its line.
+fn install_transaction(db: Db, packages: &[(&str, &str)]) -> (&'static str, Vec<String>) {
+    match db {
+        // apt's archive names write the epoch's colon as `%3a`.
+        Db::Dpkg => (
+            "command=dpkg -i",
+            packages
+                .iter()
+                .map(|(p, v)| format!("{p}_{}_all.deb", v.replace(':', "%3a")))
+                .collect(),
+        ),
+        Db::Rpm => (
+            "command=rpm -U",
+            packages
+                .iter()
+                .map(|(p, v)| {
+                    let without_epoch = v.split_once(':').map_or(*v, |(_, rest)| rest);
+                    format!("{p}-{without_epoch}")
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -573,7 +615,9 @@ pub fn host_sandbox() -> anyhow::Result<(Sandbox, Binaries)> {
 
 /// The rows every family's table has: the same repository, start,
 /// commands and end state for apt as for dnf (each family's fixture serves
-/// the same versions under the same repository names).
+/// the same versions under the same repository names); an install
+/// transaction is named by its packages ([`Row::installs_at_once`]), which
+/// each family's log writes its own way.
 pub const EVERY_FAMILY_ROWS: &[Row] = &[
     Row {
         installed: &[(CLIENT, "1.7.1-1")],
@@ -584,6 +628,35 @@ pub const EVERY_FAMILY_ROWS: &[Row] = &[
         // Nothing changed: the helper stays.
         helper_exits: Some(false),
         ..Row::new("up_to_date_changes_nothing", "patchman")
+    },
+    Row {
+        steps: &[
+            Step::new(&["update"], 1).stderr(&["patchman-client is not installed"]),
+            Step::new(&["check"], 1),
+        ],
+        expect: &[(CLIENT, None), (REALTIME, None)],
+        ..Row::new("client_not_installed_installs_nothing", "patchman")
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
+        steps: &[Step::new(&["update"], 0)],
+        expect: &[(CLIENT, Some("1.7.1-1")), (REALTIME, Some("1.7.1-1"))],
+        changed: &[CLIENT, REALTIME],
+        installs_at_once: &[(CLIENT, "1.7.1-1"), (REALTIME, "1.7.1-1")],
+        ..Row::new("realtime_installed_moves_in_one_transaction", "patchman")
+    },
+    Row {
+        installed: &[(CLIENT, "1.7.1-1")],
+        steps: &[Step::new(&["update"], 0)],
+        expect: &[(CLIENT, Some("1:1.2.7-1"))],
+        changed: &[CLIENT],
+        // The epoch survives the whole way: found, downloaded (apt's
+        // archive name `patchman-client_1%3a1.2.7-1_all.deb`), installed.
+        installs_at_once: &[(CLIENT, "1:1.2.7-1")],
+        ..Row::new(
+            "an_epoch_version_is_found_downloaded_and_installed",
+            "epoch",
+        )
     },
     Row {
         installed: &[(CLIENT, "1.7.0-1")],

@@ -4,9 +4,10 @@
 //! final dpkg state, that the sandbox's database changed in nothing but the
 //! intended packages, and that the host's did not change at all.
 //!
-//! The scenarios are the table [`ROWS`], run by the one runner
-//! ([`run_host_table`]); only the one that needs two agents at once is
-//! code.
+//! The scenarios are the table [`ROWS`] and the rows every family shares
+//! ([`EVERY_FAMILY_ROWS`](patchman_tests::scenario::EVERY_FAMILY_ROWS)),
+//! run by the one runner ([`run_host_table`]); only the one that needs two
+//! agents at once is code.
 
 use std::time::Duration;
 
@@ -48,28 +49,6 @@ const ROWS: &[Row] = &[
         ..Row::new("update_available_is_checked_then_installed", "patchman")
     },
     Row {
-        steps: &[
-            Step::new(&["update"], 1).stderr(&["patchman-client is not installed"]),
-            Step::new(&["check"], 1),
-        ],
-        expect: &[(CLIENT, None), (REALTIME, None)],
-        ..Row::new("client_not_installed_installs_nothing", "patchman")
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
-        steps: &[Step::new(&["update"], 0)],
-        expect: &[(CLIENT, Some("1.7.1-1")), (REALTIME, Some("1.7.1-1"))],
-        changed: &[CLIENT, REALTIME],
-        one_run_of: Some((
-            "command=dpkg -i",
-            &[
-                "patchman-client_1.7.1-1_all.deb",
-                "patchman-client-realtime_1.7.1-1_all.deb",
-            ],
-        )),
-        ..Row::new("realtime_installed_moves_in_one_transaction", "patchman")
-    },
-    Row {
         installed: &[(CLIENT, "1.7.1-1")],
         steps: &[Step::new(&["update"], 1).stderr(&[
             "manual upgrade required",
@@ -90,17 +69,6 @@ const ROWS: &[Row] = &[
         ..Row::new(
             "a_new_dependency_present_in_the_repository_is_still_refused",
             "newdep_lib",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.1-1")],
-        steps: &[Step::new(&["update"], 0)],
-        expect: &[(CLIENT, Some("1:1.2.7-1"))],
-        changed: &[CLIENT],
-        helper_log: &["patchman-client_1%3a1.2.7-1_all.deb"],
-        ..Row::new(
-            "an_epoch_version_is_found_downloaded_and_installed",
-            "epoch",
         )
     },
     Row {

@@ -75,9 +75,7 @@ impl AgentFixture {
 /// reason.
 pub fn agent_fixture() -> &'static AgentFixture {
     static FIXTURE: OnceLock<AgentFixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        build().unwrap_or_else(|e| panic!("building the agent test fixture: {e:#}"))
-    })
+    super::built_once(&FIXTURE, "the agent test fixture", build)
 }
 
 fn build() -> Result<AgentFixture> {

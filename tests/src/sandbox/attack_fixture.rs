@@ -58,7 +58,7 @@ use anyhow::{Context, Result};
 
 use super::apt_repo::{build_repo, native_arch, AptRepo, GpgHome, RepoLayout, RepoSpec};
 use super::deb::DebSpec;
-use super::fixture::{apt_fixture, CLIENT, POSTINST_LOG};
+use super::fixture::{apt_fixture, postinst_log_line, CLIENT, POSTINST_LOG};
 use super::rpm::{build_rpms, export_armored, sign_rpms, RpmSpec};
 use super::rpm_repo::{build_rpm_repo, RpmRepo};
 use crate::cmd;
@@ -145,7 +145,7 @@ fn fresh_root(prefix: &str) -> Result<PathBuf> {
 /// When it cannot be built, with the reason.
 pub fn attack_fixture() -> &'static AttackFixture {
     static F: OnceLock<AttackFixture> = OnceLock::new();
-    F.get_or_init(|| build().unwrap_or_else(|e| panic!("building the attack fixture: {e:#}")))
+    super::built_once(&F, "the attack fixture", build)
 }
 
 /// The rpm side, built on first use.
@@ -154,13 +154,11 @@ pub fn attack_fixture() -> &'static AttackFixture {
 /// When it cannot be built, with the reason.
 pub fn el_attack_fixture() -> &'static ElAttackFixture {
     static F: OnceLock<ElAttackFixture> = OnceLock::new();
-    F.get_or_init(|| build_el().unwrap_or_else(|e| panic!("building the EL attack fixture: {e:#}")))
+    super::built_once(&F, "the EL attack fixture", build_el)
 }
 
 fn log_line(version: &str) -> String {
-    format!(
-        "mkdir -p \"$(dirname {POSTINST_LOG})\"\necho \"{CLIENT} {version} $*\" >> {POSTINST_LOG}\n"
-    )
+    format!("{}\n", postinst_log_line(CLIENT, version, "$*"))
 }
 
 fn client(version: &str, payload: &str, postinst: &str) -> DebSpec {

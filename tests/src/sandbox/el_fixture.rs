@@ -7,7 +7,8 @@
 //! All `noarch`. Every `patchman-client` ships
 //! `/usr/share/patchman-client/VERSION` and the `%config(noreplace)` file
 //! `/etc/patchman/patchman.ini`; every package's `%post` appends
-//! `<package> <version> <$1>` to [`POSTINST_LOG`] (`$1` is rpm's count of
+//! `<package> <version> <$1>` to
+//! [`POSTINST_LOG`](super::fixture::POSTINST_LOG) (`$1` is rpm's count of
 //! instances after the transaction: `1` fresh, `2` upgrade).
 //!
 //! | package                    | version     | requires                       | note |
@@ -53,8 +54,8 @@ use anyhow::{Context, Result};
 
 use super::apt_repo::{GpgHome, SigningKey};
 use super::fixture::{
-    CLIENT, CLIENT_VERSIONS, CONFFILE, CONFFILE_NEW, CONFFILE_OLD, NEW_DEP, POSTINST_LOG, REALTIME,
-    REALTIME_VERSIONS,
+    postinst_log_line, CLIENT, CLIENT_VERSIONS, CONFFILE, CONFFILE_NEW, CONFFILE_OLD, NEW_DEP,
+    REALTIME, REALTIME_VERSIONS,
 };
 use super::rpm::{build_rpms, export_armored, sign_rpms, RpmSpec};
 use super::rpm_repo::{build_rpm_repo, RpmRepo};
@@ -162,16 +163,11 @@ impl ElFixture {
 /// createrepo-c, gnupg), with the reason.
 pub fn el_fixture() -> &'static ElFixture {
     static FIXTURE: OnceLock<ElFixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        build_fixture().unwrap_or_else(|e| panic!("building the EL test fixture: {e:#}"))
-    })
+    super::built_once(&FIXTURE, "the EL test fixture", build_fixture)
 }
 
 fn post(package: &str, version: &str) -> String {
-    format!(
-        "mkdir -p \"$(dirname {POSTINST_LOG})\"\n\
-         echo \"{package} {version} $1\" >> {POSTINST_LOG}"
-    )
+    postinst_log_line(package, version, "$1")
 }
 
 fn specs() -> Vec<RpmSpec> {

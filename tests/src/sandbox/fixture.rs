@@ -142,15 +142,22 @@ impl AptFixture {
 /// the reason.
 pub fn apt_fixture() -> &'static AptFixture {
     static FIXTURE: OnceLock<AptFixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        build_fixture().unwrap_or_else(|e| panic!("building the apt test fixture: {e:#}"))
-    })
+    super::built_once(&FIXTURE, "the apt test fixture", build_fixture)
 }
 
 fn postinst(package: &str, version: &str) -> String {
+    let log = postinst_log_line(package, version, "$*");
+    format!("#!/bin/sh\nset -e\n{log}\n")
+}
+
+/// The shell lines of a maintainer script that append `<package>
+/// <version> <args>` to [`POSTINST_LOG`] (`args` is the script's own, as
+/// the shell writes them: `$*` for dpkg's, `$1` for rpm's count), with no
+/// newline after.
+pub fn postinst_log_line(package: &str, version: &str, args: &str) -> String {
     format!(
-        "#!/bin/sh\nset -e\nmkdir -p \"$(dirname {POSTINST_LOG})\"\n\
-         echo \"{package} {version} $*\" >> {POSTINST_LOG}\n"
+        "mkdir -p \"$(dirname {POSTINST_LOG})\"\n\
+         echo \"{package} {version} {args}\" >> {POSTINST_LOG}"
     )
 }
 

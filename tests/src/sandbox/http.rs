@@ -299,22 +299,15 @@ mod tests {
         std::fs::create_dir(root.join("a")).unwrap();
         std::fs::write(root.join("a/f_1%3a2.deb"), "x").unwrap();
         std::fs::write(root.join("a/f_1:2.deb"), "y").unwrap();
-        assert_eq!(
-            resolve(&root, "/a/f_1%253a2.deb"),
-            Some(root.join("a/f_1%3a2.deb"))
-        );
-        assert_eq!(
-            resolve(&root, "/a/f_1%3a2.deb?x=1"),
-            Some(root.join("a/f_1:2.deb"))
-        );
-        assert_eq!(
-            resolve(&root, "/a/./f_1:2.deb"),
-            Some(root.join("a/f_1:2.deb"))
-        );
-        assert_eq!(
-            resolve(&root, "//a//f_1:2.deb"),
-            Some(root.join("a/f_1:2.deb"))
-        );
+        // (request target, the file it names under `root`)
+        for (target, file) in [
+            ("/a/f_1%253a2.deb", "a/f_1%3a2.deb"),
+            ("/a/f_1%3a2.deb?x=1", "a/f_1:2.deb"),
+            ("/a/./f_1:2.deb", "a/f_1:2.deb"),
+            ("//a//f_1:2.deb", "a/f_1:2.deb"),
+        ] {
+            assert_eq!(resolve(&root, target), Some(root.join(file)), "{target}");
+        }
         for bad in [
             "/../etc/passwd",
             "/a/../a/f_1:2.deb",

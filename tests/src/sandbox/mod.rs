@@ -22,3 +22,17 @@ pub use http::HttpServer;
 pub use namespace::Sandbox;
 pub use rpm::RpmSpec;
 pub use rpm_repo::RpmRepo;
+
+/// `cell`'s value, built by `build` on the first call in this test process
+/// and shared by every call after: how each fixture is made once.
+///
+/// # Panics
+/// When `build` fails: "building `what`: " and the reason (a fixture that
+/// cannot be built is an error, never a skip).
+pub fn built_once<T>(
+    cell: &'static std::sync::OnceLock<T>,
+    what: &str,
+    build: impl FnOnce() -> anyhow::Result<T>,
+) -> &'static T {
+    cell.get_or_init(|| build().unwrap_or_else(|e| panic!("building {what}: {e:#}")))
+}

@@ -12,7 +12,14 @@ use crate::updater::{Updater, AGENT_USER, SOCKET};
 use crate::workspace_bin;
 
 /// Polls `f` every 25 ms until it is true or `within` has passed.
-pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub fn wait_until(within: Duration, f: impl FnMut() -> bool) -> bool {
+    wait_until_every(Duration::from_millis(25), within, f)
+}
+
+/// Polls `f` every `every` until it is true or `within` has passed. For
+/// a check that starts a program (`dpkg-query`, `rpm -q`) each time, and a
+/// wait of seconds, a slower poll leaves the cores to the test's work.
+pub fn wait_until_every(every: Duration, within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
     loop {
         if f() {
@@ -21,7 +28,7 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
         if t0.elapsed() >= within {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(every);
     }
 }
 

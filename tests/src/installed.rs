@@ -368,3 +368,10 @@ pub fn work_dir(prefix: &str) -> tempfile::TempDir {
         .tempdir_in(&parent)
         .unwrap()
 }
+
+/// [`crate::attack_support::wait_until`] every 100 ms: the installed-package
+/// tiers' checks mostly start a package query, and their waits are of
+/// seconds.
+pub fn wait_until(within: Duration, f: impl FnMut() -> bool) -> bool {
+    crate::attack_support::wait_until_every(Duration::from_millis(100), within, f)
+}

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use patchman_tests::attack_support::wait_until;
 use patchman_tests::container::{Container, SHARED};
+use patchman_tests::installed::wait_until;
 use patchman_tests::installed::{
     apt_setup, dnf_setup, exe_inode, inode_inside, installed, repack_deb, signing_key,
     start_daemon, work_dir, Family, HelperSupervisor, Installed, AGENT, HELPER, PACKAGE,

@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use patchman_tests::attack_support::wait_until;
+use patchman_tests::installed::wait_until;
 use patchman_tests::installed::{
     apt_setup, dnf_setup, exe_inode, inode_inside, installed, start_daemon, work_dir, Family,
     HelperSupervisor, Installed, AGENT, HELPER, PACKAGE, STOP_WITHIN, USER,

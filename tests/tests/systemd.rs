@@ -39,7 +39,7 @@ use anyhow::Result;
 use patchman_tests::container::{Container, SHARED};
 use patchman_tests::sandbox::apt_repo::{build_repo, native_arch, GpgHome, RepoLayout, RepoSpec};
 use patchman_tests::sandbox::HttpServer;
-use patchman_tests::{assert_host_unchanged, cmd, host_package_state, packages};
+use patchman_tests::{cmd, packages};
 
 const SUITE: &str = "trixie";
 const PACKAGE: &str = "patchman-client";
@@ -164,33 +164,26 @@ fn helper_inactive(c: &Container) -> Result<bool> {
 /// that the host's package state is what it was before the test.
 struct Run {
     c: Container,
-    host_before: String,
-    t_start: Instant,
+    run: patchman_tests::sdtests::Run,
 }
 
 impl Run {
     /// Notes the host's package state, builds X and X+1 (once per
     /// process) and boots the container.
     fn start() -> Run {
-        let t_start = Instant::now();
-        let host_before = host_package_state();
+        let run = patchman_tests::sdtests::Run::start();
         debs();
         let t0 = Instant::now();
         let c = Container::boot(SUITE).unwrap();
         eprintln!("booted {SUITE} in {:.1} s", t0.elapsed().as_secs_f64());
-        Run {
-            c,
-            host_before,
-            t_start,
-        }
+        Run { c, run }
     }
 
-    /// Powers the container off and checks the host's package state;
-    /// the seconds since [`Run::start`].
-    fn finish(self) -> f64 {
+    /// Powers the container off, prints `summary` with the time in all,
+    /// and checks the host's package state.
+    fn finish(self, summary: std::fmt::Arguments) {
         self.c.poweroff().unwrap();
-        assert_host_unchanged(&self.host_before);
-        self.t_start.elapsed().as_secs_f64()
+        self.run.finish(summary);
     }
 
     /// [`Container::wait_for`], and on a time-out a panic that shows
@@ -454,11 +447,10 @@ fn lifecycle() {
         );
     }
 
-    let took = c.finish();
-    eprintln!(
-        "lifecycle: helper idle exit {:.1} s after the last connection; {took:.1} s in all",
-        idle_after.as_secs_f64(),
-    );
+    c.finish(format_args!(
+        "lifecycle: helper idle exit {:.1} s after the last connection",
+        idle_after.as_secs_f64()
+    ));
 }
 
 /// Installs X with no check scheduled for an hour.
@@ -553,11 +545,10 @@ fn person_upgrade_replaces_helper() {
 
     c.run(&["systemctl", "stop", "status-loop.service"])
         .unwrap();
-    let took = c.finish();
-    eprintln!(
-        "person_upgrade_replaces_helper: new helper {:.1} s after dpkg -i began; {took:.1} s in all",
-        replaced_after.as_secs_f64(),
-    );
+    c.finish(format_args!(
+        "person_upgrade_replaces_helper: new helper {:.1} s after dpkg -i began",
+        replaced_after.as_secs_f64()
+    ));
 }
 
 /// X+1 repacked with one more setting in its socket unit.
@@ -592,35 +583,7 @@ fn x1_with_gated_preinst(work: &Path) -> PathBuf {
 
 /// X+1 unpacked, changed by `edit`, and built again (md5sums renewed).
 fn x1_variant(work: &Path, edit: impl FnOnce(&Path)) -> PathBuf {
-    let tree = work.join("tree");
-    cmd::output(
-        std::process::Command::new("dpkg-deb")
-            .arg("-R")
-            .arg(deb(X1))
-            .arg(&tree),
-    )
-    .unwrap();
-    edit(&tree);
-    cmd::output(
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(
-                "cd \"$1\" && find . -path ./DEBIAN -prune -o -type f ! -path './etc/*' -print \
-                 | sed 's|^\\./||' | LC_ALL=C sort | xargs md5sum >DEBIAN/md5sums",
-            )
-            .arg("sh")
-            .arg(&tree),
-    )
-    .unwrap();
-    let out = work.join("patchman-client_1.7.1-1_amd64.deb");
-    cmd::output(
-        std::process::Command::new("dpkg-deb")
-            .args(["--root-owner-group", "-Zgzip", "--build"])
-            .arg(&tree)
-            .arg(&out),
-    )
-    .unwrap();
-    out
+    patchman_tests::installed::repack_deb(deb(X1), work, edit)
 }
 
 #[test]
@@ -660,7 +623,7 @@ fn changed_socket_settings_restart_the_socket() {
 
     c.run(&["systemctl", "stop", "status-loop.service"])
         .unwrap();
-    c.finish();
+    c.finish(format_args!("changed_socket_settings_restart_the_socket"));
 }
 
 #[test]
@@ -698,7 +661,7 @@ fn reinstall_after_remove_runs_both_units() {
     let status = c.exec_as(USER, &["patchman-agent", "status"]).unwrap();
     assert!(status.status.success(), "{}", cmd::output_text(&status));
 
-    c.finish();
+    c.finish(format_args!("reinstall_after_remove_runs_both_units"));
 }
 
 #[test]
@@ -735,31 +698,23 @@ fn login_user_patchman_refused() {
     assert!(!c.host_path("/usr/sbin/patchman-helper").exists());
     assert_eq!(c.run(&["getent", "passwd", USER]).unwrap(), passwd_before);
     assert_eq!(unit_files(&c), "");
-    c.finish();
+    c.finish(format_args!("login_user_patchman_refused"));
 }
 
-#[test]
-fn self_update_under_systemd() {
-    self_update(Variant::Plain);
-}
-
-/// The same, where X+1 changes the socket unit: the helper's own postinst
-/// then queues a restart of the socket and (PartOf=) of the helper running
-/// that very dpkg.
-#[test]
-fn self_update_with_changed_socket_under_systemd() {
-    self_update(Variant::ChangedSocket);
-}
-
-/// The same, where a person restarts the agent while the helper's dpkg
-/// installs X+1 (the agent waits for the answer before it stops). The
-/// postinst must not wait for any job then: a start job of the socket is
-/// ordered after the agent's stop (a stop always goes first), which waits
-/// for the agent, which waits for the helper, which waits for dpkg: 90 s
-/// until systemd kills the agent and its record of the update is lost.
-#[test]
-fn agent_restarted_during_the_install_under_systemd() {
-    self_update(Variant::RestartDuringInstall);
+patchman_tests::test_cases! { self_update:
+    self_update_under_systemd => (Variant::Plain),
+    /// The same, where X+1 changes the socket unit: the helper's own
+    /// postinst then queues a restart of the socket and (PartOf=) of the
+    /// helper running that very dpkg.
+    self_update_with_changed_socket_under_systemd => (Variant::ChangedSocket),
+    /// The same, where a person restarts the agent while the helper's dpkg
+    /// installs X+1 (the agent waits for the answer before it stops). The
+    /// postinst must not wait for any job then: a start job of the socket
+    /// is ordered after the agent's stop (a stop always goes first), which
+    /// waits for the agent, which waits for the helper, which waits for
+    /// dpkg: 90 s until systemd kills the agent and its record of the
+    /// update is lost.
+    agent_restarted_during_the_install_under_systemd => (Variant::RestartDuringInstall),
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -971,12 +926,11 @@ fn self_update(variant: Variant) {
         assert_eq!(failed.trim(), "", "failed units");
     }
 
-    let took = c.finish();
+    c.finish(format_args!(
+        "self_update ({variant:?}): updated {:.1} s after the agent started",
+        updated_after.as_secs_f64()
+    ));
     drop(http);
-    eprintln!(
-        "self_update ({variant:?}): updated {:.1} s after the agent started; {took:.1} s in all",
-        updated_after.as_secs_f64(),
-    );
 }
 
 /// The flood client: `python3 flood.py MODE COUNT SECONDS` connects to the
@@ -1246,6 +1200,5 @@ fn journal_flood_summarised() {
         "journald suppressed: {suppressed:#?}"
     );
 
-    let took = c.finish();
-    eprintln!("journal_flood_summarised: {took:.1} s in all");
+    c.finish(format_args!("journal_flood_summarised"));
 }

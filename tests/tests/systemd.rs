@@ -117,6 +117,27 @@ fn is_active(c: &Container, unit: &str) -> bool {
     c.active_state(unit).unwrap() == "active"
 }
 
+/// Asserts that `unit` is active; the message says `what` and shows the
+/// unit's journal.
+fn assert_active(c: &Container, unit: &str, what: &str) {
+    assert!(
+        is_active(c, unit),
+        "{unit} not active ({what}):\n{}",
+        journal_of(c, unit)
+    );
+}
+
+/// Asserts that `systemctl is-enabled` says `enabled` for `unit`.
+fn assert_enabled(c: &Container, unit: &str) {
+    let enabled = c.exec(&["systemctl", "is-enabled", unit]).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&enabled.stdout).trim(),
+        "enabled",
+        "{unit}: {}",
+        cmd::output_text(&enabled)
+    );
+}
+
 /// The journal of `unit` as text, for messages.
 fn journal_of(c: &Container, unit: &str) -> String {
     c.journal("short-precise", &["-u", unit])
@@ -295,18 +316,8 @@ fn lifecycle() {
     eprintln!("dpkg -i {X}:\n{out}");
     assert_eq!(installed_version(&c).as_deref(), Some(X));
     for unit in [SOCKET_UNIT, AGENT_UNIT] {
-        let enabled = c.exec(&["systemctl", "is-enabled", unit]).unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&enabled.stdout).trim(),
-            "enabled",
-            "{unit}: {}",
-            cmd::output_text(&enabled)
-        );
-        assert!(
-            is_active(&c, unit),
-            "{unit} not active:\n{}",
-            journal_of(&c, unit)
-        );
+        assert_enabled(&c, unit);
+        assert_active(&c, unit, "after the install");
     }
     assert_eq!(
         c.unit_property("patchman.service", "Id").unwrap(),
@@ -330,11 +341,7 @@ fn lifecycle() {
         "status: {}",
         cmd::output_text(&status)
     );
-    assert!(
-        is_active(&c, HELPER_UNIT),
-        "the connection did not start the helper:\n{}",
-        journal_of(&c, HELPER_UNIT)
-    );
+    assert_active(&c, HELPER_UNIT, "the connection did not start the helper");
     let helper_pid = helper_running(&c)
         .unwrap()
         .expect("the helper runs its file");
@@ -418,7 +425,11 @@ fn lifecycle() {
         "{}",
         journal_of(&c, HELPER_UNIT)
     );
-    assert!(is_active(&c, SOCKET_UNIT));
+    assert_active(
+        &c,
+        SOCKET_UNIT,
+        "the helper exited when idle, the socket listens on",
+    );
 
     // Remove and purge: nothing left.
     c.run(&["apt-get", "remove", "-y", PACKAGE]).unwrap();
@@ -631,7 +642,7 @@ fn reinstall_after_remove_runs_both_units() {
     let c = Run::start();
     dpkg_install(&c, X);
     for unit in [SOCKET_UNIT, AGENT_UNIT] {
-        assert!(is_active(&c, unit), "{unit} not active after the install");
+        assert_active(&c, unit, "after the install");
     }
 
     // Remove, then install again from the config-files state (dpkg passes
@@ -651,12 +662,7 @@ fn reinstall_after_remove_runs_both_units() {
             Ok(c.active_state(unit)? == "active")
         })
         .unwrap_or_else(|e| panic!("{e}:\n{}", journal_of(&c, unit)));
-        let enabled = c.exec(&["systemctl", "is-enabled", unit]).unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&enabled.stdout).trim(),
-            "enabled",
-            "{unit}"
-        );
+        assert_enabled(&c, unit);
     }
     let status = c.exec_as(USER, &["patchman-agent", "status"]).unwrap();
     assert!(status.status.success(), "{}", cmd::output_text(&status));
@@ -847,7 +853,7 @@ fn self_update(variant: Variant) {
         "not re-executed in place"
     );
     assert_eq!(exe_of(&c, agent), "/usr/bin/patchman-agent");
-    assert!(is_active(&c, AGENT_UNIT));
+    assert_active(&c, AGENT_UNIT, "after the self-update");
 
     // dpkg finished (the restart its postinst queued killed nothing) and
     // the helper that answers now is the new file.
@@ -914,7 +920,7 @@ fn self_update(variant: Variant) {
 
     if changed_socket {
         assert_eq!(c.unit_property(SOCKET_UNIT, "Backlog").unwrap(), "77");
-        assert!(is_active(&c, SOCKET_UNIT));
+        assert_active(&c, SOCKET_UNIT, "after the changed socket's restart");
         assert_ne!(
             c.unit_property(SOCKET_UNIT, "ActiveEnterTimestampMonotonic")
                 .unwrap(),
@@ -955,6 +961,11 @@ def recv_exact(s, n):
 def recv_frame(s):
     (n,) = struct.unpack("<I", recv_exact(s, 4))
     return recv_exact(s, n)
+def ask(s, frame, counter):
+    if frame:
+        s.sendall(frame)
+    recv_frame(s)
+    sent[counter] += 1
 sent = {"connections": 0, "hello": 0, "status": 0, "bad_frames": 0,
         "denied": 0, "errors": 0}
 start = time.time()
@@ -968,20 +979,13 @@ for i in range(count):
         s.connect("/run/patchman/helper.sock")
         sent["connections"] += 1
         if mode == "denied":
-            recv_frame(s)
-            sent["denied"] += 1
+            ask(s, None, "denied")
         elif i % 10 == 0:
-            s.sendall(TOO_LARGE)
-            recv_frame(s)
-            sent["bad_frames"] += 1
+            ask(s, TOO_LARGE, "bad_frames")
         else:
-            s.sendall(HELLO)
-            recv_frame(s)
-            sent["hello"] += 1
+            ask(s, HELLO, "hello")
             if i % 500 == 1:
-                s.sendall(STATUS)
-                recv_frame(s)
-                sent["status"] += 1
+                ask(s, STATUS, "status")
     except (OSError, EOFError):
         sent["errors"] += 1
     finally:

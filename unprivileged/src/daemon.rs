@@ -62,7 +62,7 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// The helper's three requests the daemon uses; a fake in the tests.
+/// The helper's four requests the daemon uses; a fake in the tests.
 pub trait HelperApi {
     fn status(&mut self) -> Result<StatusReport, CallError>;
     fn check(&mut self) -> Result<CheckReport, CallError>;
@@ -99,31 +99,26 @@ fn unexpected(r: Reply) -> CallError {
     CallError::Client(ClientError::Unexpected(format!("{r:?}")))
 }
 
-impl HelperApi for SocketHelper {
-    fn status(&mut self) -> Result<StatusReport, CallError> {
-        match self.call(Request::Status)? {
-            Reply::Status(s) => Ok(s),
-            other => Err(unexpected(other)),
+/// `SocketHelper`'s methods, one a row: the method, the request it sends
+/// and the one reply that answers it (any other is `unexpected`).
+macro_rules! socket_calls {
+    ($($method:ident: $request:ident => $reply:ident($answer:ty);)*) => {
+        impl HelperApi for SocketHelper {
+            $(fn $method(&mut self) -> Result<$answer, CallError> {
+                match self.call(Request::$request)? {
+                    Reply::$reply(v) => Ok(v),
+                    other => Err(unexpected(other)),
+                }
+            })*
         }
-    }
-    fn check(&mut self) -> Result<CheckReport, CallError> {
-        match self.call(Request::Check)? {
-            Reply::Check(c) => Ok(c),
-            other => Err(unexpected(other)),
-        }
-    }
-    fn update(&mut self) -> Result<UpdateReport, CallError> {
-        match self.call(Request::Update)? {
-            Reply::Updated(u) => Ok(u),
-            other => Err(unexpected(other)),
-        }
-    }
-    fn confirm(&mut self) -> Result<ConfirmOutcome, CallError> {
-        match self.call(Request::Confirm)? {
-            Reply::Confirmed(c) => Ok(c),
-            other => Err(unexpected(other)),
-        }
-    }
+    };
+}
+
+socket_calls! {
+    status: Status => Status(StatusReport);
+    check: Check => Check(CheckReport);
+    update: Update => Updated(UpdateReport);
+    confirm: Confirm => Confirmed(ConfirmOutcome);
 }
 
 /// What one check came to.

@@ -533,10 +533,10 @@ impl AgentView {
                 "jitter_seconds": c.jitter.as_secs(),
             })),
             "last_check": time_or_null(st.last_check),
-            "last_result": st.last_result,
-            "last_result_detail": st.last_result_detail,
-            "last_error": st.last_error,
-            "last_error_at": time_or_null(st.last_error_at),
+            "last_result": st.last_result.as_ref().map(|r| &r.code),
+            "last_result_detail": st.last_result.as_ref().map(|r| &r.words),
+            "last_error": st.last_error.as_ref().map(|e| &e.message),
+            "last_error_at": time_or_null(st.last_error.as_ref().map(|e| e.at)),
             "next_check": if self.daemon_running { time_or_null(st.next_check) } else { serde_json::Value::Null },
             "consecutive_failures": st.consecutive_failures,
             "rollout": rollout,
@@ -567,15 +567,21 @@ impl AgentView {
             );
         }
         let when = |t: Option<u64>| t.map_or_else(|| "never".to_string(), rfc3339);
-        match (&st.last_result, &st.last_result_detail) {
-            (Some(r), Some(d)) => outln!(
-                "last check:               {} — {r}: {d}",
-                when(st.last_check)
+        match &st.last_result {
+            Some(r) => outln!(
+                "last check:               {} — {}: {}",
+                when(st.last_check),
+                r.code,
+                r.words
             ),
-            _ => outln!("last check:               {}", when(st.last_check)),
+            None => outln!("last check:               {}", when(st.last_check)),
         }
         if let Some(e) = &st.last_error {
-            outln!("last error:               {} — {e}", when(st.last_error_at));
+            outln!(
+                "last error:               {} — {}",
+                when(Some(e.at)),
+                e.message
+            );
         }
         if self.daemon_running {
             outln!("next check:               {}", when(st.next_check));

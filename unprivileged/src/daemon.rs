@@ -29,7 +29,7 @@ use crate::config::{self, Config};
 use crate::policy::{self, Gate, GroupSetting};
 use crate::restart::Relaunch;
 use crate::schedule::{self, Random};
-use crate::state::{self, PendingRestart, State};
+use crate::state::{self, Coded, LastError, PendingRestart, State};
 use crate::time::{now_unix, rfc3339};
 
 /// How many times the post-restart confirmation is tried (about 3.5 min
@@ -62,7 +62,7 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// The helper's three requests the daemon uses; a fake in the tests.
+/// The helper's four requests the daemon uses; a fake in the tests.
 pub trait HelperApi {
     fn status(&mut self) -> Result<StatusReport, CallError>;
     fn check(&mut self) -> Result<CheckReport, CallError>;
@@ -99,31 +99,26 @@ fn unexpected(r: Reply) -> CallError {
     CallError::Client(ClientError::Unexpected(format!("{r:?}")))
 }
 
-impl HelperApi for SocketHelper {
-    fn status(&mut self) -> Result<StatusReport, CallError> {
-        match self.call(Request::Status)? {
-            Reply::Status(s) => Ok(s),
-            other => Err(unexpected(other)),
+/// `SocketHelper`'s methods, one a row: the method, the request it sends
+/// and the one reply that answers it (any other is `unexpected`).
+macro_rules! socket_calls {
+    ($($method:ident: $request:ident => $reply:ident($answer:ty);)*) => {
+        impl HelperApi for SocketHelper {
+            $(fn $method(&mut self) -> Result<$answer, CallError> {
+                match self.call(Request::$request)? {
+                    Reply::$reply(v) => Ok(v),
+                    other => Err(unexpected(other)),
+                }
+            })*
         }
-    }
-    fn check(&mut self) -> Result<CheckReport, CallError> {
-        match self.call(Request::Check)? {
-            Reply::Check(c) => Ok(c),
-            other => Err(unexpected(other)),
-        }
-    }
-    fn update(&mut self) -> Result<UpdateReport, CallError> {
-        match self.call(Request::Update)? {
-            Reply::Updated(u) => Ok(u),
-            other => Err(unexpected(other)),
-        }
-    }
-    fn confirm(&mut self) -> Result<ConfirmOutcome, CallError> {
-        match self.call(Request::Confirm)? {
-            Reply::Confirmed(c) => Ok(c),
-            other => Err(unexpected(other)),
-        }
-    }
+    };
+}
+
+socket_calls! {
+    status: Status => Status(StatusReport);
+    check: Check => Check(CheckReport);
+    update: Update => Updated(UpdateReport);
+    confirm: Confirm => Confirmed(ConfirmOutcome);
 }
 
 /// What one check came to.
@@ -224,8 +219,10 @@ pub fn check_once(
             Err(e) => return classify(e),
         }
     }
-    state.automatic_code = Some(gate.code().into());
-    state.automatic_reason = Some(gate.to_string());
+    state.automatic = Some(Coded {
+        code: gate.code().into(),
+        words: gate.to_string(),
+    });
     if !gate.allows() {
         return Outcome::Gated(gate);
     }
@@ -300,15 +297,19 @@ pub fn record(
     rng: &mut dyn Random,
 ) -> u64 {
     state.last_check = Some(now);
-    state.last_result = Some(outcome.code().into());
-    state.last_result_detail = Some(outcome.detail());
+    state.last_result = Some(Coded {
+        code: outcome.code().into(),
+        words: outcome.detail(),
+    });
     let (i, j) = (config.interval, config.jitter);
     let next = match outcome {
         Outcome::Failed(e) => {
             state.consecutive_failures = state.consecutive_failures.saturating_add(1);
             state.consecutive_busy = 0;
-            state.last_error = Some(e.clone());
-            state.last_error_at = Some(now);
+            state.last_error = Some(LastError {
+                message: e.clone(),
+                at: now,
+            });
             schedule::after_failure(now, state.consecutive_failures, i, rng)
         }
         Outcome::Busy(_) => {
@@ -628,7 +629,7 @@ fn probation_step(helper: &mut dyn HelperApi, s: &StatusReport, st: &mut State, 
     let rolled_back = note_rollback(s, st, now);
     if rolled_back {
         tracing::warn!(
-            detail = st.last_result_detail.as_deref().unwrap_or(""),
+            detail = st.last_result.as_ref().map_or("", |r| r.words.as_str()),
             "the helper rolled back an update"
         );
     }
@@ -679,13 +680,15 @@ pub fn note_rollback(s: &StatusReport, st: &mut State, now: u64) -> bool {
             .join(", ")
     };
     st.last_check = Some(now.max(last.at));
-    st.last_result = Some("rolled_back".into());
-    st.last_result_detail = Some(format!(
-        "rolled back from {} to {}: {}",
-        versions(&last.from),
-        versions(&last.to),
-        last.why
-    ));
+    st.last_result = Some(Coded {
+        code: "rolled_back".into(),
+        words: format!(
+            "rolled back from {} to {}: {}",
+            versions(&last.from),
+            versions(&last.to),
+            last.why
+        ),
+    });
     true
 }
 
@@ -738,6 +741,18 @@ mod tests {
 
     fn evr(s: &str) -> Evr {
         Evr::parse(s).unwrap()
+    }
+
+    fn result_code(st: &State) -> Option<&str> {
+        st.last_result.as_ref().map(|r| r.code.as_str())
+    }
+
+    fn automatic_code(st: &State) -> Option<&str> {
+        st.automatic.as_ref().map(|a| a.code.as_str())
+    }
+
+    fn last_error(st: &State) -> Option<(&str, u64)> {
+        st.last_error.as_ref().map(|e| (e.message.as_str(), e.at))
     }
 
     /// A helper that answers from fixed values and records what was asked.
@@ -833,7 +848,7 @@ mod tests {
             matches!(&o, Outcome::Updated { own_package: true, changes } if changes[0].to == evr("1.7.1-1"))
         );
         assert_eq!(o.detail(), "patchman-client: 1.7.0-1 → 1.7.1-1");
-        assert_eq!(st.automatic_code.as_deref(), Some("enabled"));
+        assert_eq!(automatic_code(&st), Some("enabled"));
     }
 
     #[test]
@@ -880,7 +895,7 @@ mod tests {
                 other => panic!("{code}: {other:?}"),
             }
             assert_eq!(h.calls, calls, "{code}");
-            assert_eq!(st.automatic_code.as_deref(), Some(code));
+            assert_eq!(automatic_code(&st), Some(code), "{code}");
         }
         // rpm families: rpm's ordering.
         let mut h = Fake::new("1.6.9-1", Some("1.7.2-1"));
@@ -957,8 +972,8 @@ mod tests {
         assert_eq!(record(&mut st, &fail, 0, &c, &mut rng), 90);
         assert_eq!(record(&mut st, &fail, 0, &c, &mut rng), 180);
         assert_eq!(st.consecutive_failures, 3);
-        assert_eq!(st.last_error.as_deref(), Some("cannot reach the helper"));
-        assert_eq!(st.last_result.as_deref(), Some("failed"));
+        assert_eq!(last_error(&st), Some(("cannot reach the helper", 0)));
+        assert_eq!(result_code(&st), Some("failed"));
         let busy = Outcome::Busy("lock held".into());
         assert_eq!(record(&mut st, &busy, 0, &c, &mut rng), 45);
         assert_eq!(record(&mut st, &busy, 0, &c, &mut rng), 90);
@@ -972,7 +987,7 @@ mod tests {
         assert_eq!(next, 1000 + 6 * 3600 + 30);
         assert_eq!((st.consecutive_failures, st.consecutive_busy), (0, 0));
         // The last error stays visible after a success, with its time.
-        assert_eq!(st.last_error_at, Some(0));
+        assert_eq!(last_error(&st), Some(("cannot reach the helper", 0)));
         assert_eq!(st.next_check, Some(next));
     }
 
@@ -1105,22 +1120,18 @@ mod tests {
             saw_rollback: false,
         };
         confirm_restart(&mut h, &mut st, &mut c, 60);
-        assert_eq!(st.last_result.as_deref(), Some("rolled_back"));
+        assert_eq!(result_code(&st), Some("rolled_back"));
+        let words = &st.last_result.as_ref().unwrap().words;
         assert!(
-            st.last_result_detail
-                .as_deref()
-                .unwrap()
-                .contains("from patchman-client 1.7.1-1 to patchman-client 1.7.0-1"),
-            "{:?}",
-            st.last_result_detail
+            words.contains("from patchman-client 1.7.1-1 to patchman-client 1.7.0-1"),
+            "{words:?}"
         );
-        st.last_result = Some("up_to_date".into());
+        st.last_result = Some(Coded {
+            code: "up_to_date".into(),
+            words: String::new(),
+        });
         confirm_restart(&mut h, &mut st, &mut c, 70);
-        assert_eq!(
-            st.last_result.as_deref(),
-            Some("up_to_date"),
-            "recorded once"
-        );
+        assert_eq!(result_code(&st), Some("up_to_date"), "recorded once");
     }
 
     #[test]

@@ -9,6 +9,14 @@
 //! state; an unreadable or corrupt one is reported (the caller logs it),
 //! kept aside as `state.json.corrupt` and replaced by a fresh state on the
 //! next write. A field of the wrong type is dropped, not fatal.
+//!
+//! Some values come in pairs that the daemon always sets together (a result
+//! code and its words; an error and its time; the gate's code and reason):
+//! each pair is one `Option` of a small struct, so half of one cannot be
+//! held. The file keeps its flat keys (`last_result`, `last_result_detail`,
+//! …); a file with only one half of a pair (no version of the daemon wrote
+//! one) drops the whole pair, as a `restart` with a missing field is
+//! dropped.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,17 +42,31 @@ pub struct PendingRestart {
     pub confirmed: bool,
 }
 
+/// A stable code and the same in words: a check's result (`updated`:
+/// `patchman-client: 1.7.0-1 → 1.7.1-1`) or the gate's verdict (`enabled`:
+/// `automatic updates are on`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coded {
+    pub code: String,
+    pub words: String,
+}
+
+/// The last error in words and when it happened (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastError {
+    pub message: String,
+    pub at: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     /// Unix seconds of the last completed check.
     pub last_check: Option<u64>,
-    /// Code of the last result (`up_to_date`, `updated`, …).
-    pub last_result: Option<String>,
-    /// The last result in words.
-    pub last_result_detail: Option<String>,
-    /// The last error in words (kept after later successes, with its time).
-    pub last_error: Option<String>,
-    pub last_error_at: Option<u64>,
+    /// The last result (`up_to_date`, `updated`, …) and its detail; file
+    /// keys `last_result` and `last_result_detail`.
+    pub last_result: Option<Coded>,
+    /// Kept after later successes; file keys `last_error`, `last_error_at`.
+    pub last_error: Option<LastError>,
     /// Unix seconds of the next check the daemon scheduled.
     pub next_check: Option<u64>,
     pub consecutive_failures: u32,
@@ -52,9 +74,9 @@ pub struct State {
     /// Candidate version → Unix seconds it was first seen.
     pub first_seen: BTreeMap<String, u64>,
     pub restart: Option<PendingRestart>,
-    /// The daemon's gate verdict at its last check: code and reason.
-    pub automatic_code: Option<String>,
-    pub automatic_reason: Option<String>,
+    /// The daemon's gate verdict at its last check: code and reason; file
+    /// keys `automatic_code` and `automatic_reason`.
+    pub automatic: Option<Coded>,
     /// The pid of the daemon that wrote this.
     pub daemon_pid: Option<u32>,
 }
@@ -111,6 +133,12 @@ fn str_field(m: &Map<String, Value>, k: &str) -> Option<String> {
         .map(|s| s.chars().take(4096).collect())
 }
 
+/// A code under `code_key` and its words under `words_key`: both or none.
+fn coded_field(m: &Map<String, Value>, code_key: &str, words_key: &str) -> Option<Coded> {
+    let (code, words) = str_field(m, code_key).zip(str_field(m, words_key))?;
+    Some(Coded { code, words })
+}
+
 impl State {
     /// Parses the file's text. Invalid JSON or not an object: an error;
     /// a field of the wrong type: dropped.
@@ -137,28 +165,30 @@ impl State {
         let count = |k: &str| u64_field(m, k).map_or(0, |n| n.min(u64::from(u32::MAX)) as u32);
         Ok(State {
             last_check: u64_field(m, "last_check"),
-            last_result: str_field(m, "last_result"),
-            last_result_detail: str_field(m, "last_result_detail"),
-            last_error: str_field(m, "last_error"),
-            last_error_at: u64_field(m, "last_error_at"),
+            last_result: coded_field(m, "last_result", "last_result_detail"),
+            last_error: str_field(m, "last_error")
+                .zip(u64_field(m, "last_error_at"))
+                .map(|(message, at)| LastError { message, at }),
             next_check: u64_field(m, "next_check"),
             consecutive_failures: count("consecutive_failures"),
             consecutive_busy: count("consecutive_busy"),
             first_seen,
             restart,
-            automatic_code: str_field(m, "automatic_code"),
-            automatic_reason: str_field(m, "automatic_reason"),
+            automatic: coded_field(m, "automatic_code", "automatic_reason"),
             daemon_pid: u64_field(m, "daemon_pid").and_then(|p| u32::try_from(p).ok()),
         })
     }
 
     pub fn to_json(&self) -> Value {
+        let result = self.last_result.as_ref();
+        let error = self.last_error.as_ref();
+        let automatic = self.automatic.as_ref();
         json!({
             "last_check": self.last_check,
-            "last_result": self.last_result,
-            "last_result_detail": self.last_result_detail,
-            "last_error": self.last_error,
-            "last_error_at": self.last_error_at,
+            "last_result": result.map(|r| &r.code),
+            "last_result_detail": result.map(|r| &r.words),
+            "last_error": error.map(|e| &e.message),
+            "last_error_at": error.map(|e| e.at),
             "next_check": self.next_check,
             "consecutive_failures": self.consecutive_failures,
             "consecutive_busy": self.consecutive_busy,
@@ -168,8 +198,8 @@ impl State {
                 "at": r.at,
                 "confirmed": r.confirmed,
             })),
-            "automatic_code": self.automatic_code,
-            "automatic_reason": self.automatic_reason,
+            "automatic_code": automatic.map(|a| &a.code),
+            "automatic_reason": automatic.map(|a| &a.words),
             "daemon_pid": self.daemon_pid,
         })
     }
@@ -279,10 +309,14 @@ mod tests {
     fn sample() -> State {
         State {
             last_check: Some(1_700_000_000),
-            last_result: Some("updated".into()),
-            last_result_detail: Some("patchman-client: 1.7.0-1 → 1.7.1-1".into()),
-            last_error: Some("boom".into()),
-            last_error_at: Some(1_699_999_000),
+            last_result: Some(Coded {
+                code: "updated".into(),
+                words: "patchman-client: 1.7.0-1 → 1.7.1-1".into(),
+            }),
+            last_error: Some(LastError {
+                message: "boom".into(),
+                at: 1_699_999_000,
+            }),
             next_check: Some(1_700_021_600),
             consecutive_failures: 2,
             consecutive_busy: 1,
@@ -292,8 +326,10 @@ mod tests {
                 at: 1_700_000_001,
                 confirmed: false,
             }),
-            automatic_code: Some("enabled".into()),
-            automatic_reason: Some("on".into()),
+            automatic: Some(Coded {
+                code: "enabled".into(),
+                words: "on".into(),
+            }),
             daemon_pid: Some(42),
         }
     }
@@ -340,6 +376,67 @@ mod tests {
             assert!(dir.path().join("state.json.corrupt").exists());
             save(dir.path(), &sample()).unwrap();
             assert_eq!(load(dir.path()).0, sample());
+        }
+    }
+
+    /// The file's keys: part of the interface, flat, whatever the struct.
+    fn sample_json() -> Value {
+        json!({
+            "last_check": 1_700_000_000u64,
+            "last_result": "updated",
+            "last_result_detail": "patchman-client: 1.7.0-1 → 1.7.1-1",
+            "last_error": "boom",
+            "last_error_at": 1_699_999_000u64,
+            "next_check": 1_700_021_600u64,
+            "consecutive_failures": 2,
+            "consecutive_busy": 1,
+            "first_seen": {"1.7.1-1": 1_699_990_000u64},
+            "restart": {"version": "1.7.1-1", "at": 1_700_000_001u64, "confirmed": false},
+            "automatic_code": "enabled",
+            "automatic_reason": "on",
+            "daemon_pid": 42,
+        })
+    }
+
+    #[test]
+    fn the_file_format_is_flat_keys() {
+        assert_eq!(sample().to_json(), sample_json());
+        assert_eq!(State::parse(&sample_json().to_string()), Ok(sample()));
+        let fresh = State::default().to_json();
+        for key in [
+            "last_result",
+            "last_result_detail",
+            "last_error",
+            "last_error_at",
+        ] {
+            assert_eq!(fresh[key], Value::Null, "{key}");
+        }
+        for key in ["automatic_code", "automatic_reason", "restart"] {
+            assert_eq!(fresh[key], Value::Null, "{key}");
+        }
+    }
+
+    #[test]
+    fn half_a_pair_drops_the_pair() {
+        // The key left out, then whether last_result, last_error and
+        // automatic are still there.
+        for (key, kept) in [
+            ("last_result", [false, true, true]),
+            ("last_result_detail", [false, true, true]),
+            ("last_error", [true, false, true]),
+            ("last_error_at", [true, false, true]),
+            ("automatic_code", [true, true, false]),
+            ("automatic_reason", [true, true, false]),
+        ] {
+            let mut v = sample_json();
+            v.as_object_mut().unwrap().remove(key);
+            let s = State::parse(&v.to_string()).unwrap();
+            let got = [
+                s.last_result.is_some(),
+                s.last_error.is_some(),
+                s.automatic.is_some(),
+            ];
+            assert_eq!(got, kept, "without {key:?}");
         }
     }
 

@@ -288,7 +288,7 @@ fn refresh_metadata(h: &Helper, progress: &mut Progress<'_>) -> Result<bool, Fai
             dnf::DnfOutcome::UnknownRepo(_) => Failure::RepositoryMissing {
                 repository: h.config().repository.to_string(),
             },
-            _ => dnf_failed(Step::RefreshMetadata, &out, d.excerpt),
+            _ => dnf_failed(Step::RefreshMetadata, &out, d.run.excerpt),
         });
     }
     attempt.succeeded();
@@ -350,8 +350,7 @@ fn manual_command(h: &Helper, installed: &[(Package, Evr)]) -> String {
 fn plan_allowed(
     h: &Helper,
     installed: &[(Package, Evr)],
-    resolved: &[dnf::Resolved],
-    transaction_size: Option<usize>,
+    plan: &dnf::DownloadRun,
 ) -> Result<(), Failure> {
     let allowed = |r: &dnf::Resolved| {
         let ours =
@@ -361,7 +360,8 @@ fn plan_allowed(
             dnf::Change::Upgrade | dnf::Change::Upgraded | dnf::Change::Install
         )
     };
-    let mut others: Vec<String> = resolved
+    let mut others: Vec<String> = plan
+        .resolved
         .iter()
         .filter(|r| !allowed(r))
         .map(|r| format!("{} {} {}", r.change.describe(), r.name, r.evr))
@@ -370,8 +370,8 @@ fn plan_allowed(
     // dnf's only: yum 3 counts an obsoleting upgrade as one install and
     // one upgrade on two lines (there the downloaded header's
     // `Obsoletes:` names the victim).
-    let transaction_size = transaction_size.filter(|_| h.family == Family::Dnf);
-    match dnf::unlisted(resolved, transaction_size) {
+    let transaction_size = plan.transaction_size.filter(|_| h.family == Family::Dnf);
+    match dnf::unlisted(&plan.resolved, transaction_size) {
         0 => {}
         n => others.push(format!("change {n} package(s) its plan does not list")),
     }
@@ -416,20 +416,20 @@ fn plan(
     let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
     match d.outcome {
         dnf::DnfOutcome::Aborted => {
-            plan_allowed(h, installed, &d.resolved, d.transaction_size)?;
+            plan_allowed(h, installed, &d.run)?;
             Ok(Planned::Changes)
         }
         dnf::DnfOutcome::NothingToDo => Ok(Planned::NothingNewer),
         dnf::DnfOutcome::DependencyProblem(problems) => Err(dependency_problem(
             nothing_provides(&problems),
-            d.excerpt,
+            d.run.excerpt,
             manual_command(h, installed),
         )),
         dnf::DnfOutcome::UnknownRepo(_) => Err(Failure::RepositoryMissing {
             repository: h.config().repository.to_string(),
         }),
         dnf::DnfOutcome::NoMatch(_) => Err(Failure::NotInstalled),
-        _ => Err(dnf_failed(Step::CheckDependencies, &out, d.excerpt)),
+        _ => Err(dnf_failed(Step::CheckDependencies, &out, d.run.excerpt)),
     }
 }
 
@@ -566,8 +566,9 @@ fn download(
             excerpt.to_string()
         },
     };
-    let resolved_of = |r: &[dnf::Resolved]| -> Vec<(String, Evr)> {
-        r.iter()
+    let resolved_of = |run: &dnf::DownloadRun| -> Vec<(String, Evr)> {
+        run.resolved
+            .iter()
             .filter(|r| matches!(r.change, dnf::Change::Upgrade | dnf::Change::Install))
             .map(|r| (r.name.clone(), r.evr.clone()))
             .collect()
@@ -578,9 +579,9 @@ fn download(
         let y = yum::classify_download(out.code(), &out.stdout, &out.stderr);
         match y.outcome {
             yum::YumOutcome::Downloaded => {
-                plan_allowed(h, installed, &y.resolved, y.transaction_size)?;
+                plan_allowed(h, installed, &y.run)?;
                 return Ok(Downloaded::Files {
-                    resolved: resolved_of(&y.resolved),
+                    resolved: resolved_of(&y.run),
                 });
             }
             yum::YumOutcome::NothingToDo => return Ok(Downloaded::NothingNewer),
@@ -597,7 +598,7 @@ fn download(
             yum::YumOutcome::DependencyProblem { problems, requires } => {
                 let mut detail = nothing_provides(&problems);
                 detail.extend(requires.iter().map(|r| format!("requires {r}")));
-                return Err(dependency_problem(detail, y.excerpt, manual));
+                return Err(dependency_problem(detail, y.run.excerpt, manual));
             }
             yum::YumOutcome::Failed => {}
         }
@@ -605,15 +606,15 @@ fn download(
     let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
     match d.outcome {
         dnf::DnfOutcome::Downloaded => {
-            plan_allowed(h, installed, &d.resolved, d.transaction_size)?;
+            plan_allowed(h, installed, &d.run)?;
             Ok(Downloaded::Files {
-                resolved: resolved_of(&d.resolved),
+                resolved: resolved_of(&d.run),
             })
         }
         dnf::DnfOutcome::NothingToDo => Ok(Downloaded::NothingNewer),
         dnf::DnfOutcome::DependencyProblem(problems) => Err(dependency_problem(
             nothing_provides(&problems),
-            d.excerpt,
+            d.run.excerpt,
             manual,
         )),
         dnf::DnfOutcome::UnknownRepo(_) => Err(Failure::RepositoryMissing { repository }),
@@ -624,7 +625,7 @@ fn download(
         dnf::DnfOutcome::MetadataUnavailable { .. }
         | dnf::DnfOutcome::DownloadFailed
         | dnf::DnfOutcome::Aborted
-        | dnf::DnfOutcome::Failed => Err(failed(&out, &d.excerpt)),
+        | dnf::DnfOutcome::Failed => Err(failed(&out, &d.run.excerpt)),
     }
 }
 

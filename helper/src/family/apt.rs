@@ -36,7 +36,7 @@ use crate::probation::{self, Versions};
 use crate::Helper;
 use patchman_shared::version::deb as deb_version;
 
-use super::{internal, unexpected, Exits, Progress};
+use super::{internal, unexpected, Downgrade, Exits, Progress};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
@@ -577,15 +577,6 @@ fn install_and_confirm(
         Downgrade::Refuse,
         progress,
     )
-}
-
-/// Whether `dpkg -i` may install an older version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Downgrade {
-    /// Every update: `--refuse-downgrade`.
-    Refuse,
-    /// Only the rollback to the helper's own record (issue 12).
-    RollBack,
 }
 
 /// One `dpkg -i` of `copies` under our frontend `lock`, then its output,

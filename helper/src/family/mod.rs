@@ -86,6 +86,18 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
     }
 }
 
+/// Whether the install step (`dpkg -i`, `rpm -U`) may put an older version
+/// in place: never in an update, only in the rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Downgrade {
+    /// Every update: dpkg's `--refuse-downgrade`; rpm refuses downgrades
+    /// itself.
+    Refuse,
+    /// Only the rollback to the helper's own record (issue 12): rpm's
+    /// `--oldpackage`.
+    RollBack,
+}
+
 /// The exit codes with which a step's command may end and still be read.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Exits {

@@ -48,7 +48,7 @@ use crate::parse::{check_update, dnf, rpmkeys, yum, MAX_EXCERPT};
 use crate::probation::{self, Versions};
 use crate::Helper;
 
-use super::{internal, run, unexpected, Exits, Progress};
+use super::{internal, run, unexpected, Downgrade, Exits, Progress};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
@@ -885,15 +885,6 @@ pub fn install_exact(h: &Helper, target: &Versions, files: &[PathBuf]) -> Result
     wait_for_rpm_lock(h)?;
     let wanted: Vec<(Package, Evr)> = target.iter().map(|(p, v)| (*p, v.clone())).collect();
     rpm_install(h, &wanted, files, Downgrade::RollBack, &mut |_| {})
-}
-
-/// Whether `rpm -U` may install an older version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Downgrade {
-    /// Every update: rpm refuses downgrades itself.
-    Refuse,
-    /// Only the rollback to the helper's own record: `--oldpackage`.
-    RollBack,
 }
 
 /// Waits (bounded) until no other program holds rpm's lock: `rpm -U`

@@ -36,7 +36,7 @@ use crate::probation::{self, Versions};
 use crate::Helper;
 use patchman_shared::version::deb as deb_version;
 
-use super::{internal, unexpected, Downgrade, Exits, Progress};
+use super::{command_failed, internal, unexpected, Downgrade, Exits, Progress};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
@@ -603,17 +603,7 @@ fn dpkg_install(
     match result.result {
         DpkgInstallResult::Success if !out.timed_out => {}
         DpkgInstallResult::LockHeld { pid } => return Err(lock_held(pid)),
-        _ => {
-            return Err(Failure::CommandFailed {
-                step: Step::Install,
-                exit_code: out.code(),
-                excerpt: if result.excerpt.is_empty() {
-                    out.excerpt(crate::parse::MAX_EXCERPT)
-                } else {
-                    result.excerpt
-                },
-            })
-        }
+        _ => return Err(command_failed(Step::Install, &out, result.excerpt)),
     }
     progress(Step::Confirm);
     let q = query_installed(h, Step::Confirm)?;

@@ -109,6 +109,20 @@ pub(crate) enum Exits {
     Any,
 }
 
+/// A command failed at `step`: the error lines its parser classified, else
+/// the end of its output.
+pub(crate) fn command_failed(step: Step, out: &crate::exec::Output, excerpt: String) -> Failure {
+    Failure::CommandFailed {
+        step,
+        exit_code: out.code(),
+        excerpt: if excerpt.is_empty() {
+            out.excerpt(crate::parse::MAX_EXCERPT)
+        } else {
+            excerpt
+        },
+    }
+}
+
 /// Runs `cmd` for `step`, the one way both families do: a timeout of a
 /// command that may be killed is `Timeout`; a failed command whose output
 /// names another program's lock (apt's, dpkg's, rpm's messages) is

@@ -48,7 +48,7 @@ use crate::parse::{check_update, dnf, rpmkeys, yum, MAX_EXCERPT};
 use crate::probation::{self, Versions};
 use crate::Helper;
 
-use super::{internal, run, unexpected, Downgrade, Exits, Progress};
+use super::{command_failed, internal, run, unexpected, Downgrade, Exits, Progress};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
@@ -106,20 +106,6 @@ fn restricted<'a>(
         Metadata::Refresh | Metadata::Cached => cmd,
     }
     .args(subcommand)
-}
-
-/// A dnf/yum command failed at `step`: its classified excerpt, else the
-/// end of its output.
-fn dnf_failed(step: Step, out: &Output, excerpt: String) -> Failure {
-    Failure::CommandFailed {
-        step,
-        exit_code: out.code(),
-        excerpt: if excerpt.is_empty() {
-            out.excerpt(MAX_EXCERPT)
-        } else {
-            excerpt
-        },
-    }
 }
 
 /// How a dnf/yum command treats the patchman repository's metadata.
@@ -288,7 +274,7 @@ fn refresh_metadata(h: &Helper, progress: &mut Progress<'_>) -> Result<bool, Fai
             dnf::DnfOutcome::UnknownRepo(_) => Failure::RepositoryMissing {
                 repository: h.config().repository.to_string(),
             },
-            _ => dnf_failed(Step::RefreshMetadata, &out, d.run.excerpt),
+            _ => command_failed(Step::RefreshMetadata, &out, d.run.excerpt),
         });
     }
     attempt.succeeded();
@@ -429,7 +415,7 @@ fn plan(
             repository: h.config().repository.to_string(),
         }),
         dnf::DnfOutcome::NoMatch(_) => Err(Failure::NotInstalled),
-        _ => Err(dnf_failed(Step::CheckDependencies, &out, d.run.excerpt)),
+        _ => Err(command_failed(Step::CheckDependencies, &out, d.run.excerpt)),
     }
 }
 
@@ -557,15 +543,6 @@ fn download(
     let out = run(h, Step::Download, &cmd, Exits::Any)?;
     let manual = manual_command(h, installed);
     let repository = h.config().repository.to_string();
-    let failed = |out: &Output, excerpt: &str| Failure::CommandFailed {
-        step: Step::Download,
-        exit_code: out.code(),
-        excerpt: if excerpt.is_empty() {
-            out.excerpt(MAX_EXCERPT)
-        } else {
-            excerpt.to_string()
-        },
-    };
     let resolved_of = |run: &dnf::DownloadRun| -> Vec<(String, Evr)> {
         run.resolved
             .iter()
@@ -625,7 +602,7 @@ fn download(
         dnf::DnfOutcome::MetadataUnavailable { .. }
         | dnf::DnfOutcome::DownloadFailed
         | dnf::DnfOutcome::Aborted
-        | dnf::DnfOutcome::Failed => Err(failed(&out, &d.run.excerpt)),
+        | dnf::DnfOutcome::Failed => Err(command_failed(Step::Download, &out, d.run.excerpt)),
     }
 }
 

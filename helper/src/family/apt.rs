@@ -36,7 +36,7 @@ use crate::probation::{self, Versions};
 use crate::Helper;
 use patchman_shared::version::deb as deb_version;
 
-use super::{internal, unexpected, Exits, Progress};
+use super::{command_failed, internal, unexpected, Downgrade, Exits, Progress};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
@@ -579,15 +579,6 @@ fn install_and_confirm(
     )
 }
 
-/// Whether `dpkg -i` may install an older version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Downgrade {
-    /// Every update: `--refuse-downgrade`.
-    Refuse,
-    /// Only the rollback to the helper's own record (issue 12).
-    RollBack,
-}
-
 /// One `dpkg -i` of `copies` under our frontend `lock`, then its output,
 /// `dpkg-query` (exactly `wanted`, installed) and `apt-get check`.
 fn dpkg_install(
@@ -612,17 +603,7 @@ fn dpkg_install(
     match result.result {
         DpkgInstallResult::Success if !out.timed_out => {}
         DpkgInstallResult::LockHeld { pid } => return Err(lock_held(pid)),
-        _ => {
-            return Err(Failure::CommandFailed {
-                step: Step::Install,
-                exit_code: out.code(),
-                excerpt: if result.excerpt.is_empty() {
-                    out.excerpt(crate::parse::MAX_EXCERPT)
-                } else {
-                    result.excerpt
-                },
-            })
-        }
+        _ => return Err(command_failed(Step::Install, &out, result.excerpt)),
     }
     progress(Step::Confirm);
     let q = query_installed(h, Step::Confirm)?;

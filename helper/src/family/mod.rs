@@ -86,6 +86,18 @@ pub fn update(h: &Helper, progress: &mut Progress<'_>) -> Result<UpdateReport, F
     }
 }
 
+/// Whether the install step (`dpkg -i`, `rpm -U`) may put an older version
+/// in place: never in an update, only in the rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Downgrade {
+    /// Every update: dpkg's `--refuse-downgrade`; rpm refuses downgrades
+    /// itself.
+    Refuse,
+    /// Only the rollback to the helper's own record (issue 12): rpm's
+    /// `--oldpackage`.
+    RollBack,
+}
+
 /// The exit codes with which a step's command may end and still be read.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Exits {
@@ -95,6 +107,20 @@ pub(crate) enum Exits {
     Among(&'static [i32]),
     /// Any: the step reads the outcome from the output.
     Any,
+}
+
+/// A command failed at `step`: the error lines its parser classified, else
+/// the end of its output.
+pub(crate) fn command_failed(step: Step, out: &crate::exec::Output, excerpt: String) -> Failure {
+    Failure::CommandFailed {
+        step,
+        exit_code: out.code(),
+        excerpt: if excerpt.is_empty() {
+            out.excerpt(crate::parse::MAX_EXCERPT)
+        } else {
+            excerpt
+        },
+    }
 }
 
 /// Runs `cmd` for `step`, the one way both families do: a timeout of a

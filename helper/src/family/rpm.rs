@@ -48,7 +48,7 @@ use crate::parse::{check_update, dnf, rpmkeys, yum, MAX_EXCERPT};
 use crate::probation::{self, Versions};
 use crate::Helper;
 
-use super::{internal, run, unexpected, Exits, Progress};
+use super::{command_failed, internal, run, unexpected, Downgrade, Exits, Progress};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
@@ -106,20 +106,6 @@ fn restricted<'a>(
         Metadata::Refresh | Metadata::Cached => cmd,
     }
     .args(subcommand)
-}
-
-/// A dnf/yum command failed at `step`: its classified excerpt, else the
-/// end of its output.
-fn dnf_failed(step: Step, out: &Output, excerpt: String) -> Failure {
-    Failure::CommandFailed {
-        step,
-        exit_code: out.code(),
-        excerpt: if excerpt.is_empty() {
-            out.excerpt(MAX_EXCERPT)
-        } else {
-            excerpt
-        },
-    }
 }
 
 /// How a dnf/yum command treats the patchman repository's metadata.
@@ -288,7 +274,7 @@ fn refresh_metadata(h: &Helper, progress: &mut Progress<'_>) -> Result<bool, Fai
             dnf::DnfOutcome::UnknownRepo(_) => Failure::RepositoryMissing {
                 repository: h.config().repository.to_string(),
             },
-            _ => dnf_failed(Step::RefreshMetadata, &out, d.excerpt),
+            _ => command_failed(Step::RefreshMetadata, &out, d.run.excerpt),
         });
     }
     attempt.succeeded();
@@ -350,8 +336,7 @@ fn manual_command(h: &Helper, installed: &[(Package, Evr)]) -> String {
 fn plan_allowed(
     h: &Helper,
     installed: &[(Package, Evr)],
-    resolved: &[dnf::Resolved],
-    transaction_size: Option<usize>,
+    plan: &dnf::DownloadRun,
 ) -> Result<(), Failure> {
     let allowed = |r: &dnf::Resolved| {
         let ours =
@@ -361,7 +346,8 @@ fn plan_allowed(
             dnf::Change::Upgrade | dnf::Change::Upgraded | dnf::Change::Install
         )
     };
-    let mut others: Vec<String> = resolved
+    let mut others: Vec<String> = plan
+        .resolved
         .iter()
         .filter(|r| !allowed(r))
         .map(|r| format!("{} {} {}", r.change.describe(), r.name, r.evr))
@@ -370,8 +356,8 @@ fn plan_allowed(
     // dnf's only: yum 3 counts an obsoleting upgrade as one install and
     // one upgrade on two lines (there the downloaded header's
     // `Obsoletes:` names the victim).
-    let transaction_size = transaction_size.filter(|_| h.family == Family::Dnf);
-    match dnf::unlisted(resolved, transaction_size) {
+    let transaction_size = plan.transaction_size.filter(|_| h.family == Family::Dnf);
+    match dnf::unlisted(&plan.resolved, transaction_size) {
         0 => {}
         n => others.push(format!("change {n} package(s) its plan does not list")),
     }
@@ -416,20 +402,20 @@ fn plan(
     let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
     match d.outcome {
         dnf::DnfOutcome::Aborted => {
-            plan_allowed(h, installed, &d.resolved, d.transaction_size)?;
+            plan_allowed(h, installed, &d.run)?;
             Ok(Planned::Changes)
         }
         dnf::DnfOutcome::NothingToDo => Ok(Planned::NothingNewer),
         dnf::DnfOutcome::DependencyProblem(problems) => Err(dependency_problem(
             nothing_provides(&problems),
-            d.excerpt,
+            d.run.excerpt,
             manual_command(h, installed),
         )),
         dnf::DnfOutcome::UnknownRepo(_) => Err(Failure::RepositoryMissing {
             repository: h.config().repository.to_string(),
         }),
         dnf::DnfOutcome::NoMatch(_) => Err(Failure::NotInstalled),
-        _ => Err(dnf_failed(Step::CheckDependencies, &out, d.excerpt)),
+        _ => Err(command_failed(Step::CheckDependencies, &out, d.run.excerpt)),
     }
 }
 
@@ -557,17 +543,9 @@ fn download(
     let out = run(h, Step::Download, &cmd, Exits::Any)?;
     let manual = manual_command(h, installed);
     let repository = h.config().repository.to_string();
-    let failed = |out: &Output, excerpt: &str| Failure::CommandFailed {
-        step: Step::Download,
-        exit_code: out.code(),
-        excerpt: if excerpt.is_empty() {
-            out.excerpt(MAX_EXCERPT)
-        } else {
-            excerpt.to_string()
-        },
-    };
-    let resolved_of = |r: &[dnf::Resolved]| -> Vec<(String, Evr)> {
-        r.iter()
+    let resolved_of = |run: &dnf::DownloadRun| -> Vec<(String, Evr)> {
+        run.resolved
+            .iter()
             .filter(|r| matches!(r.change, dnf::Change::Upgrade | dnf::Change::Install))
             .map(|r| (r.name.clone(), r.evr.clone()))
             .collect()
@@ -578,9 +556,9 @@ fn download(
         let y = yum::classify_download(out.code(), &out.stdout, &out.stderr);
         match y.outcome {
             yum::YumOutcome::Downloaded => {
-                plan_allowed(h, installed, &y.resolved, y.transaction_size)?;
+                plan_allowed(h, installed, &y.run)?;
                 return Ok(Downloaded::Files {
-                    resolved: resolved_of(&y.resolved),
+                    resolved: resolved_of(&y.run),
                 });
             }
             yum::YumOutcome::NothingToDo => return Ok(Downloaded::NothingNewer),
@@ -597,7 +575,7 @@ fn download(
             yum::YumOutcome::DependencyProblem { problems, requires } => {
                 let mut detail = nothing_provides(&problems);
                 detail.extend(requires.iter().map(|r| format!("requires {r}")));
-                return Err(dependency_problem(detail, y.excerpt, manual));
+                return Err(dependency_problem(detail, y.run.excerpt, manual));
             }
             yum::YumOutcome::Failed => {}
         }
@@ -605,15 +583,15 @@ fn download(
     let d = dnf::classify_download(out.code(), &out.stdout, &out.stderr);
     match d.outcome {
         dnf::DnfOutcome::Downloaded => {
-            plan_allowed(h, installed, &d.resolved, d.transaction_size)?;
+            plan_allowed(h, installed, &d.run)?;
             Ok(Downloaded::Files {
-                resolved: resolved_of(&d.resolved),
+                resolved: resolved_of(&d.run),
             })
         }
         dnf::DnfOutcome::NothingToDo => Ok(Downloaded::NothingNewer),
         dnf::DnfOutcome::DependencyProblem(problems) => Err(dependency_problem(
             nothing_provides(&problems),
-            d.excerpt,
+            d.run.excerpt,
             manual,
         )),
         dnf::DnfOutcome::UnknownRepo(_) => Err(Failure::RepositoryMissing { repository }),
@@ -624,7 +602,7 @@ fn download(
         dnf::DnfOutcome::MetadataUnavailable { .. }
         | dnf::DnfOutcome::DownloadFailed
         | dnf::DnfOutcome::Aborted
-        | dnf::DnfOutcome::Failed => Err(failed(&out, &d.excerpt)),
+        | dnf::DnfOutcome::Failed => Err(command_failed(Step::Download, &out, d.run.excerpt)),
     }
 }
 
@@ -884,15 +862,6 @@ pub fn install_exact(h: &Helper, target: &Versions, files: &[PathBuf]) -> Result
     wait_for_rpm_lock(h)?;
     let wanted: Vec<(Package, Evr)> = target.iter().map(|(p, v)| (*p, v.clone())).collect();
     rpm_install(h, &wanted, files, Downgrade::RollBack, &mut |_| {})
-}
-
-/// Whether `rpm -U` may install an older version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Downgrade {
-    /// Every update: rpm refuses downgrades itself.
-    Refuse,
-    /// Only the rollback to the helper's own record: `--oldpackage`.
-    RollBack,
 }
 
 /// Waits (bounded) until no other program holds rpm's lock: `rpm -U`

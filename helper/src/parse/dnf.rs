@@ -11,7 +11,7 @@
 //!   `(2/2): patchman-client-realtime-1.7.1-1.noarch. 662 kB/s | 6.2 kB …`;
 //!   for a `file://` repository there are none at all (`Total size:`
 //!   instead of `Total download size:`). So the parser returns what it saw
-//!   and [`DnfDownload::names_complete`]; the caller lists the directory.
+//!   and [`DownloadRun::names_complete`]; the caller lists the directory.
 //! * asked for the client alone while realtime (pinned to the client's
 //!   version) is installed, dnf upgrades and downloads both.
 //! * up to date: `Package NEVRA is already installed.` …
@@ -147,26 +147,46 @@ pub enum DnfOutcome {
     Failed,
 }
 
-/// Everything read from one download-only run.
+/// What a download-only (or `--assumeno`) run of dnf or yum 3 said in the
+/// lines both tools print alike; each tool's report holds one beside its
+/// own outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnfDownload {
-    pub outcome: DnfOutcome,
+pub struct DownloadRun {
     pub exit_code: Option<i32>,
     /// `---> Package …` lines (only with `--verbose` for dnf).
     pub resolved: Vec<Resolved>,
-    /// `Package NEVRA is already installed.`: the NEVRAs.
+    /// The NEVRAs asked for that are installed and have nothing newer:
+    /// `Package NEVRA is already installed.` (dnf), `Package NEVRA already
+    /// installed and latest version` (yum 3, which prints an epoch as
+    /// `1:name-v-r.arch`).
     pub already_installed: Vec<String>,
     /// The file names seen in the progress lines.
     pub downloaded: Vec<DownloadName>,
     /// The number of packages in `Transaction Summary` (`Upgrade  2
     /// Packages` …), when printed.
     pub transaction_size: Option<usize>,
-    /// True when every file of the transaction was named in full: as many
-    /// complete names as the transaction has packages. False for cut names
-    /// and for `file://` repositories (no names): list the directory.
-    pub names_complete: bool,
     /// The error lines, printable, at most [`MAX_EXCERPT`] bytes.
     pub excerpt: String,
+}
+
+impl DownloadRun {
+    /// True when every file of the transaction was named in full: as many
+    /// complete names as the transaction has packages. False for cut names,
+    /// for `file://` repositories (no names) and when the summary was not
+    /// printed: list the directory.
+    pub fn names_complete(&self) -> bool {
+        match self.transaction_size {
+            Some(n) => self.downloaded.len() == n && self.downloaded.iter().all(|d| d.complete),
+            None => false,
+        }
+    }
+}
+
+/// Everything read from one dnf download-only run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnfDownload {
+    pub outcome: DnfOutcome,
+    pub run: DownloadRun,
 }
 
 /// Classifies one `dnf install -y --downloadonly … --verbose` run from its
@@ -175,7 +195,7 @@ pub struct DnfDownload {
 pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> DnfDownload {
     let stdout = truncate_at_boundary(stdout, MAX_INPUT);
     let stderr = truncate_at_boundary(stderr, MAX_INPUT);
-    let scan = scan_common(stdout, stderr);
+    let CommonScan { run, problems } = scan_common(exit_code, stdout, stderr);
     let mut unknown_repo = None;
     let mut no_match = Vec::new();
     let mut metadata: Option<Option<String>> = None;
@@ -218,8 +238,8 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
     }
     let outcome = if let Some(repo) = unknown_repo {
         DnfOutcome::UnknownRepo(repo)
-    } else if !scan.problems.is_empty() {
-        DnfOutcome::DependencyProblem(scan.problems.clone())
+    } else if !problems.is_empty() {
+        DnfOutcome::DependencyProblem(problems)
     } else if exit_code == Some(0) && nothing_to_do {
         DnfOutcome::NothingToDo
     } else if exit_code == Some(0) && complete {
@@ -239,38 +259,14 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
     } else {
         DnfOutcome::Failed
     };
-    let names_complete = scan.names_complete();
-    DnfDownload {
-        outcome,
-        exit_code,
-        resolved: scan.resolved,
-        already_installed: scan.already_installed,
-        downloaded: scan.downloaded,
-        transaction_size: scan.transaction_size,
-        names_complete,
-        excerpt: error_excerpt(stdout, stderr),
-    }
+    DnfDownload { outcome, run }
 }
 
-/// What dnf and yum 3 print alike.
-#[derive(Debug, Default)]
+/// What dnf and yum 3 print alike: the shared part of the report, and the
+/// `Problem:` blocks each tool's outcome carries.
 pub(crate) struct CommonScan {
-    pub resolved: Vec<Resolved>,
-    pub already_installed: Vec<String>,
-    pub downloaded: Vec<DownloadName>,
-    pub transaction_size: Option<usize>,
+    pub run: DownloadRun,
     pub problems: Vec<DependencyProblem>,
-}
-
-impl CommonScan {
-    /// As many complete names as the transaction has packages: every file
-    /// was named in full. False when the summary was not printed.
-    pub fn names_complete(&self) -> bool {
-        match self.transaction_size {
-            Some(n) => self.downloaded.len() == n && self.downloaded.iter().all(|d| d.complete),
-            None => false,
-        }
-    }
 }
 
 /// The lines of stdout, then of stderr, trimmed: dnf and yum print their
@@ -279,8 +275,16 @@ pub(crate) fn trimmed_lines<'a>(stdout: &'a str, stderr: &'a str) -> impl Iterat
     stdout.lines().chain(stderr.lines()).map(str::trim)
 }
 
-pub(crate) fn scan_common(stdout: &str, stderr: &str) -> CommonScan {
-    let mut scan = CommonScan::default();
+pub(crate) fn scan_common(exit_code: Option<i32>, stdout: &str, stderr: &str) -> CommonScan {
+    let mut run = DownloadRun {
+        exit_code,
+        resolved: Vec::new(),
+        already_installed: Vec::new(),
+        downloaded: Vec::new(),
+        transaction_size: None,
+        excerpt: error_excerpt(stdout, stderr),
+    };
+    let mut problems = Vec::new();
     let mut in_downloads = false;
     let mut in_summary = false;
     let mut problem: Option<DependencyProblem> = None;
@@ -289,7 +293,7 @@ pub(crate) fn scan_common(stdout: &str, stderr: &str) -> CommonScan {
         // `  - …` lines.
         if let Some(summary) = problem_start(t) {
             if let Some(p) = problem.take() {
-                scan.problems.push(p);
+                problems.push(p);
             }
             problem = Some(DependencyProblem {
                 summary: summary.to_string(),
@@ -313,18 +317,18 @@ pub(crate) fn scan_common(stdout: &str, stderr: &str) -> CommonScan {
                 continue;
             }
             if let Some(p) = problem.take() {
-                scan.problems.push(p);
+                problems.push(p);
             }
         }
 
         if let Some(rest) = t.strip_prefix("---> Package ") {
-            scan.resolved
+            run.resolved
                 .push(resolved(rest).unwrap_or_else(|| unreadable(rest)));
-        } else if let Some(nevra) = t
-            .strip_prefix("Package ")
-            .and_then(|r| r.strip_suffix(" is already installed."))
-        {
-            scan.already_installed.push(nevra.to_string());
+        } else if let Some(nevra) = t.strip_prefix("Package ").and_then(|r| {
+            r.strip_suffix(" is already installed.")
+                .or_else(|| r.strip_suffix(" already installed and latest version"))
+        }) {
+            run.already_installed.push(nevra.to_string());
         } else if t == "Transaction Summary" {
             in_summary = true;
         } else if in_summary {
@@ -335,11 +339,11 @@ pub(crate) fn scan_common(stdout: &str, stderr: &str) -> CommonScan {
             if let [_, count, unit] = words.as_slice() {
                 if unit.starts_with("Package") {
                     if let Ok(n) = count.parse::<usize>() {
-                        let total = scan.transaction_size.unwrap_or(0).saturating_add(n);
-                        scan.transaction_size = Some(total);
+                        let total = run.transaction_size.unwrap_or(0).saturating_add(n);
+                        run.transaction_size = Some(total);
                     }
                 }
-            } else if (t.is_empty() && scan.transaction_size.is_some()) || t.starts_with("Total") {
+            } else if (t.is_empty() && run.transaction_size.is_some()) || t.starts_with("Total") {
                 in_summary = false;
             }
         }
@@ -351,20 +355,20 @@ pub(crate) fn scan_common(stdout: &str, stderr: &str) -> CommonScan {
             if t.starts_with("---") || t.starts_with("Total") || t.starts_with("exiting because") {
                 in_downloads = false;
             } else if let Some(d) = download_name(t) {
-                scan.downloaded.push(d);
+                run.downloaded.push(d);
             }
         } else if t.starts_with('(') {
             // A counted progress line (`(3/4): NAME | …`) is unambiguous
             // even where the section's header was not seen.
             if let Some(d) = download_name(t) {
-                scan.downloaded.push(d);
+                run.downloaded.push(d);
             }
         }
     }
     if let Some(p) = problem.take() {
-        scan.problems.push(p);
+        problems.push(p);
     }
-    scan
+    CommonScan { run, problems }
 }
 
 /// `Problem: X` or `Problem 2: X` → X.
@@ -505,16 +509,16 @@ mod tests {
     fn an_update_names_its_file() {
         let r = run("dnf_dl_update");
         assert_eq!(r.outcome, DnfOutcome::Downloaded);
-        assert_eq!(r.transaction_size, Some(1));
-        assert!(r.names_complete);
-        let names: Vec<String> = r.downloaded.iter().map(|d| d.name.clone()).collect();
+        assert_eq!(r.run.transaction_size, Some(1));
+        assert!(r.run.names_complete());
+        let names: Vec<String> = r.run.downloaded.iter().map(|d| d.name.clone()).collect();
         assert_eq!(names, listing("dnf_dl_update"));
         assert_eq!(
-            r.already_installed,
+            r.run.already_installed,
             vec!["patchman-client-1.7.0-1.noarch".to_string()]
         );
         assert_eq!(
-            r.resolved,
+            r.run.resolved,
             vec![
                 Resolved {
                     name: "patchman-client".into(),
@@ -530,7 +534,7 @@ mod tests {
                 },
             ]
         );
-        assert!(r.excerpt.is_empty(), "{}", r.excerpt);
+        assert!(r.run.excerpt.is_empty(), "{}", r.run.excerpt);
     }
 
     #[test]
@@ -538,15 +542,16 @@ mod tests {
         for name in ["dnf_dl_both", "dnf_dl_client_with_realtime"] {
             let r = run(name);
             assert_eq!(r.outcome, DnfOutcome::Downloaded);
-            assert_eq!(r.transaction_size, Some(2));
-            assert!(!r.names_complete, "{name}");
-            let cut = r.downloaded.iter().find(|d| !d.complete).unwrap();
+            assert_eq!(r.run.transaction_size, Some(2));
+            assert!(!r.run.names_complete(), "{name}");
+            let cut = r.run.downloaded.iter().find(|d| !d.complete).unwrap();
             assert_eq!(cut.name, "patchman-client-realtime-1.7.1-1.noarch.");
             assert!(listing(name).iter().any(|l| l.starts_with(&cut.name)));
         }
         // Realtime is dragged along when only the client is asked for.
         let r = run("dnf_dl_client_with_realtime");
         assert!(r
+            .run
             .resolved
             .iter()
             .any(|p| p.name == "patchman-client-realtime" && p.change == Change::Upgrade));
@@ -556,8 +561,8 @@ mod tests {
     fn file_repositories_print_no_names() {
         let r = run("dnf_dl_file_repo");
         assert_eq!(r.outcome, DnfOutcome::Downloaded);
-        assert!(r.downloaded.is_empty());
-        assert!(!r.names_complete);
+        assert!(r.run.downloaded.is_empty());
+        assert!(!r.run.names_complete());
         assert_eq!(listing("dnf_dl_file_repo").len(), 1);
     }
 
@@ -566,17 +571,17 @@ mod tests {
         for name in ["dnf_dl_up_to_date", "dnf_dl_no_package"] {
             let r = run(name);
             assert_eq!(r.outcome, DnfOutcome::NothingToDo, "{name}");
-            assert!(r.downloaded.is_empty());
+            assert!(r.run.downloaded.is_empty());
             assert!(listing(name).is_empty());
         }
-        assert_eq!(run("dnf_dl_up_to_date").already_installed.len(), 2);
+        assert_eq!(run("dnf_dl_up_to_date").run.already_installed.len(), 2);
     }
 
     #[test]
     fn dependency_problems_name_what_is_missing() {
         for name in ["dnf_dl_new_dep", "dnf_dl_new_dep_both"] {
             let r = run(name);
-            assert_eq!(r.exit_code, Some(1));
+            assert_eq!(r.run.exit_code, Some(1));
             let DnfOutcome::DependencyProblem(problems) = &r.outcome else {
                 panic!("{name}: {:?}", r.outcome);
             };
@@ -592,7 +597,11 @@ mod tests {
                     needed_by: "patchman-client-1.7.2-1.noarch".into()
                 }]
             );
-            assert!(r.excerpt.contains("nothing provides"), "{}", r.excerpt);
+            assert!(
+                r.run.excerpt.contains("nothing provides"),
+                "{}",
+                r.run.excerpt
+            );
         }
         let two = "Error: \n Problem 1: cannot install the best update candidate for package a\n  - nothing provides x needed by a-2-1.noarch\n Problem 2: package b requires a = 2\n  - nothing provides y needed by b-2-1.noarch\n";
         let r = classify_download(Some(1), "", two);
@@ -622,7 +631,7 @@ mod tests {
                 },
                 "{name}"
             );
-            assert!(r.excerpt.len() <= MAX_EXCERPT);
+            assert!(r.run.excerpt.len() <= MAX_EXCERPT);
         }
         let r = run("dnf_dl_unsigned");
         assert_eq!(r.outcome, DnfOutcome::GpgCheckFailed);
@@ -638,7 +647,8 @@ mod tests {
 
     /// Each `---> Package` line's name and verb.
     fn changes(r: &DnfDownload) -> Vec<(&str, Change)> {
-        r.resolved
+        r.run
+            .resolved
             .iter()
             .map(|r| (r.name.as_str(), r.change))
             .collect()
@@ -679,8 +689,8 @@ mod tests {
     #[test]
     fn the_summary_counts_what_the_lines_name() {
         let r = run("dnf_plan_obsoletes");
-        assert_eq!(r.transaction_size, Some(1));
-        assert_eq!(unlisted(&r.resolved, r.transaction_size), 0);
+        assert_eq!(r.run.transaction_size, Some(1));
+        assert_eq!(unlisted(&r.run.resolved, r.run.transaction_size), 0);
         // The same plan with a third package's line hidden.
         let hidden = "---> Package patchman-client.noarch 1.7.0-1 will be upgraded\n\
                       ---> Package patchman-client.noarch 1.7.1-1 will be an upgrade\n\
@@ -689,24 +699,24 @@ mod tests {
                       Install  1 Package\n\
                       Upgrade  1 Package\n\n";
         let r = classify_download(Some(1), hidden, "Operation aborted.\n");
-        assert_eq!(r.transaction_size, Some(2));
-        assert_eq!(unlisted(&r.resolved, r.transaction_size), 1);
-        assert_eq!(unlisted(&r.resolved, None), 0, "no summary printed");
+        assert_eq!(r.run.transaction_size, Some(2));
+        assert_eq!(unlisted(&r.run.resolved, r.run.transaction_size), 1);
+        assert_eq!(unlisted(&r.run.resolved, None), 0, "no summary printed");
     }
 
     #[test]
     fn under_the_name_yum() {
         let r = run("dnf_as_yum_dl_update");
         assert_eq!(r.outcome, DnfOutcome::Downloaded);
-        assert!(r.names_complete);
-        assert!(r.resolved.is_empty(), "no --verbose");
+        assert!(r.run.names_complete());
+        assert!(r.run.resolved.is_empty(), "no --verbose");
     }
 
     proptest! {
         #[test]
         fn arbitrary_input_never_panics(a in "\\PC*", b in "\\PC*", code in proptest::option::of(any::<i32>())) {
             let r = classify_download(code, &a, &b);
-            prop_assert!(r.excerpt.len() <= MAX_EXCERPT);
+            prop_assert!(r.run.excerpt.len() <= MAX_EXCERPT);
         }
 
         #[test]

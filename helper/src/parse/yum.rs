@@ -20,12 +20,11 @@
 //! * an unknown repository id: `Error getting repository data for NAME,
 //!   repository not found` (yum's `repos.py`; no published transcript).
 //!
-//! Lines shared with dnf (`---> Package …`, `Transaction Summary`, progress
-//! lines, `Problem:` blocks) are read by [`super::dnf`]'s scanner.
+//! Lines shared with dnf (`---> Package …`, `Package … already installed
+//! …`, `Transaction Summary`, progress lines, `Problem:` blocks) are read
+//! by [`super::dnf`]'s scanner into the report's [`DownloadRun`].
 
-use super::dnf::{
-    error_excerpt, scan_common, trimmed_lines, DependencyProblem, DownloadName, Resolved,
-};
+use super::dnf::{scan_common, trimmed_lines, CommonScan, DependencyProblem, DownloadRun};
 use super::{truncate_at_boundary, MAX_INPUT};
 
 /// How a yum download-only run ended.
@@ -56,23 +55,9 @@ pub enum YumOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct YumDownload {
     pub outcome: YumOutcome,
-    pub exit_code: Option<i32>,
-    /// `---> Package …` lines.
-    pub resolved: Vec<Resolved>,
-    /// `Package NEVRA already installed and latest version`: the NEVRAs
-    /// (yum 3 prints an epoch as `1:name-v-r.arch`).
-    pub latest: Vec<String>,
+    pub run: DownloadRun,
     /// `No package NAME available.`: the names.
     pub not_available: Vec<String>,
-    /// File names of the progress lines (see [`DownloadName`]).
-    pub downloaded: Vec<DownloadName>,
-    /// The number of packages in `Transaction Summary`.
-    pub transaction_size: Option<usize>,
-    /// As many complete names as the transaction has packages; otherwise
-    /// list the directory.
-    pub names_complete: bool,
-    /// The error lines, printable, capped.
-    pub excerpt: String,
 }
 
 /// Classifies one yum 3 download-only run. Never fails; see the module
@@ -81,12 +66,11 @@ pub struct YumDownload {
 pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> YumDownload {
     let stdout = truncate_at_boundary(stdout, MAX_INPUT);
     let stderr = truncate_at_boundary(stderr, MAX_INPUT);
-    let scan = scan_common(stdout, stderr);
+    let CommonScan { run, problems } = scan_common(exit_code, stdout, stderr);
     let mut marker = false;
     let mut unsupported = false;
     let mut nothing_to_do = false;
     let mut unknown_repo = None;
-    let mut latest = Vec::new();
     let mut not_available = Vec::new();
     let mut requires = Vec::new();
     for t in trimmed_lines(stdout, stderr) {
@@ -100,11 +84,6 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
             unsupported = true;
         } else if t == "Nothing to do" || t == "Error: Nothing to do" {
             nothing_to_do = true;
-        } else if let Some(nevra) = t
-            .strip_prefix("Package ")
-            .and_then(|r| r.strip_suffix(" already installed and latest version"))
-        {
-            latest.push(nevra.to_string());
         } else if let Some(name) = t
             .strip_prefix("No package ")
             .and_then(|r| r.strip_suffix(" available."))
@@ -123,11 +102,8 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
         YumOutcome::DownloadOnlyUnsupported
     } else if let Some(repo) = unknown_repo {
         YumOutcome::UnknownRepo(repo)
-    } else if !scan.problems.is_empty() || !requires.is_empty() {
-        YumOutcome::DependencyProblem {
-            problems: scan.problems.clone(),
-            requires,
-        }
+    } else if !problems.is_empty() || !requires.is_empty() {
+        YumOutcome::DependencyProblem { problems, requires }
     } else if marker {
         YumOutcome::Downloaded
     } else if !not_available.is_empty() {
@@ -137,17 +113,10 @@ pub fn classify_download(exit_code: Option<i32>, stdout: &str, stderr: &str) -> 
     } else {
         YumOutcome::Failed
     };
-    let names_complete = scan.names_complete();
     YumDownload {
         outcome,
-        exit_code,
-        resolved: scan.resolved,
-        latest,
+        run,
         not_available,
-        downloaded: scan.downloaded,
-        transaction_size: scan.transaction_size,
-        names_complete,
-        excerpt: error_excerpt(stdout, stderr),
     }
 }
 
@@ -172,36 +141,37 @@ mod tests {
         a
     }
 
+    /// The download-only transcripts: the `Transaction Summary` count, the
+    /// number of progress lines, and whether they name every file.
+    const DOWNLOADS: [(&str, Option<usize>, usize, bool); 4] = [
+        ("el7_downloadonly_tcpdump.out", Some(1), 1, true),
+        // No transaction summary in the excerpt: the names alone do not do.
+        ("el7_downloadonly_many.out", None, 4, false),
+        ("el6_downloadonly_plugin.out", Some(4), 4, true),
+        // EL 5 had the file in its cache: `Total size:`, no progress line.
+        ("el5_downloadonly_cached.out", Some(1), 0, false),
+    ];
+
     #[test]
-    fn el7_download_only() {
-        let r = run("el7_downloadonly_tcpdump.out");
-        assert_eq!(r.outcome, YumOutcome::Downloaded);
-        assert_eq!(r.transaction_size, Some(1));
-        assert!(r.names_complete);
+    fn download_only_runs() {
+        for (name, transaction_size, downloaded, names_complete) in DOWNLOADS {
+            let YumDownload {
+                outcome, run: r, ..
+            } = run(name);
+            assert_eq!(outcome, YumOutcome::Downloaded, "{name}");
+            assert_eq!(r.transaction_size, transaction_size, "{name}");
+            assert_eq!(r.downloaded.len(), downloaded, "{name}");
+            assert_eq!(r.names_complete(), names_complete, "{name}");
+        }
+
+        let r = run("el7_downloadonly_tcpdump.out").run;
         assert_eq!(r.downloaded[0].name, "tcpdump-4.9.2-4.el7_7.1.x86_64.rpm");
         assert_eq!(r.resolved[0].name, "tcpdump");
         assert_eq!(r.resolved[0].evr.epoch, 14);
         assert_eq!(r.resolved[0].change, Change::Install);
-
-        let r = run("el7_downloadonly_many.out");
-        assert_eq!(r.outcome, YumOutcome::Downloaded);
-        assert_eq!(r.downloaded.len(), 4);
+        let r = run("el7_downloadonly_many.out").run;
         assert!(r.downloaded.iter().all(|d| d.complete));
-        assert!(!r.names_complete, "no transaction summary in the excerpt");
-    }
-
-    #[test]
-    fn el6_plugin_and_el5_cache() {
-        let r = run("el6_downloadonly_plugin.out");
-        assert_eq!(r.outcome, YumOutcome::Downloaded);
-        assert_eq!(r.transaction_size, Some(4));
-        assert_eq!(r.downloaded.len(), 4);
-        assert!(r.names_complete);
-        let r = run("el5_downloadonly_cached.out");
-        assert_eq!(r.outcome, YumOutcome::Downloaded);
-        assert_eq!(r.transaction_size, Some(1));
-        assert!(r.downloaded.is_empty());
-        assert!(!r.names_complete);
+        let r = run("el5_downloadonly_cached.out").run;
         assert_eq!(r.resolved[0].change, Change::Install);
     }
 
@@ -217,16 +187,17 @@ mod tests {
         for name in ["el6_latest_version.out", "el7_latest_version.out"] {
             let r = run(name);
             assert_eq!(r.outcome, YumOutcome::NothingToDo, "{name}");
-            assert_eq!(r.latest.len(), 1);
+            assert_eq!(r.run.already_installed.len(), 1);
         }
         let r = run("el6_mixed.out");
         assert_eq!(
             r.not_available,
             vec!["python-virtualenv".to_string(), "python-pip".to_string()]
         );
-        assert_eq!(r.latest.len(), 4);
+        assert_eq!(r.run.already_installed.len(), 4);
         assert!(r
-            .latest
+            .run
+            .already_installed
             .contains(&"1:mod_ssl-2.2.15-69.el6.centos.x86_64".to_string()));
     }
 
@@ -234,7 +205,7 @@ mod tests {
     fn downloadonly_missing_on_el6() {
         let r = run("el6_no_downloadonly.out");
         assert_eq!(r.outcome, YumOutcome::DownloadOnlyUnsupported);
-        assert!(r.excerpt.contains("--downloadonly"));
+        assert!(r.run.excerpt.contains("--downloadonly"));
     }
 
     #[test]
@@ -260,7 +231,7 @@ mod tests {
         #[test]
         fn arbitrary_input_never_panics(a in "\\PC*", b in "\\PC*", code in proptest::option::of(any::<i32>())) {
             let r = classify_download(code, &a, &b);
-            prop_assert!(r.excerpt.len() <= MAX_EXCERPT);
+            prop_assert!(r.run.excerpt.len() <= MAX_EXCERPT);
         }
     }
 }

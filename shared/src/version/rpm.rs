@@ -42,6 +42,29 @@ pub fn compare(a: &Evr, b: &Evr) -> Ordering {
         .then_with(|| rpmvercmp(&a.release, &b.release))
 }
 
+/// Steps 2 and 3: `~` sorts before everything, even the end of the string;
+/// `^` after the end but before anything else. Where either side is at `~`
+/// (else at `^`), the two sides' ranks against that marker decide; `Equal`:
+/// both are at it, skip it. `None`: neither side is at a marker.
+fn markers(ca: Option<u8>, cb: Option<u8>) -> Option<Ordering> {
+    let tilde = |c: Option<u8>| match c {
+        Some(b'~') => 0,
+        _ => 1,
+    };
+    let caret = |c: Option<u8>| match c {
+        None => 0,
+        Some(b'^') => 1,
+        Some(_) => 2,
+    };
+    if ca == Some(b'~') || cb == Some(b'~') {
+        Some(tilde(ca).cmp(&tilde(cb)))
+    } else if ca == Some(b'^') || cb == Some(b'^') {
+        Some(caret(ca).cmp(&caret(cb)))
+    } else {
+        None
+    }
+}
+
 /// rpm's `rpmvercmp` on one field (version or release); see the module
 /// documentation for the rules.
 pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
@@ -61,33 +84,14 @@ pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
             j += 1;
         }
         let (ca, cb) = (at(a, i), at(b, j));
-        if ca == Some(b'~') || cb == Some(b'~') {
-            if ca != Some(b'~') {
-                return Ordering::Greater;
+        match markers(ca, cb) {
+            Some(Ordering::Equal) => {
+                i += 1;
+                j += 1;
+                continue;
             }
-            if cb != Some(b'~') {
-                return Ordering::Less;
-            }
-            i += 1;
-            j += 1;
-            continue;
-        }
-        if ca == Some(b'^') || cb == Some(b'^') {
-            if ca.is_none() {
-                return Ordering::Less;
-            }
-            if cb.is_none() {
-                return Ordering::Greater;
-            }
-            if ca != Some(b'^') {
-                return Ordering::Greater;
-            }
-            if cb != Some(b'^') {
-                return Ordering::Less;
-            }
-            i += 1;
-            j += 1;
-            continue;
+            Some(decided) => return decided,
+            None => {}
         }
         let (Some(first), Some(_)) = (ca, cb) else {
             break;

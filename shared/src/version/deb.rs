@@ -93,7 +93,7 @@ mod tests {
     use std::io::Write;
     use std::process::{Command, Stdio};
 
-    use super::super::testgen::{assert_agrees_with_tool, Gen, Grammar};
+    use super::super::testgen::{assert_agrees_with_tool, verdict, Gen, Grammar};
 
     /// A valid dpkg version: epoch optional, upstream starting with a
     /// digit, revision optional (upstream may then contain '-').
@@ -141,12 +141,7 @@ done"#;
             String::from_utf8(out.stdout)
                 .ok()?
                 .lines()
-                .map(|v| match v {
-                    "<" => Ordering::Less,
-                    "=" => Ordering::Equal,
-                    ">" => Ordering::Greater,
-                    other => panic!("dpkg's verdict {other:?}"),
-                })
+                .map(|v| verdict("dpkg", ["<", "=", ">"], v))
                 .collect(),
         )
     }

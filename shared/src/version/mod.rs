@@ -19,6 +19,17 @@ pub(crate) mod testgen {
         compare(&Evr::parse(a).unwrap(), &Evr::parse(b).unwrap())
     }
 
+    /// `printed`, one of a tool's three verdict `words` (less, equal,
+    /// greater), as an ordering.
+    pub(crate) fn verdict(tool: &str, words: [&str; 3], printed: &str) -> Ordering {
+        match words.iter().position(|w| *w == printed) {
+            Some(0) => Ordering::Less,
+            Some(1) => Ordering::Equal,
+            Some(_) => Ordering::Greater,
+            None => panic!("{tool} printed {printed:?}, not one of {words:?}"),
+        }
+    }
+
     /// Compares every pair both ways: with `compare`, and with the real
     /// tool through `tool_verdicts` (one call per batch of `batch` pairs,
     /// the batches in parallel: the tool is the slow part). Every pair

@@ -157,7 +157,7 @@ mod tests {
     use super::*;
     use std::process::Command;
 
-    use super::super::testgen::{assert_agrees_with_tool, Gen, Grammar};
+    use super::super::testgen::{assert_agrees_with_tool, verdict, Gen, Grammar};
 
     /// A version [`Evr::parse`] accepts (starting with a letter or digit):
     /// epoch optional, release usually present, pieces where rpm's subtle
@@ -225,12 +225,7 @@ mod tests {
         );
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
-            .map(|v| match v {
-                "-1" => Ordering::Less,
-                "0" => Ordering::Equal,
-                "1" => Ordering::Greater,
-                _ => panic!("rpm printed {v:?}"),
-            })
+            .map(|v| verdict("rpm", ["-1", "0", "1"], v))
             .collect()
     }
 

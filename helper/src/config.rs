@@ -6,6 +6,8 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use patchman_shared::config_file::{duration_value, ConfigError as FileError};
+
 pub const DEFAULT_CONFIG: &str = "/etc/patchman/patchman.ini";
 pub const DEFAULT_REPOSITORY: &str = "patchman";
 
@@ -110,51 +112,47 @@ impl Default for Config {
     }
 }
 
-/// `[updates] key` as a duration of at most `max`, else `default`.
-fn duration_key(
-    ini: &configparser::ini::Ini,
-    key: &'static str,
-    max: Duration,
-    max_text: &str,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    let Some(v) = ini.get("updates", key) else {
-        return Ok(default);
-    };
-    let d = patchman_shared::parse_duration(&v).map_err(|e| ConfigError::BadValue {
-        key,
-        why: e.to_string(),
-    })?;
-    if d > max {
-        return Err(ConfigError::BadValue {
-            key,
-            why: format!("at most {max_text}"),
-        });
-    }
-    Ok(d)
-}
+/// A duration key of `[updates]`: its name, its bound (and how an error
+/// writes the bound), and the field of [`Config`] it sets; a key the file
+/// does not set keeps [`Config::default`]'s value.
+type DurationKey = (
+    &'static str,
+    Duration,
+    &'static str,
+    fn(&mut Config) -> &mut Duration,
+);
+
+/// The duration keys, in the order they are checked. `probation = 0`:
+/// rollback off.
+#[rustfmt::skip]
+const DURATION_KEYS: [DurationKey; 4] = [
+    ("lock_wait",        MAX_LOCK_WAIT,        "1h",  |c| &mut c.lock_wait),
+    ("refresh_interval", MAX_REFRESH_INTERVAL, "24h", |c| &mut c.refresh_interval),
+    ("probation",        MAX_PROBATION,        "7d",  |c| &mut c.probation),
+    ("refresh_timeout",  MAX_REFRESH_TIMEOUT,  "15m", |c| &mut c.refresh_timeout),
+];
 
 #[derive(Debug)]
 pub enum ConfigError {
-    /// The file could not be read, or is too large.
-    Read(patchman_shared::config_file::ReadError),
-    Syntax(String),
+    /// What the agent can find wrong in the file too: it cannot be read (or
+    /// is too large), it is not ini, or a key has a bad value.
+    File(FileError),
     BadRepository {
         value: String,
         why: String,
     },
-    BadValue {
-        key: &'static str,
-        why: String,
-    },
+}
+
+impl From<FileError> for ConfigError {
+    fn from(e: FileError) -> ConfigError {
+        ConfigError::File(e)
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Read(e) => write!(f, "{e}"),
-            ConfigError::Syntax(e) => write!(f, "cannot parse the configuration: {e}"),
-            ConfigError::BadValue { key, why } => write!(f, "[updates] {key}: {why}"),
+            ConfigError::File(e) => write!(f, "{e}"),
             ConfigError::BadRepository { value, why } => {
                 write!(
                     f,
@@ -170,47 +168,37 @@ impl std::error::Error for ConfigError {}
 /// Parses the text of patchman.ini. Missing section or key: the default.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let mut ini = configparser::ini::Ini::new();
-    ini.read(text.to_string()).map_err(ConfigError::Syntax)?;
-    let repository = match ini.get("updates", "repository") {
-        Some(v) => RepositoryName::new(v.trim())?,
-        None => RepositoryName(DEFAULT_REPOSITORY.to_string()),
-    };
-    let lock_wait = duration_key(&ini, "lock_wait", MAX_LOCK_WAIT, "1h", DEFAULT_LOCK_WAIT)?;
-    let refresh_interval = duration_key(
-        &ini,
-        "refresh_interval",
-        MAX_REFRESH_INTERVAL,
-        "24h",
-        DEFAULT_REFRESH_INTERVAL,
-    )?;
-    // `0`: rollback off.
-    let probation = duration_key(&ini, "probation", MAX_PROBATION, "7d", DEFAULT_PROBATION)?;
-    let refresh_timeout = duration_key(
-        &ini,
-        "refresh_timeout",
-        MAX_REFRESH_TIMEOUT,
-        "15m",
-        DEFAULT_REFRESH_TIMEOUT,
-    )?;
-    if refresh_timeout < Duration::from_secs(1) {
-        return Err(ConfigError::BadValue {
+    ini.read(text.to_string()).map_err(FileError::Syntax)?;
+    let mut config = Config::default();
+    if let Some(v) = ini.get("updates", "repository") {
+        config.repository = RepositoryName::new(v.trim())?;
+    }
+    for (key, max, max_text, field) in DURATION_KEYS {
+        if let Some(d) = duration_value(key, ini.get("updates", key))? {
+            if d > max {
+                return Err(FileError::BadValue {
+                    key,
+                    why: format!("at most {max_text}"),
+                }
+                .into());
+            }
+            *field(&mut config) = d;
+        }
+    }
+    if config.refresh_timeout < Duration::from_secs(1) {
+        return Err(FileError::BadValue {
             key: "refresh_timeout",
             why: "at least 1s".to_string(),
-        });
+        }
+        .into());
     }
-    Ok(Config {
-        repository,
-        lock_wait,
-        refresh_interval,
-        probation,
-        refresh_timeout,
-    })
+    Ok(config)
 }
 
 /// Reads and parses `path`. A missing file means every default (the vendor
 /// says "create it if it does not yet exist").
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    patchman_shared::load_config(path, parse, ConfigError::Read)
+    patchman_shared::load_config(path, parse, |e| FileError::Read(e).into())
 }
 
 #[cfg(test)]
@@ -243,13 +231,11 @@ mod tests {
 
     /// The duration that `[updates] key` sets.
     fn field<'c>(c: &'c mut Config, key: &str) -> &'c mut Duration {
-        match key {
-            "lock_wait" => &mut c.lock_wait,
-            "refresh_interval" => &mut c.refresh_interval,
-            "probation" => &mut c.probation,
-            "refresh_timeout" => &mut c.refresh_timeout,
-            other => panic!("no duration key {other}"),
-        }
+        let (.., field) = DURATION_KEYS
+            .iter()
+            .find(|(k, ..)| *k == key)
+            .unwrap_or_else(|| panic!("no duration key {key}"));
+        field(c)
     }
 
     #[test]
@@ -286,9 +272,36 @@ mod tests {
             let text = format!("[updates]\n{key} = {bad}\n");
             let got = parse(&text);
             assert!(
-                matches!(got, Err(ConfigError::BadValue { key: k, .. }) if k == key),
+                matches!(got, Err(ConfigError::File(FileError::BadValue { key: k, .. })) if k == key),
                 "{text:?}: {got:?}"
             );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_it_takes() {
+        for (text, want) in [
+            (
+                "[updates]\nlock_wait = 2h\n",
+                "[updates] lock_wait: at most 1h",
+            ),
+            (
+                "[updates]\nprobation = soon\n",
+                "[updates] probation: \"soon\" is not a duration: write a whole number \
+                 followed by s, m, h or d (30s, 15m, 6h)",
+            ),
+            (
+                "[updates]\nrefresh_timeout = 0s\n",
+                "[updates] refresh_timeout: at least 1s",
+            ),
+            (
+                "[updates]\nrepository = a/b\n",
+                "[updates] repository = \"a/b\" is not a valid repository name: \
+                 character '/' is not one of [A-Za-z0-9._-]",
+            ),
+        ] {
+            let got = parse(text).map(|_| ()).map_err(|e| e.to_string());
+            assert_eq!(got, Err(want.to_string()), "{text:?}");
         }
     }
 
@@ -327,9 +340,9 @@ mod tests {
         std::fs::write(&p, format!("[updates]\n#{}\n", "x".repeat(70_000))).unwrap();
         assert!(matches!(
             load(&p),
-            Err(ConfigError::Read(
+            Err(ConfigError::File(FileError::Read(
                 patchman_shared::config_file::ReadError::TooLarge { .. }
-            ))
+            )))
         ));
     }
 }

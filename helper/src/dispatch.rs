@@ -299,22 +299,26 @@ mod tests {
         let other = Request::Hello {
             protocol: PROTOCOL_VERSION + 1,
         };
-        let cases = [
-            (State::AwaitingHello, ours, Welcome),
-            (State::AwaitingHello, other, Unsupported),
-            (State::AwaitingHello, Request::Status, OutOfOrder),
-            (State::AwaitingHello, Request::Check, OutOfOrder),
-            (State::AwaitingHello, Request::Update, OutOfOrder),
-            (State::AwaitingHello, Request::Confirm, OutOfOrder),
-            (State::Ready, ours, OutOfOrder),
-            (State::Ready, other, OutOfOrder),
-            (State::Ready, Request::Status, Status),
-            (State::Ready, Request::Check, Check),
-            (State::Ready, Request::Update, Update),
-            (State::Ready, Request::Confirm, Confirm),
+        // Every state against every request: a row per state, a column per
+        // request.
+        let requests = [
+            ours,
+            other,
+            Request::Status,
+            Request::Check,
+            Request::Update,
+            Request::Confirm,
         ];
-        for (state, req, want) in cases {
-            assert_eq!(route(state, &req), want, "{state:?} {req:?}");
+        #[rustfmt::skip]
+        let table = [
+            //                      ours        other        Status      Check       Update      Confirm
+            (State::AwaitingHello, [Welcome,    Unsupported, OutOfOrder, OutOfOrder, OutOfOrder, OutOfOrder]),
+            (State::Ready,         [OutOfOrder, OutOfOrder,  Status,     Check,      Update,     Confirm]),
+        ];
+        for (state, routes) in table {
+            for (req, want) in requests.iter().zip(routes) {
+                assert_eq!(route(state, req), want, "{state:?} {req:?}");
+            }
         }
     }
 }

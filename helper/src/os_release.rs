@@ -53,8 +53,8 @@ const OS_RELEASE_FILES: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
 /// The release file of Red Hat family systems that have no os-release.
 const REDHAT_RELEASE_FILE: &str = "etc/redhat-release";
 
-/// The path errors from the pure functions name until [`detect`] replaces it
-/// with the file it actually read.
+/// The path errors of the public pure functions name; [`detect`] gives the
+/// private ones the file it actually read.
 const DEFAULT_OS_RELEASE: &str = "/etc/os-release";
 const DEFAULT_REDHAT_RELEASE: &str = "/etc/redhat-release";
 
@@ -186,24 +186,6 @@ impl DetectError {
             | DetectError::UnrecognizedRedhatRelease { path, .. }
             | DetectError::UnsupportedRelease { path, .. } => Some(path),
         }
-    }
-
-    /// The same error about the file at `file`. [`detect`] uses it to name
-    /// the file it read in place of the default path that the pure
-    /// functions give.
-    fn about(mut self, file: &Path) -> Self {
-        match &mut self {
-            DetectError::NoReleaseFile { .. } => {}
-            DetectError::Unreadable { path, .. }
-            | DetectError::NotRegularFile { path }
-            | DetectError::TooLarge { path }
-            | DetectError::UnknownDistribution { path, .. }
-            | DetectError::MissingVersionId { path, .. }
-            | DetectError::BadVersionId { path, .. }
-            | DetectError::UnrecognizedRedhatRelease { path, .. }
-            | DetectError::UnsupportedRelease { path, .. } => *path = file.to_path_buf(),
-        }
-        self
     }
 }
 
@@ -435,18 +417,26 @@ fn lineage_of(word: &str) -> Option<Lineage> {
 /// The family of the system an os-release describes (see the module
 /// documentation for the rules). Errors name `/etc/os-release`.
 pub fn family_from_os_release(os: &OsRelease) -> Result<Family, DetectError> {
+    os_release_family(os, Path::new(DEFAULT_OS_RELEASE))
+}
+
+/// [`family_from_os_release`] of the os-release read from `path`, which
+/// its errors name.
+fn os_release_family(os: &OsRelease, path: &Path) -> Result<Family, DetectError> {
     if let Some(lineage) = os.id().and_then(lineage_of) {
         return match lineage {
             Lineage::Debian => Ok(Family::Apt),
             Lineage::Fedora => Ok(Family::Dnf),
-            Lineage::EnterpriseLinux => el_family_from_version_id(os, true),
+            Lineage::EnterpriseLinux => el_family_from_version_id(os, true, path),
         };
     }
     match os.id_like().find_map(lineage_of) {
         Some(Lineage::Debian) => Ok(Family::Apt),
-        Some(Lineage::Fedora | Lineage::EnterpriseLinux) => el_family_from_version_id(os, false),
+        Some(Lineage::Fedora | Lineage::EnterpriseLinux) => {
+            el_family_from_version_id(os, false, path)
+        }
         None => Err(DetectError::UnknownDistribution {
-            path: PathBuf::from(DEFAULT_OS_RELEASE),
+            path: path.to_path_buf(),
             id: os.id().map(clip),
             id_like: os.get("ID_LIKE").map(clip),
         }),
@@ -454,9 +444,14 @@ pub fn family_from_os_release(os: &OsRelease) -> Result<Family, DetectError> {
 }
 
 /// `is_el`: the `ID` itself is an Enterprise Linux, whose version numbers
-/// are EL's (a derivative's, e.g. Amazon Linux 2, are its own).
-fn el_family_from_version_id(os: &OsRelease, is_el: bool) -> Result<Family, DetectError> {
-    let path = PathBuf::from(DEFAULT_OS_RELEASE);
+/// are EL's (a derivative's, e.g. Amazon Linux 2, are its own). Errors
+/// name `path`.
+fn el_family_from_version_id(
+    os: &OsRelease,
+    is_el: bool,
+    path: &Path,
+) -> Result<Family, DetectError> {
+    let path = path.to_path_buf();
     let id = os.id().map(clip);
     let id_like = os.get("ID_LIKE").map(clip);
     let Some(version_id) = os.version_id().filter(|v| !v.trim().is_empty()) else {
@@ -514,6 +509,12 @@ fn major_version(version: &str) -> Option<u32> {
 /// Only Red Hat family systems have this file, so the name is not checked
 /// against a list. Errors name `/etc/redhat-release`.
 pub fn family_from_redhat_release(text: &str) -> Result<Family, DetectError> {
+    redhat_release_family(text, Path::new(DEFAULT_REDHAT_RELEASE))
+}
+
+/// [`family_from_redhat_release`] of the text read from `path`, which its
+/// errors name.
+fn redhat_release_family(text: &str, path: &Path) -> Result<Family, DetectError> {
     let line = text
         .lines()
         .map(str::trim)
@@ -533,13 +534,13 @@ pub fn family_from_redhat_release(text: &str) -> Result<Family, DetectError> {
             Ok(Family::Dnf)
         }
         Some((_, major)) if major < FIRST_SUPPORTED_EL => Err(DetectError::UnsupportedRelease {
-            path: PathBuf::from(DEFAULT_REDHAT_RELEASE),
+            path: path.to_path_buf(),
             release: clip(line),
             major,
         }),
         Some((_, major)) => Ok(el_family(major)),
         None => Err(DetectError::UnrecognizedRedhatRelease {
-            path: PathBuf::from(DEFAULT_REDHAT_RELEASE),
+            path: path.to_path_buf(),
             text: clip(line),
         }),
     }
@@ -557,12 +558,12 @@ pub fn detect(root: &Path) -> Result<Family, DetectError> {
     for file in OS_RELEASE_FILES {
         let path = root.join(file);
         if let Some(text) = read_release_file(&path)? {
-            return family_from_os_release(&parse_os_release(&text)).map_err(|e| e.about(&path));
+            return os_release_family(&parse_os_release(&text), &path);
         }
     }
     let path = root.join(REDHAT_RELEASE_FILE);
     match read_release_file(&path)? {
-        Some(text) => family_from_redhat_release(&text).map_err(|e| e.about(&path)),
+        Some(text) => redhat_release_family(&text, &path),
         None => Err(DetectError::NoReleaseFile {
             tried: OS_RELEASE_FILES
                 .iter()

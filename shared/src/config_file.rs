@@ -46,6 +46,48 @@ impl fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
+/// What either half can find wrong in the configuration file: it cannot be
+/// read, it is not ini, or a key of `[updates]` has a value that key does
+/// not take.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read, or is too large.
+    Read(ReadError),
+    Syntax(String),
+    BadValue {
+        key: &'static str,
+        why: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read(e) => write!(f, "{e}"),
+            ConfigError::Syntax(e) => write!(f, "cannot parse the configuration: {e}"),
+            ConfigError::BadValue { key, why } => write!(f, "[updates] {key}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `[updates] key` as a duration, from the `value` the ini parser found
+/// for it; `None` when the file does not set the key.
+pub fn duration_value(
+    key: &'static str,
+    value: Option<String>,
+) -> Result<Option<Duration>, ConfigError> {
+    value
+        .map(|v| {
+            parse_duration(&v).map_err(|e| ConfigError::BadValue {
+                key,
+                why: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
 /// Reads the configuration file, at most [`MAX_CONFIG`] bytes, with the
 /// checks of [`read_root_file`]. `None` when it does not exist: every
 /// setting then has its default (the vendor says "create it if it does not

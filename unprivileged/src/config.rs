@@ -3,11 +3,10 @@
 //! 1h). The helper reads the same file for `repository`; keys that are not
 //! ours are ignored here.
 
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use patchman_shared::parse_duration;
+use patchman_shared::config_file::duration_value;
 
 /// Default `[updates] interval`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(6 * 3600);
@@ -37,28 +36,9 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug)]
-pub enum ConfigError {
-    /// The file could not be read, or is too large.
-    Read(patchman_shared::config_file::ReadError),
-    Syntax(String),
-    BadValue {
-        key: &'static str,
-        why: String,
-    },
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Read(e) => write!(f, "{e}"),
-            ConfigError::Syntax(e) => write!(f, "cannot parse the configuration: {e}"),
-            ConfigError::BadValue { key, why } => write!(f, "[updates] {key}: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+/// What the agent can find wrong in the file is what the helper can (but
+/// for the helper's `repository`): the one type both halves share.
+pub use patchman_shared::config_file::ConfigError;
 
 /// `yes`/`no` and the usual spellings (ini files are written by people).
 pub fn parse_bool(value: &str) -> Option<bool> {
@@ -80,16 +60,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             why: format!("{v:?} is not yes or no"),
         })?;
     }
-    let duration = |key: &'static str| -> Result<Option<Duration>, ConfigError> {
-        ini.get("updates", key)
-            .map(|v| {
-                parse_duration(&v).map_err(|e| ConfigError::BadValue {
-                    key,
-                    why: e.to_string(),
-                })
-            })
-            .transpose()
-    };
+    let duration = |key| duration_value(key, ini.get("updates", key));
     if let Some(d) = duration("interval")? {
         // Zero would make the daemon check in a loop.
         if d.is_zero() {

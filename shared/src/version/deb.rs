@@ -90,72 +90,24 @@ fn verrevcmp(a: &str, b: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use std::io::Write;
     use std::process::{Command, Stdio};
 
-    #[test]
-    fn known_orderings() {
-        use Ordering::*;
-        assert_orderings(
-            compare,
-            &[
-                ("1.0", "1.0", Equal),
-                ("1.0", "1.0-0", Equal),
-                ("1.0-1", "1.0-01", Equal),
-                ("1.0~rc1", "1.0", Less),
-                ("1.0~~", "1.0~", Less),
-                ("1.0~", "1.0", Less),
-                ("1.0", "1.0a", Less),
-                ("1.0a", "1.0+", Less),
-                ("1.0+", "1.0.", Less),
-                ("1.7.0-1", "1.7.1-1", Less),
-                ("1.7.10-1", "1.7.9-1", Greater),
-                ("1:1.0", "2.0", Greater),
-                ("0:2.0", "2.0", Equal),
-                ("1.0-1", "1.0-1+b1", Less),
-                ("1.0-1~bpo1", "1.0-1", Less),
-                ("001", "1", Equal),
-                ("1.0-a", "1.0-1", Greater),
-            ],
-        );
-    }
+    use super::super::testgen::{assert_agrees_with_tool, verdict, Gen, Grammar};
 
-    use super::super::testgen::{
-        assert_agrees_with_tool, assert_orderings, check_antisymmetric, Gen,
+    /// A valid dpkg version: epoch optional, upstream starting with a
+    /// digit, revision optional (upstream may then contain '-').
+    const DEB: Grammar = Grammar {
+        starts: &["0", "1", "2", "10", "1.0", "1.7"],
+        pieces: &[
+            "0", "1", "2", "9", "10", "01", "a", "b", "z", "A", "~", "+", ".", "~~", "rc", "~rc1",
+        ],
+        releases: &[
+            "0", "1", "2", "1a", "a", "1~", "1+b1", "1.1", "0ubuntu1", "10",
+        ],
+        no_release_one_in: 3,
+        dash_in_version_one_in: Some(5),
     };
-
-    impl Gen {
-        /// A valid dpkg version: epoch optional, upstream starting with a
-        /// digit, revision optional (upstream may then contain '-').
-        fn deb_version(&mut self) -> String {
-            let pieces = [
-                "0", "1", "2", "9", "10", "01", "a", "b", "z", "A", "~", "+", ".", "~~", "rc",
-                "~rc1",
-            ];
-            let mut s = String::new();
-            if self.next() % 4 == 0 {
-                s.push_str(self.pick(&["1:", "0:", "2:", "10:"]));
-            }
-            s.push_str(self.pick(&["0", "1", "2", "10", "1.0", "1.7"]));
-            for _ in 0..self.next() % 4 {
-                s.push_str(self.pick(&pieces));
-            }
-            if self.next() % 3 != 0 {
-                if self.next() % 5 == 0 {
-                    s.push_str("-x");
-                }
-                s.push('-');
-                s.push_str(self.pick(&[
-                    "0", "1", "2", "1a", "a", "1~", "1+b1", "1.1", "0ubuntu1", "10",
-                ]));
-                for _ in 0..self.next() % 2 {
-                    s.push_str(self.pick(&pieces));
-                }
-            }
-            s
-        }
-    }
 
     /// dpkg's verdict for each pair (it prints "<", "=" or ">"), from one
     /// `sh` per batch.
@@ -189,12 +141,7 @@ done"#;
             String::from_utf8(out.stdout)
                 .ok()?
                 .lines()
-                .map(|v| match v {
-                    "<" => Ordering::Less,
-                    "=" => Ordering::Equal,
-                    ">" => Ordering::Greater,
-                    other => panic!("dpkg's verdict {other:?}"),
-                })
+                .map(|v| verdict("dpkg", ["<", "=", ">"], v))
                 .collect(),
         )
     }
@@ -208,13 +155,13 @@ done"#;
         let mut gen = Gen(0x9e37_79b9_7f4a_7c15);
         let pairs: Vec<(String, String)> = (0..3000)
             .map(|i| {
-                let a = gen.deb_version();
+                let a = gen.version(&DEB);
                 // Every fifth pair compares near-equal versions, where the
                 // subtle rules (leading zeros, empty revision) live.
                 let b = if i % 5 == 0 {
                     format!("{a}0")
                 } else {
-                    gen.deb_version()
+                    gen.version(&DEB)
                 };
                 (a, b)
             })
@@ -223,12 +170,5 @@ done"#;
         assert_agrees_with_tool(compare, &pairs, 250, |batch| {
             dpkg_verdicts(batch).expect("running dpkg")
         });
-    }
-
-    proptest! {
-        #[test]
-        fn arbitrary_versions_never_panic_and_order_is_antisymmetric(a in "[0-9a-zA-Z.+~:-]{1,20}", b in "[0-9a-zA-Z.+~:-]{1,20}") {
-            check_antisymmetric(compare, &a, &b)?;
-        }
     }
 }

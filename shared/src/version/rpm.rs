@@ -42,6 +42,29 @@ pub fn compare(a: &Evr, b: &Evr) -> Ordering {
         .then_with(|| rpmvercmp(&a.release, &b.release))
 }
 
+/// Steps 2 and 3: `~` sorts before everything, even the end of the string;
+/// `^` after the end but before anything else. Where either side is at `~`
+/// (else at `^`), the two sides' ranks against that marker decide; `Equal`:
+/// both are at it, skip it. `None`: neither side is at a marker.
+fn markers(ca: Option<u8>, cb: Option<u8>) -> Option<Ordering> {
+    let tilde = |c: Option<u8>| match c {
+        Some(b'~') => 0,
+        _ => 1,
+    };
+    let caret = |c: Option<u8>| match c {
+        None => 0,
+        Some(b'^') => 1,
+        Some(_) => 2,
+    };
+    if ca == Some(b'~') || cb == Some(b'~') {
+        Some(tilde(ca).cmp(&tilde(cb)))
+    } else if ca == Some(b'^') || cb == Some(b'^') {
+        Some(caret(ca).cmp(&caret(cb)))
+    } else {
+        None
+    }
+}
+
 /// rpm's `rpmvercmp` on one field (version or release); see the module
 /// documentation for the rules.
 pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
@@ -61,33 +84,14 @@ pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
             j += 1;
         }
         let (ca, cb) = (at(a, i), at(b, j));
-        if ca == Some(b'~') || cb == Some(b'~') {
-            if ca != Some(b'~') {
-                return Ordering::Greater;
+        match markers(ca, cb) {
+            Some(Ordering::Equal) => {
+                i += 1;
+                j += 1;
+                continue;
             }
-            if cb != Some(b'~') {
-                return Ordering::Less;
-            }
-            i += 1;
-            j += 1;
-            continue;
-        }
-        if ca == Some(b'^') || cb == Some(b'^') {
-            if ca.is_none() {
-                return Ordering::Less;
-            }
-            if cb.is_none() {
-                return Ordering::Greater;
-            }
-            if ca != Some(b'^') {
-                return Ordering::Greater;
-            }
-            if cb != Some(b'^') {
-                return Ordering::Less;
-            }
-            i += 1;
-            j += 1;
-            continue;
+            Some(decided) => return decided,
+            None => {}
         }
         let (Some(first), Some(_)) = (ca, cb) else {
             break;
@@ -151,93 +155,43 @@ pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use std::process::Command;
 
-    #[test]
-    fn known_orderings() {
-        use Ordering::*;
-        assert_orderings(
-            compare,
-            &[
-                ("1.0-1", "1.0-1", Equal),
-                ("1.0", "1.0-0", Less),
-                ("1.0-1", "1.0-01", Equal),
-                ("1.0~rc1-1", "1.0-1", Less),
-                ("1.0~~-1", "1.0~-1", Less),
-                ("1.0.-1", "1.0-1", Equal),
-                ("1.0^git1-1", "1.0.1-1", Less),
-                ("1.0^git1-1", "1.0^git2-1", Less),
-                ("1.0^-1", "1.0~-1", Greater),
-                ("1.0.-1", "1.0-1", Equal),
-                ("1.0a-1", "1.01-1", Less),
-                ("1.a-1", "1.1-1", Less),
-                ("1.0-1", "1_0-1", Equal),
-                ("1..0-1", "1.0-1", Equal),
-                ("1.0.-1", "1.0-1", Equal),
-                ("1.7.0-1", "1.7.1-1", Less),
-                ("1.7.10-1", "1.7.9-1", Greater),
-                ("1:1.2.7-1", "9.9.9-1", Greater),
-                ("0:2.0-1", "2.0-1", Equal),
-                ("1.0-1.el8", "1.0-1.el7", Greater),
-                ("1.0-1", "1.0-1.el8", Less),
-                ("abc-1", "abd-1", Less),
-                ("a-1", "B-1", Greater),
-            ],
-        );
-    }
+    use super::super::testgen::{assert_agrees_with_tool, verdict, Gen, Grammar};
 
-    use super::super::testgen::{
-        assert_agrees_with_tool, assert_orderings, check_antisymmetric, Gen,
+    /// A version [`Evr::parse`] accepts (starting with a letter or digit):
+    /// epoch optional, release usually present, pieces where rpm's subtle
+    /// rules live (`~`, `^`, leading zeros, letters against digits,
+    /// separators).
+    const RPM: Grammar = Grammar {
+        starts: &["0", "1", "2", "10", "1.0", "1.7", "a", "1~", "1^"],
+        pieces: &[
+            "0",
+            "1",
+            "2",
+            "9",
+            "10",
+            "01",
+            "007",
+            "a",
+            "b",
+            "Z",
+            "rc",
+            "~",
+            "^",
+            ".",
+            "_",
+            "+",
+            "~rc1",
+            "^git2",
+            "..",
+            "el8",
+            "99999999999999999999",
+        ],
+        releases: &["0", "1", "2", "1a", "a", "1~", "1^", "1.el8", "10"],
+        no_release_one_in: 5,
+        dash_in_version_one_in: None,
     };
-
-    impl Gen {
-        /// A version [`Evr::parse`] accepts (starting with a letter or
-        /// digit): epoch optional, release usually present, pieces where
-        /// rpm's subtle rules live (`~`,
-        /// `^`, leading zeros, letters against digits, separators).
-        fn rpm_version(&mut self) -> String {
-            let pieces = [
-                "0",
-                "1",
-                "2",
-                "9",
-                "10",
-                "01",
-                "007",
-                "a",
-                "b",
-                "Z",
-                "rc",
-                "~",
-                "^",
-                ".",
-                "_",
-                "+",
-                "~rc1",
-                "^git2",
-                "..",
-                "el8",
-                "99999999999999999999",
-            ];
-            let mut s = String::new();
-            if self.next() % 4 == 0 {
-                s.push_str(self.pick(&["1:", "0:", "2:", "10:"]));
-            }
-            s.push_str(self.pick(&["0", "1", "2", "10", "1.0", "1.7", "a", "1~", "1^"]));
-            for _ in 0..self.next() % 4 {
-                s.push_str(self.pick(&pieces));
-            }
-            if self.next() % 5 != 0 {
-                s.push('-');
-                s.push_str(self.pick(&["0", "1", "2", "1a", "a", "1~", "1^", "1.el8", "10"]));
-                for _ in 0..self.next() % 2 {
-                    s.push_str(self.pick(&pieces));
-                }
-            }
-            s
-        }
-    }
 
     /// rpm's verdict for each pair (it prints -1, 0 or 1), from one
     /// `rpm --eval` of a Lua script per batch. `%_dbpath` points into a
@@ -271,12 +225,7 @@ mod tests {
         );
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
-            .map(|v| match v {
-                "-1" => Ordering::Less,
-                "0" => Ordering::Equal,
-                "1" => Ordering::Greater,
-                _ => panic!("rpm printed {v:?}"),
-            })
+            .map(|v| verdict("rpm", ["-1", "0", "1"], v))
             .collect()
     }
 
@@ -286,7 +235,7 @@ mod tests {
         let mut gen = Gen(0x2545_f491_4f6c_dd1d);
         let pairs: Vec<(String, String)> = (0..4000)
             .map(|i| {
-                let a = gen.rpm_version();
+                let a = gen.version(&RPM);
                 // Near-equal pairs, where leading zeros, `~`, `^` and
                 // trailing separators decide.
                 let b = match i % 7 {
@@ -294,7 +243,7 @@ mod tests {
                     1 => format!("{a}~"),
                     2 => format!("{a}^"),
                     3 => format!("{a}."),
-                    _ => gen.rpm_version(),
+                    _ => gen.version(&RPM),
                 };
                 (a, b)
             })
@@ -302,12 +251,5 @@ mod tests {
         let db_str = db.to_string_lossy().into_owned();
         assert_agrees_with_tool(compare, &pairs, 500, |batch| rpm_verdicts(batch, &db_str));
         let _ = std::fs::remove_dir_all(&db);
-    }
-
-    proptest! {
-        #[test]
-        fn arbitrary_versions_never_panic_and_order_is_antisymmetric(a in "[0-9a-zA-Z.+~^_:-]{1,20}", b in "[0-9a-zA-Z.+~^_:-]{1,20}") {
-            check_antisymmetric(compare, &a, &b)?;
-        }
     }
 }

@@ -317,10 +317,10 @@ pub enum FileState {
 /// A scenario as data: the repository (a name the family's fixture
 /// resolves), the packages installed at the start, a preparation, the
 /// agent's runs, and the state expected at the end. [`run_table`] runs a
-/// table of them; build one from [`Row::new`] with the methods below,
-/// which say only what differs (`Row::new(name, repo)
-/// .installed(…).steps(…).updates_to(…)`), or as `Row { …, ..Row::new(name,
-/// repo) }`.
+/// table of them; build one from [`Row::standard`] (or [`Row::new`]) with
+/// the methods below, which say only what differs from it:
+/// `Row::standard(name).steps(&[Step::update(0)]).updates_to(&[(CLIENT,
+/// "1.7.1-1")])`; or as `Row { …, ..Row::new(name, repo) }`.
 #[derive(Debug, Clone, Copy)]
 pub struct Row {
     pub name: &'static str,

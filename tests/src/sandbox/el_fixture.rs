@@ -13,9 +13,9 @@
 //!
 //! | package                    | version     | requires                       | note |
 //! |----------------------------|-------------|--------------------------------|------|
-//! | `patchman-client`          | `1.6.9-1`   |                                | below the 1.7.0-1 gate; [`CONFFILE_OLD`] |
-//! | `patchman-client`          | `1.7.0-1`   |                                | [`CONFFILE_OLD`] |
-//! | `patchman-client`          | `1.7.1-1`   |                                | [`CONFFILE_NEW`] |
+//! | `patchman-client`          | `1.6.9-1`   |                                | below the 1.7.0-1 gate; [`CONFFILE_OLD`](super::fixture::CONFFILE_OLD) |
+//! | `patchman-client`          | `1.7.0-1`   |                                | [`CONFFILE_OLD`](super::fixture::CONFFILE_OLD) |
+//! | `patchman-client`          | `1.7.1-1`   |                                | [`CONFFILE_NEW`](super::fixture::CONFFILE_NEW) |
 //! | `patchman-client`          | `1.7.2-1`   | `libpatchman-new >= 1.0`       | a new dependency |
 //! | `patchman-client`          | `1:1.2.7-1` |                                | epoch: newer than all the above |
 //! | `patchman-client`          | `9.9.9-1`   |                                | only in the `other` repository |

@@ -8,7 +8,7 @@ use std::process::Output;
 
 use crate::sandbox::apt_repo::{AptRepo, SourceFormat};
 use crate::sandbox::el::{ElRelease, ElSandbox};
-use crate::sandbox::fixture::{CLIENT, REALTIME};
+use crate::sandbox::fixture::{CLIENT, NEW_DEP, REALTIME};
 use crate::sandbox::RpmRepo;
 use crate::updater::{changed_packages, db_changes, Binaries, Updater};
 use crate::{assert_host_unchanged, host_package_state, AptFixture, ElFixture, Sandbox};
@@ -179,6 +179,11 @@ pub struct Step {
     pub stdout: &'static [&'static str],
     /// Text its stderr must contain.
     pub stderr: &'static [&'static str],
+    /// Text its stderr must contain as well, in the family's own words:
+    /// on a dpkg system (apt) …
+    pub stderr_dpkg: &'static [&'static str],
+    /// … and on an rpm system (dnf, yum).
+    pub stderr_rpm: &'static [&'static str],
     /// `(path, value)` its stdout, a JSON object, must have: `path` is
     /// dotted (`installed.client`), `value` a string's contents or another
     /// value's JSON text (`true`).
@@ -200,11 +205,23 @@ impl Step {
             exit,
             stdout: &[],
             stderr: &[],
+            stderr_dpkg: &[],
+            stderr_rpm: &[],
             json: &[],
             changes_nothing: false,
             min_seconds: 0,
             after_helper_exit: false,
         }
+    }
+
+    /// `patchman-agent update` exiting `exit`.
+    pub const fn update(exit: i32) -> Step {
+        Step::new(&["update"], exit)
+    }
+
+    /// `patchman-agent check` exiting `exit`.
+    pub const fn check(exit: i32) -> Step {
+        Step::new(&["check"], exit)
     }
 
     /// … whose stdout contains each of `texts`.
@@ -219,6 +236,21 @@ impl Step {
     pub const fn stderr(self, texts: &'static [&'static str]) -> Step {
         Step {
             stderr: texts,
+            ..self
+        }
+    }
+
+    /// … whose stderr contains each of `dpkg` on a dpkg system and each of
+    /// `rpm` on an rpm system (a row of every family where their words
+    /// differ).
+    pub const fn stderr_per_family(
+        self,
+        dpkg: &'static [&'static str],
+        rpm: &'static [&'static str],
+    ) -> Step {
+        Step {
+            stderr_dpkg: dpkg,
+            stderr_rpm: rpm,
             ..self
         }
     }
@@ -285,7 +317,10 @@ pub enum FileState {
 /// A scenario as data: the repository (a name the family's fixture
 /// resolves), the packages installed at the start, a preparation, the
 /// agent's runs, and the state expected at the end. [`run_table`] runs a
-/// table of them; build one with `Row { …, ..Row::new(name, repo) }`.
+/// table of them; build one from [`Row::standard`] (or [`Row::new`]) with
+/// the methods below, which say only what differs from it:
+/// `Row::standard(name).steps(&[Step::update(0)]).updates_to(&[(CLIENT,
+/// "1.7.1-1")])`; or as `Row { …, ..Row::new(name, repo) }`.
 #[derive(Debug, Clone, Copy)]
 pub struct Row {
     pub name: &'static str,
@@ -303,8 +338,16 @@ pub struct Row {
     /// `(package, installed version)` at the end; `None`: the database
     /// knows nothing of it ([`Scenario::absent`]).
     pub expect: &'static [(&'static str, Option<&'static str>)],
-    /// The packages whose database entry changed (none: nothing changed).
+    /// The packages whose database entry changed (none: nothing changed),
+    /// besides those of [`Row::updated`](Row#structfield.updated).
     pub changed: &'static [&'static str],
+    /// `(package, version)`: at `version` at the end, its entry changed
+    /// (an update's end state: [`Row::expect`](Row#structfield.expect) and
+    /// [`Row::changed`](Row#structfield.changed) in one).
+    pub updated: &'static [(&'static str, &'static str)],
+    /// Every package of [`Row::installed`](Row#structfield.installed) is
+    /// still at its version at the end (a refusal's end state).
+    pub keeps_installed: bool,
     /// Whether the helper must have exited (after a changing update) or
     /// still run at the end; `None`: not checked.
     pub helper_exits: Option<bool>,
@@ -336,12 +379,131 @@ impl Row {
             steps: &[],
             expect: &[],
             changed: &[],
+            updated: &[],
+            keeps_installed: false,
             helper_exits: None,
             helper_log: &[],
             helper_log_lacks: &[],
             one_run_of: None,
             installs_at_once: &[],
             files: &[],
+        }
+    }
+
+    /// A row from the standard start (as [`Scenario::standard_apt`]): the
+    /// `patchman` repository, which offers 1.7.1-1, and client 1.7.0-1
+    /// installed.
+    pub const fn standard(name: &'static str) -> Row {
+        Row {
+            installed: &[(CLIENT, "1.7.0-1")],
+            ..Row::new(name, "patchman")
+        }
+    }
+
+    /// … with the fixture's repository `repo` as the `patchman` source.
+    pub const fn repo(self, repo: &'static str) -> Row {
+        Row { repo, ..self }
+    }
+
+    /// … with `(package, version)` of `packages` installed at the start.
+    pub const fn installed(self, packages: &'static [(&'static str, &'static str)]) -> Row {
+        Row {
+            installed: packages,
+            ..self
+        }
+    }
+
+    /// … prepared by `prepare` ([`Row::prepare`](Row#structfield.prepare)).
+    pub const fn prepare(self, prepare: fn(&Updater)) -> Row {
+        Row {
+            prepare: Some(prepare),
+            ..self
+        }
+    }
+
+    /// … with the fcntl lock on `path` held by another process during the steps.
+    pub const fn lock_held(self, path: &'static str) -> Row {
+        Row {
+            lock_held: Some(path),
+            ..self
+        }
+    }
+
+    /// … whose agent runs are `steps`.
+    pub const fn steps(self, steps: &'static [Step]) -> Row {
+        Row { steps, ..self }
+    }
+
+    /// … ending with `(package, version)` of `packages` (`None`: absent).
+    pub const fn expect(self, packages: &'static [(&'static str, Option<&'static str>)]) -> Row {
+        Row {
+            expect: packages,
+            ..self
+        }
+    }
+
+    /// … in which `packages` changed in the database (with those of
+    /// [`Row::updates_to`], and no other).
+    pub const fn changed(self, packages: &'static [&'static str]) -> Row {
+        Row {
+            changed: packages,
+            ..self
+        }
+    }
+
+    /// … after which the helper must have exited (`true`) or still run.
+    pub const fn helper_exits(self, exits: bool) -> Row {
+        Row {
+            helper_exits: Some(exits),
+            ..self
+        }
+    }
+
+    /// … after which the helper's log contains each of `texts`.
+    pub const fn helper_log(self, texts: &'static [&'static str]) -> Row {
+        Row {
+            helper_log: texts,
+            ..self
+        }
+    }
+
+    /// … after which the helper's log contains none of `texts`.
+    pub const fn helper_log_lacks(self, texts: &'static [&'static str]) -> Row {
+        Row {
+            helper_log_lacks: texts,
+            ..self
+        }
+    }
+
+    /// … which installs `packages` in one transaction ([`Row::installs_at_once`](Row#structfield.installs_at_once)).
+    pub const fn installs_at_once(self, packages: &'static [(&'static str, &'static str)]) -> Row {
+        Row {
+            installs_at_once: packages,
+            ..self
+        }
+    }
+
+    /// … ending with each path of `files` in its state.
+    pub const fn files(self, files: &'static [(&'static str, FileState)]) -> Row {
+        Row { files, ..self }
+    }
+
+    /// … ending with each of `packages` at its version, those entries
+    /// changed (and no other but [`Row::changed`](Row#structfield.changed)).
+    pub const fn updates_to(self, packages: &'static [(&'static str, &'static str)]) -> Row {
+        Row {
+            updated: packages,
+            ..self
+        }
+    }
+
+    /// … ending as it started: every installed package at its version,
+    /// nothing changed in the database.
+    pub const fn unchanged(self) -> Row {
+        Row {
+            keeps_installed: true,
+            changed: &[],
+            ..self
         }
     }
 
@@ -358,6 +520,18 @@ impl Row {
             self.run_step(&mut s, step);
         }
         drop(lock);
+        let kept = if self.keeps_installed {
+            self.installed
+        } else {
+            &[]
+        };
+        for (package, version) in kept.iter().chain(self.updated) {
+            assert_eq!(
+                s.version(package).as_deref(),
+                Some(*version),
+                "{name}: the installed version of {package}"
+            );
+        }
         for (package, version) in self.expect {
             match version {
                 Some(_) => assert_eq!(
@@ -368,7 +542,13 @@ impl Row {
                 None => assert!(s.absent(package), "{name}: {package} is not absent"),
             }
         }
-        let want: BTreeSet<String> = self.changed.iter().map(|p| p.to_string()).collect();
+        let updated = self.updated.iter().map(|(p, _)| p);
+        let want: BTreeSet<String> = self
+            .changed
+            .iter()
+            .chain(updated)
+            .map(|p| p.to_string())
+            .collect();
         assert_eq!(
             s.changed(),
             want,
@@ -418,7 +598,16 @@ impl Row {
         let took = t0.elapsed();
         let command = step.args.join(" ");
         let shown = || crate::cmd::output_text(&out);
-        for (stream, texts) in [(&out.stdout, step.stdout), (&out.stderr, step.stderr)] {
+        let family_stderr = match s.db {
+            Db::Dpkg => step.stderr_dpkg,
+            Db::Rpm => step.stderr_rpm,
+        };
+        let streams = [
+            (&out.stdout, step.stdout),
+            (&out.stderr, step.stderr),
+            (&out.stderr, family_stderr),
+        ];
+        for (stream, texts) in streams {
             let text = String::from_utf8_lossy(stream);
             for want in texts {
                 assert!(
@@ -619,55 +808,74 @@ pub fn host_sandbox() -> anyhow::Result<(Sandbox, Binaries)> {
 /// transaction is named by its packages ([`Row::installs_at_once`]), which
 /// each family's log writes its own way.
 pub const EVERY_FAMILY_ROWS: &[Row] = &[
-    Row {
-        installed: &[(CLIENT, "1.7.1-1")],
-        steps: &[
-            Step::new(&["check"], 0),
-            Step::new(&["update"], 0).stdout(&["Already up to date"]),
-        ],
+    Row::new("up_to_date_changes_nothing", "patchman")
+        .installed(&[(CLIENT, "1.7.1-1")])
+        .steps(&[
+            Step::check(0),
+            Step::update(0).stdout(&["Already up to date"]),
+        ])
+        .unchanged()
         // Nothing changed: the helper stays.
-        helper_exits: Some(false),
-        ..Row::new("up_to_date_changes_nothing", "patchman")
-    },
-    Row {
-        steps: &[
-            Step::new(&["update"], 1).stderr(&["patchman-client is not installed"]),
-            Step::new(&["check"], 1),
-        ],
-        expect: &[(CLIENT, None), (REALTIME, None)],
-        ..Row::new("client_not_installed_installs_nothing", "patchman")
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
-        steps: &[Step::new(&["update"], 0)],
-        expect: &[(CLIENT, Some("1.7.1-1")), (REALTIME, Some("1.7.1-1"))],
-        changed: &[CLIENT, REALTIME],
-        installs_at_once: &[(CLIENT, "1.7.1-1"), (REALTIME, "1.7.1-1")],
-        ..Row::new("realtime_installed_moves_in_one_transaction", "patchman")
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.1-1")],
-        steps: &[Step::new(&["update"], 0)],
-        expect: &[(CLIENT, Some("1:1.2.7-1"))],
-        changed: &[CLIENT],
-        // The epoch survives the whole way: found, downloaded (apt's
-        // archive name `patchman-client_1%3a1.2.7-1_all.deb`), installed.
-        installs_at_once: &[(CLIENT, "1:1.2.7-1")],
-        ..Row::new(
-            "an_epoch_version_is_found_downloaded_and_installed",
-            "epoch",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        steps: &[Step::new(&["update"], 0)],
-        expect: &[(CLIENT, Some("1.7.1-1")), (REALTIME, None)],
-        changed: &[CLIENT],
-        ..Row::new(
-            "realtime_in_the_repository_but_not_installed_stays_absent",
-            "patchman",
-        )
-    },
+        .helper_exits(false),
+    Row::new("client_not_installed_installs_nothing", "patchman")
+        .steps(&[
+            Step::update(1).stderr(&["patchman-client is not installed"]),
+            Step::check(1),
+        ])
+        .expect(&[(CLIENT, None), (REALTIME, None)]),
+    Row::new("realtime_installed_moves_in_one_transaction", "patchman")
+        .installed(&[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")])
+        .steps(&[Step::update(0)])
+        .updates_to(&[(CLIENT, "1.7.1-1"), (REALTIME, "1.7.1-1")])
+        .installs_at_once(&[(CLIENT, "1.7.1-1"), (REALTIME, "1.7.1-1")]),
+    // The epoch survives the whole way: found, downloaded (apt's archive
+    // name `patchman-client_1%3a1.2.7-1_all.deb`), installed.
+    Row::new(
+        "an_epoch_version_is_found_downloaded_and_installed",
+        "epoch",
+    )
+    .installed(&[(CLIENT, "1.7.1-1")])
+    .steps(&[Step::update(0)])
+    .updates_to(&[(CLIENT, "1:1.2.7-1")])
+    .installs_at_once(&[(CLIENT, "1:1.2.7-1")]),
+    Row::new(
+        "a_new_dependency_missing_from_the_repository_is_refused",
+        "newdep",
+    )
+    .installed(&[(CLIENT, "1.7.1-1")])
+    .steps(&[Step::update(1)
+        .stderr(&["manual upgrade required", NEW_DEP])
+        // The exact manual command.
+        .stderr_per_family(
+            &["apt-get install patchman-client"],
+            &["dnf install patchman-client"],
+        )])
+    .unchanged(),
+    Row::new(
+        "a_new_dependency_present_in_the_repository_is_still_refused",
+        "newdep_lib",
+    )
+    .installed(&[(CLIENT, "1.7.1-1")])
+    .steps(&[Step::update(1).stderr_per_family(
+        &["would also change libpatchman-new"],
+        &["would also install libpatchman-new"],
+    )])
+    .unchanged()
+    .expect(&[(NEW_DEP, None)]),
+    Row::standard("an_unsigned_repository_is_a_typed_error")
+        .repo("unsigned")
+        .steps(&[Step::update(1).stderr_per_family(
+            &[
+                "refreshing the patchman repository metadata failed",
+                "not signed",
+            ],
+            &["signature"],
+        )])
+        .unchanged(),
+    Row::standard("realtime_in_the_repository_but_not_installed_stays_absent")
+        .steps(&[Step::update(0)])
+        .updates_to(&[(CLIENT, "1.7.1-1")])
+        .expect(&[(REALTIME, None)]),
 ];
 
 /// Runs `rows` for `family` in host-mode sandboxes ([`host_sandbox`]),

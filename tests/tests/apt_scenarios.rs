@@ -14,7 +14,7 @@ use std::time::Duration;
 use patchman_tests::apt_fixture;
 use patchman_tests::cmd::output_text;
 use patchman_tests::sandbox::apt_repo::SourceFormat;
-use patchman_tests::sandbox::fixture::{CLIENT, CONFFILE, NEW_DEP, REALTIME};
+use patchman_tests::sandbox::fixture::{CLIENT, CONFFILE, REALTIME};
 use patchman_tests::scenario::{
     host_sandbox, run_host_table, start_row, Family, FileState, Row, Step, CHECK_FINDS_1_7_1,
 };
@@ -24,11 +24,10 @@ use patchman_tests::updater::Updater;
 const LOCAL_CONFFILE: &str = "[updates]\nrepository = patchman\n# edited by the admin\n";
 
 const ROWS: &[Row] = &[
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        steps: &[
+    Row::standard("update_available_is_checked_then_installed")
+        .steps(&[
             CHECK_FINDS_1_7_1,
-            Step::new(&["update"], 0).stdout(&[
+            Step::update(0).stdout(&[
                 "Reading apt's configuration…",
                 "Downloading…",
                 "Verifying the downloaded package…",
@@ -36,60 +35,26 @@ const ROWS: &[Row] = &[
                 "Confirming the installed version…",
                 "patchman-client: 1.7.0-1 → 1.7.1-1",
             ]),
-        ],
-        expect: &[(CLIENT, Some("1.7.1-1"))],
-        changed: &[CLIENT],
+        ])
+        .updates_to(&[(CLIENT, "1.7.1-1")])
         // The helper exits after a changing update.
-        helper_exits: Some(true),
+        .helper_exits(true)
         // The vendor's restriction: apt only ever saw the patchman source.
-        helper_log: &[
+        .helper_log(&[
             "Dir::Etc::sourcelist=/etc/apt/sources.list.d/patchman.list",
             "dpkg -i --refuse-downgrade --force-confdef --force-confold",
-        ],
-        ..Row::new("update_available_is_checked_then_installed", "patchman")
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.1-1")],
-        steps: &[Step::new(&["update"], 1).stderr(&[
-            "manual upgrade required",
-            NEW_DEP,
-            // The exact manual command.
-            "apt-get install patchman-client",
-        ])],
-        expect: &[(CLIENT, Some("1.7.1-1"))],
-        ..Row::new(
-            "a_new_dependency_missing_from_the_repository_is_refused",
-            "newdep",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.1-1")],
-        steps: &[Step::new(&["update"], 1).stderr(&["would also change libpatchman-new"])],
-        expect: &[(NEW_DEP, None)],
-        ..Row::new(
-            "a_new_dependency_present_in_the_repository_is_still_refused",
-            "newdep_lib",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        prepare: Some(|u| u.sandbox.write_file(CONFFILE, LOCAL_CONFFILE).unwrap()),
-        steps: &[Step::new(&["update"], 0)],
-        expect: &[(CLIENT, Some("1.7.1-1"))],
-        changed: &[CLIENT],
-        files: &[
+        ]),
+    Row::standard("a_locally_modified_conffile_is_kept_and_the_update_succeeds")
+        .prepare(|u| u.sandbox.write_file(CONFFILE, LOCAL_CONFFILE).unwrap())
+        .steps(&[Step::update(0)])
+        .updates_to(&[(CLIENT, "1.7.1-1")])
+        .files(&[
             (CONFFILE, FileState::Contents(LOCAL_CONFFILE)),
             // dpkg keeps the new one beside it.
             ("/etc/patchman/patchman.ini.dpkg-dist", FileState::Exists),
-        ],
-        ..Row::new(
-            "a_locally_modified_conffile_is_kept_and_the_update_succeeds",
-            "patchman",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        prepare: Some(|u| {
+        ]),
+    Row::standard("a_deb822_sources_file_works_like_a_list")
+        .prepare(|u| {
             // The same source as a deb822 `.sources` file instead.
             let fx = apt_fixture();
             u.sandbox
@@ -103,39 +68,29 @@ const ROWS: &[Row] = &[
                     SourceFormat::Deb822,
                 )
                 .unwrap();
-        }),
-        steps: &[Step::new(&["update"], 0)],
-        expect: &[(CLIENT, Some("1.7.1-1"))],
-        changed: &[CLIENT],
-        helper_log: &["sources.list.d/patchman.sources"],
-        files: &[("/etc/apt/sources.list.d/patchman.list", FileState::Absent)],
-        ..Row::new("a_deb822_sources_file_works_like_a_list", "patchman")
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        prepare: Some(|u| {
+        })
+        .steps(&[Step::update(0)])
+        .updates_to(&[(CLIENT, "1.7.1-1")])
+        .helper_log(&["sources.list.d/patchman.sources"])
+        .files(&[("/etc/apt/sources.list.d/patchman.list", FileState::Absent)]),
+    Row::standard("a_lock_held_by_another_frontend_gives_lock_held_after_the_bounded_wait")
+        .prepare(|u| {
             u.configure("repository = patchman\nlock_wait = 2s\n")
                 .unwrap();
-        }),
+        })
         // Another frontend (a process holding the same fcntl lock as apt).
-        lock_held: Some("/var/lib/dpkg/lock-frontend"),
-        steps: &[
+        .lock_held("/var/lib/dpkg/lock-frontend")
+        .steps(&[
             // It waits for the bound first.
-            Step::new(&["update"], 1)
+            Step::update(1)
                 .stderr(&["lock is held by process"])
                 .at_least(2),
             Step::new(&["status", "--json"], 0).json(&[("lock.held", "true")]),
-        ],
-        expect: &[(CLIENT, Some("1.7.0-1"))],
-        helper_log: &["outcome=\"failed: the package manager's lock is held"],
-        ..Row::new(
-            "a_lock_held_by_another_frontend_gives_lock_held_after_the_bounded_wait",
-            "patchman",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        prepare: Some(|u| {
+        ])
+        .unchanged()
+        .helper_log(&["outcome=\"failed: the package manager's lock is held"]),
+    Row::standard("a_higher_client_from_another_source_is_ignored")
+        .prepare(|u| {
             u.add_source("other", &apt_fixture().other).unwrap();
             // The system's own view sees 9.9.9-1 as the candidate.
             u.sandbox.run(&["apt-get", "update"]).unwrap();
@@ -144,53 +99,29 @@ const ROWS: &[Row] = &[
                 .run_stdout(&["apt-cache", "policy", CLIENT])
                 .unwrap();
             assert!(policy.contains("Candidate: 9.9.9-1"), "{policy}");
-        }),
-        steps: &[Step::new(&["update"], 0)],
-        expect: &[(CLIENT, Some("1.7.1-1"))],
-        changed: &[CLIENT],
-        ..Row::new("a_higher_client_from_another_source_is_ignored", "patchman")
-    },
-    Row {
-        installed: &[(CLIENT, "1:1.2.7-1")],
-        steps: &[Step::new(&["update"], 0).stdout(&["Already up to date"])],
-        expect: &[(CLIENT, Some("1:1.2.7-1"))],
-        ..Row::new("only_an_older_version_offered_changes_nothing", "patchman")
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        steps: &[Step::new(&["update"], 1).stderr(&[
-            "refreshing the patchman repository metadata failed",
-            "not signed",
-        ])],
-        ..Row::new("an_unsigned_repository_is_a_typed_error", "unsigned")
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        prepare: Some(|u| {
+        })
+        .steps(&[Step::update(0)])
+        .updates_to(&[(CLIENT, "1.7.1-1")]),
+    Row::new("only_an_older_version_offered_changes_nothing", "patchman")
+        .installed(&[(CLIENT, "1:1.2.7-1")])
+        .steps(&[Step::update(0).stdout(&["Already up to date"])])
+        .unchanged(),
+    Row::standard("a_deb_tampered_with_after_download_is_refused")
+        .prepare(|u| {
             sabotage_after_download(
                 u,
                 "printf X | dd of=$f bs=1 seek=200 conv=notrunc 2>/dev/null",
             )
-        }),
-        steps: &[Step::new(&["update"], 1).stderr(&["SHA-256 does not match"])],
-        expect: &[(CLIENT, Some("1.7.0-1"))],
-        ..Row::new("a_deb_tampered_with_after_download_is_refused", "patchman")
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        prepare: Some(|u| {
-            sabotage_after_download(u, "mv $f /root/moved.deb; ln -s /root/moved.deb $f")
-        }),
-        steps: &[Step::new(&["update"], 1).stderr(&["not a regular file"])],
-        expect: &[(CLIENT, Some("1.7.0-1"))],
-        ..Row::new(
-            "a_symlink_planted_where_the_deb_should_be_is_refused",
-            "patchman",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        prepare: Some(|u| {
+        })
+        .steps(&[Step::update(1).stderr(&["SHA-256 does not match"])])
+        .unchanged(),
+    Row::standard("a_symlink_planted_where_the_deb_should_be_is_refused")
+        .prepare(|u| sabotage_after_download(u, "mv $f /root/moved.deb; ln -s /root/moved.deb $f"))
+        .steps(&[Step::update(1).stderr(&["not a regular file"])])
+        .unchanged(),
+    // Ends `install ok installed` at 1.7.1-1.
+    Row::standard("an_install_left_unpacked_by_a_crash_is_finished_first")
+        .prepare(|u| {
             // As if dpkg -i had been killed after unpacking 1.7.1-1.
             u.sandbox
                 .copy_in(apt_fixture().client("1.7.1-1"), "/root/c.deb")
@@ -201,26 +132,16 @@ const ROWS: &[Row] = &[
                 st,
                 ("install ok unpacked".to_string(), "1.7.1-1".to_string())
             );
-        }),
-        steps: &[
+        })
+        .steps(&[
             Step::new(&["status"], 0).stdout(&["install interrupted"]),
-            Step::new(&["update"], 0).stdout(&["Finishing an interrupted install…"]),
-        ],
-        // `install ok installed` at 1.7.1-1.
-        expect: &[(CLIENT, Some("1.7.1-1"))],
-        changed: &[CLIENT],
-        ..Row::new(
-            "an_install_left_unpacked_by_a_crash_is_finished_first",
-            "patchman",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
-        steps: &[Step::new(&["update"], 0)],
-        expect: &[(CLIENT, Some("1.7.1-1")), (REALTIME, Some("1.7.1-1"))],
-        changed: &[CLIENT, REALTIME],
-        ..Row::new("a_flat_repository_works_too", "flat")
-    },
+            Step::update(0).stdout(&["Finishing an interrupted install…"]),
+        ])
+        .updates_to(&[(CLIENT, "1.7.1-1")]),
+    Row::new("a_flat_repository_works_too", "flat")
+        .installed(&[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")])
+        .steps(&[Step::update(0)])
+        .updates_to(&[(CLIENT, "1.7.1-1"), (REALTIME, "1.7.1-1")]),
 ];
 
 #[test]
@@ -247,10 +168,7 @@ fn sabotage_after_download(u: &Updater, sabotage: &str) {
 /// Two agents at once: not a row (the first runs while the second asks).
 #[test]
 fn a_second_update_while_one_runs_is_busy() {
-    let row = Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        ..Row::new("a_second_update_while_one_runs_is_busy", "patchman")
-    };
+    let row = Row::standard("a_second_update_while_one_runs_is_busy");
     let s = start_row(Family::Apt, &row, host_sandbox);
     // Slow the repository down so the first update is still running.
     s.u.http.set_hang(true);

@@ -14,163 +14,104 @@
 //! only EL 6, where the helper refuses to start, is code.
 
 use patchman_tests::sandbox::el::{ElRelease, ElSandbox};
-use patchman_tests::sandbox::fixture::{CLIENT, NEW_DEP, REALTIME};
+use patchman_tests::sandbox::fixture::{CLIENT, REALTIME};
 use patchman_tests::scenario::{run_host_table, Family, FileState, Row, Step, CHECK_FINDS_1_7_1};
 use patchman_tests::updater::Updater;
 use patchman_tests::{assert_host_unchanged, el_fixture, host_package_state};
 
 const DNF_ROWS: &[Row] = &[
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        steps: &[
+    Row::standard("dnf_update_available_is_checked_then_installed")
+        .steps(&[
             Step::new(&["status", "--json"], 0)
                 .json(&[("family", "dnf"), ("installed.client", "1.7.0-1")]),
             CHECK_FINDS_1_7_1,
-            Step::new(&["update"], 0).stdout(&[
+            Step::update(0).stdout(&[
                 "Downloading…",
                 "Verifying the downloaded package…",
                 "Installing…",
                 "Confirming the installed version…",
             ]),
-        ],
-        expect: &[(CLIENT, Some("1.7.1-1"))],
-        changed: &[CLIENT],
-        helper_exits: Some(true),
+        ])
+        .updates_to(&[(CLIENT, "1.7.1-1")])
+        .helper_exits(true)
         // Only our repository's metadata expired, never `clean all` (which
         // wipes every repository's cache).
-        helper_log: &[
+        .helper_log(&[
             "--setopt=patchman.metadata_expire=0",
             "--downloadonly --downloaddir=/var/cache/patchman-helper/",
             "--verbose --disablerepo=* --enablerepo=patchman patchman-client",
             "rpmkeys --checksig",
-        ],
-        helper_log_lacks: &["clean all"],
+        ])
+        .helper_log_lacks(&["clean all"])
         // The private download dir is emptied after the run (the base keeps
         // only the refresh rate limit's stamp).
-        files: &[(
+        .files(&[(
             "/var/cache/patchman-helper",
             FileState::DirWithOnly(&["last-refresh"]),
-        )],
-        ..Row::new("dnf_update_available_is_checked_then_installed", "patchman")
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.1-1")],
-        steps: &[Step::new(&["update"], 1).stderr(&["manual upgrade required", NEW_DEP])],
-        ..Row::new(
-            "dnf_a_new_dependency_missing_from_the_repository_is_refused",
-            "newdep",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.1-1")],
-        steps: &[Step::new(&["update"], 1).stderr(&["would also install libpatchman-new"])],
-        expect: &[(NEW_DEP, None)],
-        ..Row::new(
-            "dnf_a_new_dependency_present_in_the_repository_is_still_refused",
-            "newdep_lib",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        steps: &[Step::new(&["update"], 1).stderr(&["signature"])],
-        expect: &[(CLIENT, Some("1.7.0-1"))],
-        ..Row::new("dnf_an_unsigned_repository_is_refused", "unsigned")
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        steps: &[Step::new(&["update"], 1).stderr(&["signature"])],
-        ..Row::new(
-            "dnf_a_package_signed_by_an_unknown_key_is_refused",
-            "foreign",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        prepare: Some(|u| u.configure("repository = not-configured\n").unwrap()),
-        steps: &[
-            Step::new(&["update"], 1).stderr(&["repository \"not-configured\" is not configured"])
-        ],
-        ..Row::new(
-            "dnf_an_unknown_repository_name_is_a_typed_error",
-            "patchman",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        prepare: Some(|u| {
+        )]),
+    Row::standard("dnf_a_package_signed_by_an_unknown_key_is_refused")
+        .repo("foreign")
+        .steps(&[Step::update(1).stderr(&["signature"])])
+        .unchanged(),
+    Row::standard("dnf_an_unknown_repository_name_is_a_typed_error")
+        .prepare(|u| u.configure("repository = not-configured\n").unwrap())
+        .steps(&[Step::update(1).stderr(&["repository \"not-configured\" is not configured"])])
+        .unchanged(),
+    Row::standard("dnf_a_higher_client_in_another_repository_is_ignored")
+        .prepare(|u| {
             u.sandbox
                 .add_rpm_repo("other", &el_fixture().other, &u.http.url())
                 .unwrap();
-        }),
-        steps: &[Step::new(&["update"], 0)],
-        expect: &[(CLIENT, Some("1.7.1-1"))],
-        changed: &[CLIENT],
-        ..Row::new(
-            "dnf_a_higher_client_in_another_repository_is_ignored",
-            "patchman",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        prepare: Some(|u| {
+        })
+        .steps(&[Step::update(0)])
+        .updates_to(&[(CLIENT, "1.7.1-1")]),
+    Row::standard("dnf_an_rpm_lock_held_gives_lock_held_after_the_bounded_wait")
+        .prepare(|u| {
             u.configure("repository = patchman\nlock_wait = 2s\n")
                 .unwrap();
-        }),
-        lock_held: Some("/var/lib/rpm/.rpm.lock"),
-        steps: &[Step::new(&["update"], 1).stderr(&["lock is held"])],
-        expect: &[(CLIENT, Some("1.7.0-1"))],
-        ..Row::new(
-            "dnf_an_rpm_lock_held_gives_lock_held_after_the_bounded_wait",
-            "patchman",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.0-1")],
-        prepare: Some(|u| {
-            // A root process changing the downloaded file after dnf's own
-            // checks and before ours: wrap dnf and flip a byte of what it left.
-            u.sandbox
-                .run(&["mv", "/usr/bin/dnf-3", "/usr/bin/dnf-3.real"])
-                .unwrap();
-            let wrapper = "#!/bin/sh\n/usr/bin/dnf-3.real \"$@\"\nrc=$?\nfor a in \"$@\"; do case \"$a\" in --downloaddir=*) d=${a#--downloaddir=}; for f in \"$d\"/*.rpm; do [ -f \"$f\" ] && s=$(stat -c %s \"$f\") && printf X | dd of=\"$f\" bs=1 seek=$((s-40)) conv=notrunc 2>/dev/null && echo tampered >> /root/tampered; done;; esac; done\nexit $rc\n";
-            u.sandbox
-                .write_file_mode("/usr/bin/dnf-3", wrapper, 0o755)
-                .unwrap();
-        }),
-        steps: &[Step::new(&["update"], 1).stderr(&["refused patchman-client"])],
-        expect: &[(CLIENT, Some("1.7.0-1"))],
+        })
+        .lock_held("/var/lib/rpm/.rpm.lock")
+        .steps(&[Step::update(1).stderr(&["lock is held"])])
+        .unchanged(),
+    Row::standard("dnf_an_rpm_tampered_with_after_download_is_refused")
+        .prepare(tamper_after_dnf_download)
+        .steps(&[Step::update(1).stderr(&["refused patchman-client"])])
+        .unchanged()
         // The wrapper ran.
-        files: &[("/root/tampered", FileState::Exists)],
-        ..Row::new(
-            "dnf_an_rpm_tampered_with_after_download_is_refused",
-            "patchman",
-        )
-    },
+        .files(&[("/root/tampered", FileState::Exists)]),
 ];
 
+/// A root process changing the downloaded file after dnf's own checks and
+/// before ours: wraps dnf and flips a byte of each package it left.
+fn tamper_after_dnf_download(u: &Updater) {
+    u.sandbox
+        .run(&["mv", "/usr/bin/dnf-3", "/usr/bin/dnf-3.real"])
+        .unwrap();
+    let wrapper = "#!/bin/sh\n/usr/bin/dnf-3.real \"$@\"\nrc=$?\nfor a in \"$@\"; do case \"$a\" in --downloaddir=*) d=${a#--downloaddir=}; for f in \"$d\"/*.rpm; do [ -f \"$f\" ] && s=$(stat -c %s \"$f\") && printf X | dd of=\"$f\" bs=1 seek=$((s-40)) conv=notrunc 2>/dev/null && echo tampered >> /root/tampered; done;; esac; done\nexit $rc\n";
+    u.sandbox
+        .write_file_mode("/usr/bin/dnf-3", wrapper, 0o755)
+        .unwrap();
+}
+
 const YUM_ROWS: &[Row] = &[
-    Row {
-        installed: &[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")],
-        steps: &[
-            Step::new(&["status", "--json"], 0).json(&[("family", "yum")]),
-            Step::new(&["check"], 100),
-            Step::new(&["update"], 0),
-        ],
-        expect: &[(CLIENT, Some("1.7.1-1")), (REALTIME, Some("1.7.1-1"))],
-        changed: &[CLIENT, REALTIME],
-        helper_log: &["install -y --downloadonly --downloaddir="],
-        // yum's command line: no --verbose (that is dnf's).
-        helper_log_lacks: &["--verbose"],
-        ..Row::new(
-            "yum_on_centos_7_updates_through_the_yum_command_line",
-            "patchman",
-        )
-    },
-    Row {
-        installed: &[(CLIENT, "1.7.1-1")],
-        steps: &[Step::new(&["update"], 1).stderr(&["manual upgrade required"])],
-        ..Row::new("yum_a_new_dependency_missing_is_refused", "newdep")
-    },
+    Row::new(
+        "yum_on_centos_7_updates_through_the_yum_command_line",
+        "patchman",
+    )
+    .installed(&[(CLIENT, "1.7.0-1"), (REALTIME, "1.7.0-1")])
+    .steps(&[
+        Step::new(&["status", "--json"], 0).json(&[("family", "yum")]),
+        Step::check(100),
+        Step::update(0),
+    ])
+    .updates_to(&[(CLIENT, "1.7.1-1"), (REALTIME, "1.7.1-1")])
+    .helper_log(&["install -y --downloadonly --downloaddir="])
+    // yum's command line: no --verbose (that is dnf's).
+    .helper_log_lacks(&["--verbose"]),
+    Row::new("yum_a_new_dependency_missing_is_refused", "newdep")
+        .installed(&[(CLIENT, "1.7.1-1")])
+        .steps(&[Step::update(1).stderr(&["manual upgrade required"])])
+        .unchanged(),
 ];
 
 #[test]

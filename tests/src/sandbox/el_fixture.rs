@@ -13,9 +13,9 @@
 //!
 //! | package                    | version     | requires                       | note |
 //! |----------------------------|-------------|--------------------------------|------|
-//! | `patchman-client`          | `1.6.9-1`   |                                | below the 1.7.0-1 gate; [`CONFFILE_OLD`] |
-//! | `patchman-client`          | `1.7.0-1`   |                                | [`CONFFILE_OLD`] |
-//! | `patchman-client`          | `1.7.1-1`   |                                | [`CONFFILE_NEW`] |
+//! | `patchman-client`          | `1.6.9-1`   |                                | below the 1.7.0-1 gate; [`CONFFILE_OLD`](super::fixture::CONFFILE_OLD) |
+//! | `patchman-client`          | `1.7.0-1`   |                                | [`CONFFILE_OLD`](super::fixture::CONFFILE_OLD) |
+//! | `patchman-client`          | `1.7.1-1`   |                                | [`CONFFILE_NEW`](super::fixture::CONFFILE_NEW) |
 //! | `patchman-client`          | `1.7.2-1`   | `libpatchman-new >= 1.0`       | a new dependency |
 //! | `patchman-client`          | `1:1.2.7-1` |                                | epoch: newer than all the above |
 //! | `patchman-client`          | `9.9.9-1`   |                                | only in the `other` repository |
@@ -54,8 +54,8 @@ use anyhow::{Context, Result};
 
 use super::apt_repo::{GpgHome, SigningKey};
 use super::fixture::{
-    postinst_log_line, CLIENT, CLIENT_VERSIONS, CONFFILE, CONFFILE_NEW, CONFFILE_OLD, NEW_DEP,
-    REALTIME, REALTIME_VERSIONS,
+    package_set, postinst_log_line, FixturePackage, CLIENT, CLIENT_VERSIONS, NEW_DEP, REALTIME,
+    REALTIME_VERSIONS,
 };
 use super::rpm::{build_rpms, export_armored, sign_rpms, RpmSpec};
 use super::rpm_repo::{build_rpm_repo, RpmRepo};
@@ -166,42 +166,29 @@ pub fn el_fixture() -> &'static ElFixture {
     super::built_once(&FIXTURE, "the EL test fixture", build_fixture)
 }
 
-fn post(package: &str, version: &str) -> String {
-    postinst_log_line(package, version, "$1")
+impl FixturePackage for RpmSpec {
+    fn package(name: &str, version: &str) -> Self {
+        RpmSpec::new(name, version)
+            .file(
+                &format!("/usr/share/{name}/VERSION"),
+                &format!("{version}\n"),
+            )
+            .post(&postinst_log_line(name, version, "$1"))
+    }
+
+    fn needs(self, name: &str, op: &str, version: &str) -> Self {
+        self.requires(&format!("{name} {op} {version}"))
+    }
+
+    fn config(self, path: &str, contents: &str) -> Self {
+        self.config_file(path, contents)
+    }
 }
 
+/// The fixtures' package set ([`package_set`]) and the base package of
+/// each release.
 fn specs() -> Vec<RpmSpec> {
-    let mut specs = Vec::new();
-    for v in CLIENT_VERSIONS {
-        let conffile = match *v {
-            "1.6.9-1" | "1.7.0-1" => CONFFILE_OLD,
-            _ => CONFFILE_NEW,
-        };
-        let mut s = RpmSpec::new(CLIENT, v)
-            .config_file(CONFFILE, conffile)
-            .file("/usr/share/patchman-client/VERSION", &format!("{v}\n"))
-            .post(&post(CLIENT, v));
-        if *v == "1.7.2-1" {
-            s = s.requires(&format!("{NEW_DEP} >= 1.0"));
-        }
-        specs.push(s);
-    }
-    for v in REALTIME_VERSIONS {
-        specs.push(
-            RpmSpec::new(REALTIME, v)
-                .requires(&format!("{CLIENT} = {v}"))
-                .file(
-                    "/usr/share/patchman-client-realtime/VERSION",
-                    &format!("{v}\n"),
-                )
-                .post(&post(REALTIME, v)),
-        );
-    }
-    specs.push(
-        RpmSpec::new(NEW_DEP, "1.0-1")
-            .file("/usr/share/libpatchman-new/VERSION", "1.0-1\n")
-            .post(&post(NEW_DEP, "1.0-1")),
-    );
+    let mut specs: Vec<RpmSpec> = package_set();
     for n in RELEASEVERS {
         specs.push(
             RpmSpec::new(EL_BASE, &format!("{n}-1"))

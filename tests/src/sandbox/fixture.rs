@@ -145,11 +145,6 @@ pub fn apt_fixture() -> &'static AptFixture {
     super::built_once(&FIXTURE, "the apt test fixture", build_fixture)
 }
 
-fn postinst(package: &str, version: &str) -> String {
-    let log = postinst_log_line(package, version, "$*");
-    format!("#!/bin/sh\nset -e\n{log}\n")
-}
-
 /// The shell lines of a maintainer script that append `<package>
 /// <version> <args>` to [`POSTINST_LOG`] (`args` is the script's own, as
 /// the shell writes them: `$*` for dpkg's, `$1` for rpm's count), with no
@@ -161,45 +156,62 @@ pub fn postinst_log_line(package: &str, version: &str, args: &str) -> String {
     )
 }
 
-fn client_spec(version: &str) -> DebSpec {
-    let conffile = match version {
-        "1.6.9-1" | "1.7.0-1" => CONFFILE_OLD,
-        _ => CONFFILE_NEW,
-    };
-    let mut spec = DebSpec::new(CLIENT, version)
-        .conffile(CONFFILE, conffile)
-        .file(
-            "/usr/share/patchman-client/VERSION",
-            format!("{version}\n"),
-            0o644,
-        )
-        .postinst(&postinst(CLIENT, version));
-    if version == "1.7.2-1" {
-        spec = spec.depends(&format!("{NEW_DEP} (>= 1.0)"));
-    }
-    spec
+/// A package of the set both fixtures build, in its format's words: what
+/// [`package_set`] says of each package.
+pub trait FixturePackage: Sized {
+    /// `name` at `version`, holding `/usr/share/<name>/VERSION` (the
+    /// version and a newline) and a maintainer script that logs its run to
+    /// [`POSTINST_LOG`].
+    fn package(name: &str, version: &str) -> Self;
+    /// … which needs `name` at a version `op` (`=`, `>=`) `version`.
+    fn needs(self, name: &str, op: &str, version: &str) -> Self;
+    /// … with the config file `path` holding `contents`.
+    fn config(self, path: &str, contents: &str) -> Self;
 }
 
-fn specs() -> Vec<DebSpec> {
-    let mut specs: Vec<DebSpec> = CLIENT_VERSIONS.iter().map(|v| client_spec(v)).collect();
-    for v in REALTIME_VERSIONS {
-        specs.push(
-            DebSpec::new(REALTIME, v)
-                .depends(&format!("{CLIENT} (= {v})"))
-                .file(
-                    "/usr/share/patchman-client-realtime/VERSION",
-                    format!("{v}\n"),
-                    0o644,
-                )
-                .postinst(&postinst(REALTIME, v)),
-        );
+/// The packages both fixtures build: every client version (its conffile
+/// old up to 1.7.0-1, new after; 1.7.2-1 needing [`NEW_DEP`]), every
+/// realtime version (needing the client at the same version), and
+/// [`NEW_DEP`] 1.0-1.
+pub fn package_set<P: FixturePackage>() -> Vec<P> {
+    let mut set = Vec::new();
+    for v in CLIENT_VERSIONS {
+        let conffile = match *v {
+            "1.6.9-1" | "1.7.0-1" => CONFFILE_OLD,
+            _ => CONFFILE_NEW,
+        };
+        let mut client = P::package(CLIENT, v).config(CONFFILE, conffile);
+        if *v == "1.7.2-1" {
+            client = client.needs(NEW_DEP, ">=", "1.0");
+        }
+        set.push(client);
     }
-    specs.push(
-        DebSpec::new(NEW_DEP, "1.0-1")
-            .file("/usr/share/libpatchman-new/VERSION", "1.0-1\n", 0o644)
-            .postinst(&postinst(NEW_DEP, "1.0-1")),
-    );
-    specs
+    for v in REALTIME_VERSIONS {
+        set.push(P::package(REALTIME, v).needs(CLIENT, "=", v));
+    }
+    set.push(P::package(NEW_DEP, "1.0-1"));
+    set
+}
+
+impl FixturePackage for DebSpec {
+    fn package(name: &str, version: &str) -> Self {
+        let log = postinst_log_line(name, version, "$*");
+        DebSpec::new(name, version)
+            .file(
+                &format!("/usr/share/{name}/VERSION"),
+                format!("{version}\n"),
+                0o644,
+            )
+            .postinst(&format!("#!/bin/sh\nset -e\n{log}\n"))
+    }
+
+    fn needs(self, name: &str, op: &str, version: &str) -> Self {
+        self.depends(&format!("{name} ({op} {version})"))
+    }
+
+    fn config(self, path: &str, contents: &str) -> Self {
+        self.conffile(path, contents)
+    }
 }
 
 fn build_fixture() -> Result<AptFixture> {
@@ -208,7 +220,7 @@ fn build_fixture() -> Result<AptFixture> {
     std::fs::create_dir_all(&debs_dir)?;
 
     // The packages, built two at a time (dpkg-deb is the slow part).
-    let specs = specs();
+    let specs: Vec<DebSpec> = package_set();
     let built: Vec<Result<PathBuf>> = std::thread::scope(|s| {
         let handles: Vec<_> = specs
             .chunks(specs.len().div_ceil(2))

@@ -27,6 +27,19 @@ pub const HELPER: &str = "/usr/sbin/patchman-helper";
 pub const AGENT: &str = "/usr/bin/patchman-agent";
 pub const USER: &str = "patchman";
 pub const PACKAGE: &str = "patchman-client";
+/// The versions the installed-package tiers build: the one installed at
+/// the start, and the one published.
+pub const X: &str = "1.7.0-1";
+pub const X1: &str = "1.7.1-1";
+/// The packages' configuration file.
+pub const CONFIG_PATH: &str = "/etc/patchman/patchman.ini";
+/// No check for an hour after a (re)start or reload, and no jitter: the
+/// test decides when the helper is asked.
+pub const QUIET_CONFIG: &str = "[updates]\nrepository = patchman\ninterval = 1h\njitter = 0s\n";
+pub const AGENT_UNIT: &str = "patchman-agent.service";
+/// Generous bounds: a loaded 2-core CI machine runs several sandboxes.
+pub const UPDATE_WITHIN: Duration = Duration::from_secs(90);
+pub const SETTLE_WITHIN: Duration = Duration::from_secs(60);
 
 /// The helper as systemd's socket would run it: started again (here at
 /// once) whenever it exits, e.g. after the update that replaced it.

@@ -29,8 +29,8 @@ use patchman_tests::container::{Container, SHARED};
 use patchman_tests::installed::wait_until;
 use patchman_tests::installed::{
     apt_setup, dnf_setup, exe_inode, inode_inside, installed, repack_deb, signing_key,
-    start_daemon, work_dir, Family, HelperSupervisor, Installed, AGENT, HELPER, PACKAGE,
-    STOP_WITHIN, USER,
+    start_daemon, work_dir, Family, HelperSupervisor, Installed, AGENT, AGENT_UNIT, CONFIG_PATH,
+    HELPER, PACKAGE, SETTLE_WITHIN, STOP_WITHIN, UPDATE_WITHIN, USER, X, X1,
 };
 use patchman_tests::sandbox::apt_repo::{
     build_repo, native_arch, AptRepo, GpgHome, RepoLayout, RepoSpec, SigningKey,
@@ -42,17 +42,12 @@ use patchman_tests::sdtests::Run;
 use patchman_tests::updater::Updater;
 use patchman_tests::{apt_fixture, attack_support, cmd, host_package_state, packages, Sandbox};
 
-const X: &str = "1.7.0-1";
-const X1: &str = "1.7.1-1";
+/// The healthy release after the broken one.
 const X2: &str = "1.7.2-1";
-const CONFIG_PATH: &str = "/etc/patchman/patchman.ini";
 const PROBATION_S: u64 = 20;
 const RESCUE: &str = "/var/lib/patchman-helper/rescue/patchman-helper";
 const RECORD: &str = "/var/lib/patchman-helper/probation";
 const KEPT: &str = "/var/lib/patchman-helper/kept";
-/// Generous bounds: a loaded 2-core CI machine runs several sandboxes.
-const UPDATE_WITHIN: Duration = Duration::from_secs(90);
-const SETTLE_WITHIN: Duration = Duration::from_secs(60);
 
 /// `refresh_interval = 0s`: the scenarios publish releases seconds apart,
 /// and the daemon's checks must see each at once (the default, at most one
@@ -531,7 +526,6 @@ fn realtime_rolls_back_together_with_the_client_in_one_dpkg_run() {
     s.finish();
 }
 
-const AGENT_UNIT: &str = "patchman-agent.service";
 const SOCKET: &str = "/run/patchman/helper.sock";
 /// The outside check's bound: the previous version back within 4 minutes
 /// of the update.

@@ -24,22 +24,16 @@ use std::time::{Duration, Instant};
 use patchman_tests::installed::wait_until;
 use patchman_tests::installed::{
     apt_setup, dnf_setup, exe_inode, inode_inside, installed, start_daemon, work_dir, Family,
-    HelperSupervisor, Installed, AGENT, HELPER, PACKAGE, STOP_WITHIN, USER,
+    HelperSupervisor, Installed, AGENT, CONFIG_PATH, HELPER, PACKAGE, QUIET_CONFIG, SETTLE_WITHIN,
+    STOP_WITHIN, UPDATE_WITHIN, USER, X, X1,
 };
 use patchman_tests::sdtests::Run;
 use patchman_tests::{packages, workspace_bin};
 
-/// The installed version, and the one the repository offers.
-const X: &str = "1.7.0-1";
-const X1: &str = "1.7.1-1";
-const CONFIG_PATH: &str = "/etc/patchman/patchman.ini";
 /// What the administrator writes over the shipped conffile.
-const CONFIG: &str = "[updates]\nrepository = patchman\ninterval = 1h\njitter = 0s\n";
+const CONFIG: &str = QUIET_CONFIG;
 /// The conffile the packages ship.
 const SHIPPED_CONFIG: &str = include_str!("../../deploy/package/patchman.ini");
-/// Generous bounds: a loaded 2-core CI machine runs several sandboxes.
-const UPDATE_WITHIN: Duration = Duration::from_secs(90);
-const SETTLE_WITHIN: Duration = Duration::from_secs(60);
 
 /// Builds the `.deb` or `.rpm` of each version from the binaries the tests
 /// use; returns their paths.

@@ -41,21 +41,15 @@ use patchman_tests::sandbox::apt_repo::{build_repo, native_arch, GpgHome, RepoLa
 use patchman_tests::sandbox::HttpServer;
 use patchman_tests::{cmd, packages};
 
+use patchman_tests::installed::{
+    AGENT_UNIT, CONFIG_PATH, PACKAGE, QUIET_CONFIG, SETTLE_WITHIN, USER, X, X1,
+};
+
 const SUITE: &str = "trixie";
-const PACKAGE: &str = "patchman-client";
-const X: &str = "1.7.0-1";
-const X1: &str = "1.7.1-1";
-const USER: &str = "patchman";
-const AGENT_UNIT: &str = "patchman-agent.service";
 const HELPER_UNIT: &str = "patchman-helper.service";
 const SOCKET_UNIT: &str = "patchman-helper.socket";
-const CONFIG_PATH: &str = "/etc/patchman/patchman.ini";
-/// No check for an hour after a (re)start or reload: the tests decide when
-/// the helper is connected to.
-const QUIET_CONFIG: &str = "[updates]\nrepository = patchman\ninterval = 1h\njitter = 0s\n";
 /// The helper's idle timeout under socket activation is 60 s.
 const IDLE_EXIT_WITHIN: Duration = Duration::from_secs(100);
-const SETTLE: Duration = Duration::from_secs(60);
 
 /// X and X+1, built once per test process from the shipped binaries, into
 /// `<target>/patchman-tests/systemd-debs` (replaced on each run).
@@ -488,7 +482,7 @@ fn install_and_keep_helper_busy(c: &Container) -> u32 {
     ])
     .unwrap();
     let mut pid = None;
-    c.wait_for("the helper to run", SETTLE, |c| {
+    c.wait_for("the helper to run", SETTLE_WITHIN, |c| {
         pid = helper_running(c)?;
         Ok(pid.is_some())
     })
@@ -616,7 +610,7 @@ fn changed_socket_settings_restart_the_socket() {
     assert_ne!(c.unit_property(SOCKET_UNIT, "Backlog").unwrap(), "77");
 
     upgrade_replaces_helper(&c, &changed, old);
-    c.wait_for("the socket restarted", SETTLE, |c| {
+    c.wait_for("the socket restarted", SETTLE_WITHIN, |c| {
         Ok(
             c.unit_property(SOCKET_UNIT, "ActiveEnterTimestampMonotonic")? != since
                 && c.active_state(SOCKET_UNIT)? == "active",
@@ -658,9 +652,11 @@ fn reinstall_after_remove_runs_both_units() {
     }
     dpkg_install(&c, X);
     for unit in [SOCKET_UNIT, AGENT_UNIT] {
-        c.wait_for(&format!("{unit} active after the reinstall"), SETTLE, |c| {
-            Ok(c.active_state(unit)? == "active")
-        })
+        c.wait_for(
+            &format!("{unit} active after the reinstall"),
+            SETTLE_WITHIN,
+            |c| Ok(c.active_state(unit)? == "active"),
+        )
         .unwrap_or_else(|e| panic!("{e}:\n{}", journal_of(&c, unit)));
         assert_enabled(&c, unit);
     }
@@ -831,7 +827,7 @@ fn self_update(variant: Variant) {
     let json = std::cell::RefCell::new(serde_json::Value::Null);
     c.wait_or_dump(
         "the restart into X+1 confirmed",
-        SETTLE,
+        SETTLE_WITHIN,
         |c| {
             let out = c.exec_as(USER, &["patchman-agent", "status", "--json"])?;
             let now: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();

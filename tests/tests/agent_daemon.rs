@@ -90,11 +90,13 @@ impl Scenario {
                 &[agent, "--socket", SOCKET, "--state-dir", STATE_DIR, "run"],
             )
             .unwrap();
-        // setpriv execs the agent in place: wait until the pid runs it.
+        // nsenter execs setpriv, which execs the agent, all in place: wait
+        // until the pid runs the agent (its argv[0]). Both wrappers' command
+        // lines also hold "run"; taking nsenter's for the agent's made the
+        // re-execution test read nsenter's image (found by CI).
         Daemon::started(child, Duration::from_secs(10), |pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                c.split(|b| *b == 0).any(|a| a == b"run") && !c.starts_with(b"setpriv")
-            })
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).next() == Some(agent.as_bytes()))
         })
     }
 

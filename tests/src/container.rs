@@ -330,6 +330,16 @@ impl Container {
         Ok(())
     }
 
+    /// What a failed wait in the container shows: the queued systemd jobs
+    /// and the whole journal (each empty when unreadable).
+    pub fn dump(&self) -> String {
+        format!(
+            "\n--- jobs\n{}\n--- journal\n{}",
+            self.run(&["systemctl", "list-jobs"]).unwrap_or_default(),
+            self.journal("short-precise", &[]).unwrap_or_default()
+        )
+    }
+
     /// Polls `f` every 200 ms until it returns `Ok(true)`, for at most
     /// `within`; an error from `f` ends the wait at once.
     pub fn wait_for(

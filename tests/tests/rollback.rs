@@ -558,10 +558,6 @@ fn container_version(c: &Container) -> Option<String> {
     (s == "install ok installed").then(|| v.to_owned())
 }
 
-fn container_journal(c: &Container) -> String {
-    c.journal("short-precise", &[]).unwrap_or_default()
-}
-
 fn container_status(c: &Container) -> Result<serde_json::Value, anyhow::Error> {
     let out = c.exec_as(USER, &[AGENT, "status", "--json"])?;
     Ok(serde_json::from_slice(&out.stdout).unwrap_or_default())
@@ -688,14 +684,14 @@ fn under_systemd(case: UnderSystemd) {
     c.wait_for(&format!("{X1} installed"), Duration::from_secs(180), |c| {
         Ok(container_version(c).as_deref() == Some(X1))
     })
-    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", container_journal(&c)));
+    .unwrap_or_else(|e| panic!("{e}{}", c.dump()));
     let t_updated = Instant::now();
     if case == UnderSystemd::BrokenAgentRebooted {
         // Mid-probation: the record written, nothing rolled back yet.
         c.wait_for("the probation record", SETTLE_WITHIN, |c| {
             Ok(c.host_path(RECORD).exists())
         })
-        .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", container_journal(&c)));
+        .unwrap_or_else(|e| panic!("{e}{}", c.dump()));
         assert_eq!(container_version(&c).as_deref(), Some(X1));
         reboot(&mut c);
         eprintln!(
@@ -708,7 +704,7 @@ fn under_systemd(case: UnderSystemd) {
         ROLLED_BACK_WITHIN.saturating_sub(t_updated.elapsed()),
         |c| Ok(container_version(c).as_deref() == Some(X)),
     )
-    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", container_journal(&c)));
+    .unwrap_or_else(|e| panic!("{e}{}", c.dump()));
     let rolled_back_after = t_updated.elapsed();
     // dpkg-query shows X before the rescue helper has confirmed and logged;
     // `-b`: after a reboot, in the boot after it.
@@ -718,14 +714,14 @@ fn under_systemd(case: UnderSystemd) {
                 .contains("rolled back; the version rolled back from is quarantined"),
         )
     })
-    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", container_journal(&c)));
+    .unwrap_or_else(|e| panic!("{e}{}", c.dump()));
 
     let mut json = serde_json::Value::Null;
     c.wait_for("the agent service active again on X", SETTLE_WITHIN, |c| {
         json = container_status(c)?;
         Ok(c.active_state(AGENT_UNIT)? == "active" && json["daemon"]["running"] == true)
     })
-    .unwrap_or_else(|e| panic!("{e}: {json}\n--- journal\n{}", container_journal(&c)));
+    .unwrap_or_else(|e| panic!("{e}: {json}{}", c.dump()));
     eprintln!("status --json after the rollback under systemd ({case:?}): {json}");
     assert_eq!(json["installed"]["client"], X, "{json}");
     assert_eq!(json["quarantined"], serde_json::json!([X1]), "{json}");
@@ -753,7 +749,7 @@ fn under_systemd(case: UnderSystemd) {
         let inode = |path: &str| c.run(&["stat", "-L", "-c", "%i", path]);
         Ok(answered && inode(&format!("/proc/{pid}/exe"))? == inode(HELPER)?)
     })
-    .unwrap_or_else(|e| panic!("{e}\n--- journal\n{}", container_journal(&c)));
+    .unwrap_or_else(|e| panic!("{e}{}", c.dump()));
 
     if case == UnderSystemd::BrokenAgent {
         // A healthy X+2: taken, confirmed, the probation cleared.
@@ -778,7 +774,7 @@ fn under_systemd(case: UnderSystemd) {
                     && !c.host_path(RECORD).exists())
             },
         )
-        .unwrap_or_else(|e| panic!("{e}: {json}\n--- journal\n{}", container_journal(&c)));
+        .unwrap_or_else(|e| panic!("{e}: {json}{}", c.dump()));
         assert_eq!(container_version(&c).as_deref(), Some(X2));
         assert_eq!(json["quarantined"], serde_json::json!([X1]), "{json}");
         drop(gpg2);
@@ -842,8 +838,8 @@ fn under_systemd_a_healthy_release_is_confirmed_after_a_reboot_during_probation(
     assert_eq!(container_version(&c).as_deref(), Some(X2));
     assert!(
         c.host_path(RECORD).exists(),
-        "no probation record:\n{}",
-        container_journal(&c)
+        "no probation record:{}",
+        c.dump()
     );
 
     reboot(&mut c);
@@ -860,7 +856,7 @@ fn under_systemd_a_healthy_release_is_confirmed_after_a_reboot_during_probation(
             .contains("probation ended");
         Ok(confirmed && json["probation"].is_null() && !c.host_path(RECORD).exists())
     })
-    .unwrap_or_else(|e| panic!("{e}: {json}\n--- journal\n{}", container_journal(&c)));
+    .unwrap_or_else(|e| panic!("{e}: {json}{}", c.dump()));
     let confirmed_after = t_updated.elapsed();
 
     // Past the deadline and the timer's OnBootSec=1min run: still X+2.

@@ -200,25 +200,6 @@ impl Run {
         self.c.poweroff().unwrap();
         self.run.finish(summary);
     }
-
-    /// [`Container::wait_for`], and on a time-out a panic that shows
-    /// `context()`, the queued jobs and the whole journal.
-    fn wait_or_dump(
-        &self,
-        what: &str,
-        within: Duration,
-        f: impl FnMut(&Container) -> Result<bool>,
-        context: impl FnOnce() -> String,
-    ) {
-        if let Err(e) = self.c.wait_for(what, within, f) {
-            panic!(
-                "{e}{}\n--- jobs\n{}\n--- journal\n{}",
-                context(),
-                self.c.run(&["systemctl", "list-jobs"]).unwrap_or_default(),
-                self.c.journal("short-precise", &[]).unwrap_or_default()
-            )
-        }
-    }
 }
 
 impl std::ops::Deref for Run {
@@ -802,12 +783,10 @@ fn self_update(variant: Variant) {
         let stopping = Instant::now();
         // The old agent exits once the helper has answered; systemd then
         // starts a new one (a new pid: no re-execution this time).
-        c.wait_or_dump(
-            "the agent restarted",
-            Duration::from_secs(45),
-            |c| Ok(c.main_pid(AGENT_UNIT)?.is_some_and(|p| p != agent) && is_active(c, AGENT_UNIT)),
-            String::new,
-        );
+        c.wait_for("the agent restarted", Duration::from_secs(45), |c| {
+            Ok(c.main_pid(AGENT_UNIT)?.is_some_and(|p| p != agent) && is_active(c, AGENT_UNIT))
+        })
+        .unwrap_or_else(|e| panic!("{e}{}", c.dump()));
         eprintln!(
             "the agent stopped and started again {:.1} s after the install went on",
             stopping.elapsed().as_secs_f64()
@@ -815,29 +794,20 @@ fn self_update(variant: Variant) {
         agent = c.main_pid(AGENT_UNIT).unwrap().expect("the agent runs");
     }
 
-    c.wait_or_dump(
-        &format!("{X1} installed"),
-        Duration::from_secs(180),
-        |c| Ok(installed_version(c).as_deref() == Some(X1)),
-        String::new,
-    );
+    c.wait_for(&format!("{X1} installed"), Duration::from_secs(180), |c| {
+        Ok(installed_version(c).as_deref() == Some(X1))
+    })
+    .unwrap_or_else(|e| panic!("{e}{}", c.dump()));
     let updated_after = t0.elapsed();
 
     // The agent re-executed: same pid, same unit, the new file.
-    let json = std::cell::RefCell::new(serde_json::Value::Null);
-    c.wait_or_dump(
-        "the restart into X+1 confirmed",
-        SETTLE_WITHIN,
-        |c| {
-            let out = c.exec_as(USER, &["patchman-agent", "status", "--json"])?;
-            let now: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            let confirmed = now["restart"]["confirmed"] == true;
-            *json.borrow_mut() = now;
-            Ok(confirmed)
-        },
-        || format!(": {}", json.borrow()),
-    );
-    let json = json.into_inner();
+    let mut json = serde_json::Value::Null;
+    c.wait_for("the restart into X+1 confirmed", SETTLE_WITHIN, |c| {
+        let out = c.exec_as(USER, &["patchman-agent", "status", "--json"])?;
+        json = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        Ok(json["restart"]["confirmed"] == true)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {json}{}", c.dump()));
     eprintln!("status --json: {json}");
     assert_eq!(json["installed"]["client"], X1, "{json}");
     assert_eq!(json["restart"]["version"], X1, "{json}");
